@@ -1,0 +1,1 @@
+"""The catalog: products, images, features and labels in SQL, photos in a blob store."""

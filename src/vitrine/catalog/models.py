@@ -1,0 +1,133 @@
+"""The catalog's tables (SQLAlchemy 2): products, their images, computed features, labels.
+
+Features are tagged with the extractor or model version that made them, so that a new
+model can recompute them beside the old ones; labels say whether a person or a model
+set them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the shop's own id / SKU
+    title: Mapped[str | None] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[float | None] = mapped_column(Float)
+    available: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
+    )
+
+    images: Mapped[list[Image]] = relationship(
+        back_populates="product", cascade="all, delete-orphan", order_by="Image.position"
+    )
+    labels: Mapped[list[Label]] = relationship(
+        back_populates="product", cascade="all, delete-orphan"
+    )
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("product_id", "content_hash", name="uq_images_product_hash"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    product_id: Mapped[str] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    content_hash: Mapped[str] = mapped_column(String(64), index=True, nullable=False)  # sha256
+    blob_key: Mapped[str] = mapped_column(String(512), nullable=False)
+    format: Mapped[str] = mapped_column(String(16), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    byte_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    product: Mapped[Product] = relationship(back_populates="images")
+    features: Mapped[list[Feature]] = relationship(
+        back_populates="image", cascade="all, delete-orphan"
+    )
+
+
+class Feature(Base):
+    """One computed descriptor of one image: a float32 vector and/or a JSON summary."""
+
+    __tablename__ = "features"
+    __table_args__ = (
+        UniqueConstraint("image_id", "kind", "version", name="uq_features_image_kind_version"),
+        Index("ix_features_kind_version", "kind", "version"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # embedding, color, ...
+    version: Mapped[str] = mapped_column(String(96), nullable=False)  # extractor / model version
+    dim: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, little-endian
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    image: Mapped[Image] = relationship(back_populates="features")
+
+
+class Label(Base):
+    """A value of one of the shop's label fields for a product; human labels win."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("product_id", "field", "source", name="uq_labels_product_field_source"),
+        Index("ix_labels_field_value", "field", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    product_id: Mapped[str] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    field: Mapped[str] = mapped_column(String(128), nullable=False)
+    value: Mapped[str] = mapped_column(String(256), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # human | model
+    confidence: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    product: Mapped[Product] = relationship(back_populates="labels")

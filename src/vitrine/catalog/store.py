@@ -1,0 +1,274 @@
+"""The catalog store: reads and batched writes of products, images, features and labels.
+
+Bulk paths use SQLAlchemy Core (one statement per batch); the same code runs on
+SQLite and PostgreSQL, using each one's ``INSERT ... ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Insert, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
+
+EMBEDDING_KIND = "embedding"
+
+
+@dataclass
+class ProductRecord:
+    """A product as a shop describes it; ``attributes`` holds its free fields."""
+
+    id: str
+    title: str | None = None
+    description: str | None = None
+    price: float | None = None
+    available: bool = True
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureRecord:
+    kind: str
+    version: str
+    vector: np.ndarray | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class ImageRecord:
+    product_id: str
+    content_hash: str
+    blob_key: str
+    format: str
+    width: int
+    height: int
+    byte_size: int
+    is_primary: bool = True
+    position: int = 0
+    features: list[FeatureRecord] = field(default_factory=list)
+
+
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def bytes_to_vector(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+class CatalogStore:
+    """All database access of the catalog goes through here."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    def _insert(self, model: type) -> Insert:
+        table = model.__table__  # type: ignore[attr-defined]
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        if self._dialect == "sqlite":
+            return sqlite.insert(table)
+        raise RuntimeError(f"database dialect {self._dialect!r} is not supported")
+
+    # -- products ---------------------------------------------------------------------
+
+    def upsert_products(self, records: Sequence[ProductRecord]) -> None:
+        if not records:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "id": r.id,
+                "title": r.title,
+                "description": r.description,
+                "price": r.price,
+                "available": r.available,
+                "attributes": r.attributes,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in records
+        ]
+        stmt = self._insert(Product)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                name: getattr(stmt.excluded, name)
+                for name in ("title", "description", "price", "available", "attributes", "updated_at")
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def get_product(self, product_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Product.__table__).where(Product.id == product_id)).first()
+            if row is None:
+                return None
+            product = dict(row._mapping)
+            images = conn.execute(
+                select(Image.__table__)
+                .where(Image.product_id == product_id)
+                .order_by(Image.is_primary.desc(), Image.position)
+            ).all()
+            product["images"] = [dict(i._mapping) for i in images]
+            for image in product["images"]:
+                feats = conn.execute(
+                    select(Feature.kind, Feature.version, Feature.dim, Feature.data).where(
+                        Feature.image_id == image["id"]
+                    )
+                ).all()
+                image["features"] = [dict(f._mapping) for f in feats]
+            return product
+
+    def product_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(Product.id)))
+
+    def count_products(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
+
+    def iter_attributes(self, batch: int = 10_000) -> Iterator[tuple[str, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(
+                select(Product.id, Product.attributes, Product.price, Product.available)
+            )
+            for pid, attributes, price, available in result:
+                merged = dict(attributes or {})
+                if price is not None:
+                    merged.setdefault("price", price)
+                merged.setdefault("available", bool(available))
+                yield pid, merged
+
+    def delete_product(self, product_id: str) -> bool:
+        with self.engine.begin() as conn:
+            image_ids = select(Image.id).where(Image.product_id == product_id)
+            conn.execute(delete(Feature).where(Feature.image_id.in_(image_ids)))
+            conn.execute(delete(Image).where(Image.product_id == product_id))
+            conn.execute(delete(Label).where(Label.product_id == product_id))
+            return conn.execute(delete(Product).where(Product.id == product_id)).rowcount > 0
+
+    # -- images and features ----------------------------------------------------------
+
+    def image_keys(self) -> set[tuple[str, str]]:
+        """Every stored (product id, content hash): what an import can skip."""
+        with self.engine.connect() as conn:
+            return {(p, h) for p, h in conn.execute(select(Image.product_id, Image.content_hash))}
+
+    def add_images(self, records: Sequence[ImageRecord]) -> int:
+        """Store images with their features in one transaction; returns how many were new.
+
+        An image already stored for the same product (same content hash) is skipped. A
+        new primary image demotes the product's previous primary.
+        """
+        if not records:
+            return 0
+        now = utcnow()
+        with self.engine.begin() as conn:
+            primaries = sorted({r.product_id for r in records if r.is_primary})
+            if primaries:
+                conn.execute(
+                    update(Image).where(Image.product_id.in_(primaries)).values(is_primary=False)
+                )
+            stmt = (
+                self._insert(Image)
+                .on_conflict_do_nothing(index_elements=["product_id", "content_hash"])
+                .returning(Image.id, Image.product_id, Image.content_hash)
+            )
+            rows = [
+                {
+                    "product_id": r.product_id,
+                    "content_hash": r.content_hash,
+                    "blob_key": r.blob_key,
+                    "format": r.format,
+                    "width": r.width,
+                    "height": r.height,
+                    "byte_size": r.byte_size,
+                    "is_primary": r.is_primary,
+                    "position": r.position,
+                    "created_at": now,
+                }
+                for r in records
+            ]
+            inserted: dict[tuple[str, str], int] = {}
+            for row in conn.execute(stmt, rows):
+                inserted[(row.product_id, row.content_hash)] = row.id
+            # Re-sent images keep their row: promote them back when they are the primary.
+            existing = [r for r in records if (r.product_id, r.content_hash) not in inserted]
+            for r in existing:
+                if r.is_primary:
+                    conn.execute(
+                        update(Image)
+                        .where(and_(Image.product_id == r.product_id,
+                                    Image.content_hash == r.content_hash))
+                        .values(is_primary=True)
+                    )
+            feature_rows = [
+                {
+                    "image_id": inserted[(r.product_id, r.content_hash)],
+                    "kind": f.kind,
+                    "version": f.version,
+                    "dim": 0 if f.vector is None else int(f.vector.size),
+                    "vector": None if f.vector is None else vector_to_bytes(f.vector),
+                    "data": f.data,
+                    "created_at": now,
+                }
+                for r in records
+                if (r.product_id, r.content_hash) in inserted
+                for f in r.features
+            ]
+            if feature_rows:
+                conn.execute(self._insert(Feature).on_conflict_do_nothing(), feature_rows)
+        return len(inserted)
+
+    def primary_vectors(
+        self, kind: str, version: str, product_ids: Iterable[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """The ``kind`` vectors of every product's primary image, as (ids, matrix)."""
+        query = (
+            select(Image.product_id, Feature.vector)
+            .join(Feature, Feature.image_id == Image.id)
+            .where(Image.is_primary, Feature.kind == kind, Feature.version == version)
+            .order_by(Image.product_id)
+        )
+        if product_ids is not None:
+            query = query.where(Image.product_id.in_(list(product_ids)))
+        ids: list[str] = []
+        chunks: list[np.ndarray] = []
+        with self.engine.connect() as conn:
+            for pid, blob in conn.execution_options(yield_per=10_000).execute(query):
+                ids.append(pid)
+                chunks.append(np.frombuffer(blob, dtype="<f4"))
+        if not chunks:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return ids, np.vstack(chunks).astype(np.float32, copy=False)
+
+    def primary_feature_data(self, product_id: str, kind: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                select(Feature.data)
+                .join(Image, Feature.image_id == Image.id)
+                .where(Image.product_id == product_id, Image.is_primary, Feature.kind == kind)
+                .order_by(Feature.id.desc())
+                .limit(1)
+            )
+
+    def fingerprint(self, version: str) -> str:
+        """Changes whenever the set of primary embeddings of ``version`` changes."""
+        with self.engine.connect() as conn:
+            count, max_id = conn.execute(
+                select(func.count(Feature.id), func.max(Feature.id))
+                .join(Image, Feature.image_id == Image.id)
+                .where(Image.is_primary, Feature.kind == EMBEDDING_KIND, Feature.version == version)
+            ).one()
+            products, updated = conn.execute(
+                select(func.count(Product.id), func.max(Product.updated_at))
+            ).one()
+        return f"{version}|{count}|{max_id}|{products}|{updated}"

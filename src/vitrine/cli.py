@@ -1,0 +1,242 @@
+"""The ``vitrine`` command line: import, analyze, search, serve and maintain."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vitrine.config import ConfigError, load_settings
+
+app = typer.Typer(
+    help="Vitrine: visual intelligence for e-commerce catalogs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+model_app = typer.Typer(help="The CNN: export, quantize.", no_args_is_help=True)
+index_app = typer.Typer(help="The visual index.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(index_app, name="index")
+app.add_typer(db_app, name="db")
+
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option("--filter", "-f", help="Attribute filter field=value (value may be a|b); repeatable."),
+]
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _open() -> Any:
+    from vitrine.services.runtime import Vitrine
+
+    try:
+        return Vitrine(load_settings())
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _hits_json(vitrine: Any, hits: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for rank, hit in enumerate(hits, 1):
+        product = vitrine.store.get_product(hit.product_id) or {}
+        out.append(
+            {
+                "rank": rank,
+                "product_id": hit.product_id,
+                "score": round(float(hit.score), 4),
+                "title": product.get("title"),
+            }
+        )
+    return out
+
+
+@app.command("import-catalog")
+def import_catalog_cmd(
+    csv_path: Annotated[Path, typer.Argument(help="Products CSV (one row per product).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder the image paths are relative to.")],
+    id_column: Annotated[str, typer.Option(help="Column with the product id / SKU.")] = "id",
+    image_path: Annotated[
+        str | None,
+        typer.Option(help="Image path template, e.g. '{id}.jpg' or '{article_id[:3]}/{article_id}.jpg'."),
+    ] = None,
+    image_column: Annotated[str | None, typer.Option(help="Column holding each image path.")] = None,
+    title_column: Annotated[str | None, typer.Option(help="Column with the title.")] = None,
+    price_column: Annotated[str | None, typer.Option(help="Column with the price.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Import at most this many rows.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (0: none).")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write the rejects CSV.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import products and their photos from a CSV; resumable, bad rows reported."""
+    from vitrine.jobs.bulk_import import import_catalog
+    from vitrine.jobs.catalog_source import ColumnMapping
+
+    if not csv_path.is_file():
+        _fail(f"{csv_path}: no such CSV file")
+    if not images.is_dir():
+        _fail(f"{images}: no such image folder")
+    mapping = ColumnMapping(
+        id_column=id_column,
+        image_path=image_path,
+        image_column=image_column,
+        title_column=title_column,
+        price_column=price_column,
+    )
+    vitrine = _open()
+    try:
+        report = import_catalog(
+            vitrine, csv_path, images, mapping, workers=workers, limit=limit,
+            rejects_path=rejects, progress=progress,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        vitrine.close()
+    summary = report.to_json()
+    summary["first_rejects"] = [
+        {"line": r.line, "product_id": r.product_id, "reason": r.reason} for r in report.rejected[:10]
+    ]
+    _print_json(summary)
+
+
+@app.command()
+def analyze(image: Annotated[Path, typer.Argument(help="An image file.")]) -> None:
+    """Print every feature of one photo as JSON."""
+    from vitrine.vision.decode import ImageDecodeError, read_image_bytes
+
+    vitrine = _open()
+    try:
+        analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
+    except ImageDecodeError as exc:
+        _fail(str(exc))
+    _print_json(analysis.to_json())
+
+
+@app.command()
+def search(
+    image: Annotated[Path, typer.Argument(help="A query photo.")],
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
+    filter: FilterOption = None,  # noqa: A002 - the option is called --filter
+) -> None:
+    """Find the catalog products that look most like a photo."""
+    from vitrine.vision.decode import ImageDecodeError, read_image_bytes
+
+    vitrine = _open()
+    try:
+        analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
+        hits = vitrine.search.search(analysis.embedding, k, filter)
+    except (ImageDecodeError, ValueError) as exc:
+        _fail(str(exc))
+    _print_json({"query": str(image), "results": _hits_json(vitrine, hits)})
+
+
+@app.command()
+def similar(
+    product_id: Annotated[str, typer.Argument(help="A product id in the catalog.")],
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
+    filter: FilterOption = None,  # noqa: A002
+) -> None:
+    """Products that look most like a product of the catalog."""
+    from vitrine.services.visual_search import UnknownProductError
+
+    vitrine = _open()
+    try:
+        hits = vitrine.search.similar(product_id, k, filter)
+    except UnknownProductError:
+        _fail(f"product {product_id!r} is not in the catalog (or has no photo)")
+    except ValueError as exc:
+        _fail(str(exc))
+    _print_json({"product_id": product_id, "results": _hits_json(vitrine, hits)})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Start the HTTP service."""
+    import uvicorn
+
+    from vitrine.api.app import create_app
+
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
+
+
+@model_app.command("export")
+def model_export() -> None:
+    """Export the CNN to ONNX (done automatically on first use)."""
+    from vitrine.vision.embedding import export_onnx
+
+    settings = load_settings()
+    typer.echo(str(export_onnx(settings.model_dir)))
+
+
+@model_app.command("quantize")
+def model_quantize(
+    images: Annotated[Path, typer.Option("--images", help="Folder of real product photos.")],
+    limit: Annotated[int, typer.Option(help="Calibration photos to use.")] = 256,
+) -> None:
+    """Make the int8 model, calibrated on the shop's own photos (set VITRINE_EMBEDDING_PRECISION=int8)."""
+    from vitrine.vision.decode import ImageDecodeError, decode_image
+    from vitrine.vision.embedding import quantize_int8
+
+    settings = load_settings()
+    files = sorted(p for p in images.rglob("*") if p.is_file())
+
+    def photos() -> Any:
+        used = 0
+        for path in files:
+            if used >= limit:
+                return
+            try:
+                yield decode_image(path, max_side=320).rgb
+                used += 1
+            except ImageDecodeError as exc:
+                typer.echo(f"skipped {exc}", err=True)
+
+    typer.echo(str(quantize_int8(settings.model_dir, photos(), max_images=limit)))
+
+
+@index_app.command("rebuild")
+def index_rebuild() -> None:
+    """Rebuild the visual index from the database."""
+    vitrine = _open()
+    vitrine.search.rebuild()
+    _print_json({"indexed": len(vitrine.search), "kind": vitrine.search.vectors.kind})
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (also done on every start)."""
+    vitrine = _open()
+    typer.echo(f"database at {vitrine.engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Vitrine's configuration, in one place.
+
+Every setting has a default that works on a laptop with no server. A setting is
+overridden, in increasing priority, by a TOML file (``VITRINE_CONFIG``, or
+``vitrine.toml`` in the working directory when present) and by an environment
+variable ``VITRINE_<NAME>`` (for example ``VITRINE_HOME=/srv/vitrine``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+ENV_PREFIX = "VITRINE_"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of Vitrine's settings; see README "Configuration" for what each does."""
+
+    home: Path = Path("var")
+    database_url: str = ""  # default: SQLite in ``home``
+    blob_url: str = ""  # default: a directory in ``home``
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Image intake limits.
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+    # Deep embedding.
+    embedding_precision: Literal["fp32", "int8"] = "fp32"
+    embedding_threads: int = 0  # 0: all cores
+    embedding_batch_size: int = 32
+    top_labels: int = 5
+
+    # Visual index.
+    index_hnsw_threshold: int = 20_000
+    index_hnsw_m: int = 32
+    index_ef_construction: int = 200
+    index_ef_search: int = 128
+
+    # Bulk import.
+    import_workers: int = 0  # 0: one per core
+    import_db_batch: int = 256
+
+    config_file: Path | None = field(default=None, compare=False)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'vitrine.db').resolve()}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        if self.blob_url:
+            return self.blob_url
+        return (self.home / "blobs").resolve().as_uri()
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    """Turn a TOML or environment value into the type the setting declares."""
+    try:
+        if target is Path or target == Path | None:
+            return Path(str(raw)).expanduser()
+        if target is int:
+            return int(raw)
+        if target is bool:
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if getattr(target, "__origin__", None) is Literal:
+            if raw not in target.__args__:
+                allowed = ", ".join(map(str, target.__args__))
+                raise ConfigError(f"setting {name!r} must be one of {allowed}, got {raw!r}")
+            return raw
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"setting {name!r}: cannot read {raw!r} ({exc})") from exc
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build the settings from defaults, an optional TOML file and ``VITRINE_*`` variables."""
+    env = os.environ if env is None else env
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+
+    path = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in env else None)
+    if path is None and Path("vitrine.toml").is_file():
+        path = Path("vitrine.toml")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        section = data.get("vitrine", data)
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {', '.join(unknown)}")
+        values.update({k: _coerce(k, v, hints[k]) for k, v in section.items()})
+        values["config_file"] = path
+
+    for f in fields(Settings):
+        key = ENV_PREFIX + f.name.upper()
+        if key in env and f.name != "config_file":
+            values[f.name] = _coerce(f.name, env[key], hints[f.name])
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Bulk and background jobs: catalog import."""

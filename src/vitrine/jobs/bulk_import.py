@@ -1,0 +1,295 @@
+"""Bulk catalog import: a CSV and a folder of photos into the catalog, the index and the blob store.
+
+Pipelined: worker processes read, hash, decode and describe photos and store them in
+the blob store; the main process batches the CNN, writes the database in batches and
+updates the index. Resumable: a photo already stored for its product (same content
+hash) is skipped. A bad row or photo is reported, never fatal: the rest is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
+from vitrine.catalog.store import EMBEDDING_KIND, FeatureRecord, ImageRecord, ProductRecord
+from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
+from vitrine.services.runtime import Vitrine
+from vitrine.vision.analyzer import ImageAnalysis, PreparedImage, content_hash, prepare
+from vitrine.vision.decode import DecodeLimits, ImageDecodeError, read_image_bytes
+from vitrine.vision.features import FEATURE_VERSION
+
+# Below this many rows, worker start-up costs more than it saves.
+MIN_ROWS_FOR_POOL = 48
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    skipped: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rejects_file: Path | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.imported / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "skipped_already_imported": self.skipped,
+            "rejected": len(self.rejected),
+            "seconds": round(self.seconds, 2),
+            "images_per_second": round(self.images_per_second, 1),
+            "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
+            "rejects_file": str(self.rejects_file) if self.rejects_file else None,
+        }
+
+
+@dataclass
+class _Task:
+    line: int
+    product_id: str
+    path: str
+
+
+@dataclass
+class _Outcome:
+    line: int
+    product_id: str
+    prepared: PreparedImage | None = None
+    blob_key: str | None = None
+    skipped: bool = False
+    error: str | None = None
+    source: str = ""
+
+
+# -- worker side ----------------------------------------------------------------------
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(known: set[tuple[str, str]], limits: DecodeLimits, blob_url: str) -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+    _worker_state.update(known=known, limits=limits, blobs=open_blob_store(blob_url))
+
+
+def _prepare_task(task: _Task) -> _Outcome:
+    known: set[tuple[str, str]] = _worker_state["known"]
+    limits: DecodeLimits = _worker_state["limits"]
+    blobs: BlobStore = _worker_state["blobs"]
+    try:
+        data = read_image_bytes(Path(task.path), limits)
+        digest = content_hash(data)
+        if (task.product_id, digest) in known:
+            return _Outcome(task.line, task.product_id, skipped=True)
+        prepared = prepare(data, task.path, limits)
+        key = image_key(digest, prepared.format)
+        if not blobs.exists(key):
+            blobs.put(key, data)
+        return _Outcome(task.line, task.product_id, prepared=prepared, blob_key=key)
+    except ImageDecodeError as exc:
+        return _Outcome(task.line, task.product_id, error=exc.reason, source=task.path)
+    except Exception as exc:  # one broken photo must never stop the import
+        return _Outcome(
+            task.line, task.product_id, error=f"{type(exc).__name__}: {exc}", source=task.path
+        )
+
+
+# -- main side ------------------------------------------------------------------------
+
+
+def _count_rows(csv_path: Path) -> int:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
+def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> ImageRecord:
+    """The rows that store one analysed photo and all of its features."""
+    p = analysis.prepared
+    vectors = p.features.vectors()
+    features = [
+        FeatureRecord(
+            kind=EMBEDDING_KIND,
+            version=analysis.model_version,
+            vector=analysis.embedding,
+            data={"labels": [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]},
+        ),
+        FeatureRecord(kind="summary", version=FEATURE_VERSION, data=p.features.summary()),
+    ]
+    features += [
+        FeatureRecord(kind=kind, version=FEATURE_VERSION, vector=vector)
+        for kind, vector in vectors.items()
+    ]
+    return ImageRecord(
+        product_id=product_id,
+        content_hash=p.content_hash,
+        blob_key=blob_key,
+        format=p.format,
+        width=p.width,
+        height=p.height,
+        byte_size=p.byte_size,
+        is_primary=True,
+        features=features,
+    )
+
+
+class _Writer:
+    """Batches the CNN, database and index writes of the main process."""
+
+    def __init__(self, vitrine: Vitrine, report: ImportReport) -> None:
+        self.vitrine = vitrine
+        self.report = report
+        self.embed_batch = vitrine.settings.embedding_batch_size
+        self.db_batch = vitrine.settings.import_db_batch
+        self.pending: list[tuple[ProductRecord, _Outcome]] = []
+        self.products: list[ProductRecord] = []
+        self.images: list[ImageRecord] = []
+        self.vectors: list[tuple[str, np.ndarray]] = []
+
+    def add(self, product: ProductRecord, outcome: _Outcome) -> None:
+        if outcome.skipped:
+            self.products.append(product)
+            self.report.skipped += 1
+        else:
+            assert outcome.prepared is not None
+            for stage, seconds in outcome.prepared.timings.items():
+                self.report.stage_seconds[stage] += seconds
+            self.pending.append((product, outcome))
+            if len(self.pending) >= self.embed_batch:
+                self._embed()
+        if len(self.products) >= self.db_batch:
+            self.flush()
+
+    def _embed(self) -> None:
+        if not self.pending:
+            return
+        t0 = time.perf_counter()
+        analyses = self.vitrine.analyzer.complete([o.prepared for _, o in self.pending])  # type: ignore[misc]
+        self.report.stage_seconds["embedding"] += time.perf_counter() - t0
+        for (product, outcome), analysis in zip(self.pending, analyses, strict=True):
+            self.products.append(product)
+            self.images.append(image_records(analysis, product.id, outcome.blob_key or ""))
+            self.vectors.append((product.id, analysis.embedding))
+        self.pending.clear()
+
+    def flush(self) -> None:
+        self._embed()
+        if not self.products:
+            return
+        t0 = time.perf_counter()
+        store = self.vitrine.store
+        store.upsert_products(self.products)
+        self.report.imported += store.add_images(self.images)
+        t1 = time.perf_counter()
+        ids = [pid for pid, _ in self.vectors]
+        matrix = np.stack([v for _, v in self.vectors]) if self.vectors else None
+        attributes = {p.id: {**p.attributes, "price": p.price, "available": p.available}
+                      for p in self.products}
+        self.vitrine.search.upsert(ids, matrix if matrix is not None else np.zeros((0, 0)), attributes)
+        t2 = time.perf_counter()
+        self.report.stage_seconds["database"] += t1 - t0
+        self.report.stage_seconds["index"] += t2 - t1
+        self.products, self.images, self.vectors = [], [], []
+
+
+def _write_rejects(path: Path, rejected: Iterable[RejectedRow]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "product_id", "source", "reason"])
+        for r in rejected:
+            writer.writerow([r.line, r.product_id, r.source, r.reason])
+
+
+def import_catalog(
+    vitrine: Vitrine,
+    csv_path: Path,
+    images_dir: Path,
+    mapping: ColumnMapping | None = None,
+    *,
+    workers: int | None = None,
+    limit: int | None = None,
+    rejects_path: Path | None = None,
+    progress: bool = True,
+) -> ImportReport:
+    """Import a catalog CSV and its photos; see the module docstring."""
+    mapping = mapping or ColumnMapping()
+    report = ImportReport()
+    started = time.perf_counter()
+    total = _count_rows(csv_path)
+    if limit is not None:
+        total = min(total, limit)
+
+    rows: dict[int, ProductRecord] = {}
+
+    def tasks() -> Iterator[_Task]:
+        for item in read_catalog(csv_path, images_dir, mapping):
+            if limit is not None and report.rows >= limit:
+                return
+            report.rows += 1
+            if isinstance(item, RejectedRow):
+                report.rejected.append(item)
+                bar.update(1)
+                continue
+            assert isinstance(item, CatalogRow)
+            rows[item.line] = item.product
+            yield _Task(item.line, item.product.id, str(item.image_path))
+
+    vitrine.search  # open (or rebuild) the index before the workers start  # noqa: B018
+    known = vitrine.store.image_keys()
+    init_args = (known, vitrine.limits, vitrine.settings.resolved_blob_url)
+    n_workers = workers if workers is not None else (vitrine.settings.import_workers or os.cpu_count() or 1)
+    writer = _Writer(vitrine, report)
+    bar = tqdm(total=total, unit="img", desc="import", disable=not progress, smoothing=0.1)
+
+    def consume(outcomes: Iterable[_Outcome]) -> None:
+        for outcome in outcomes:
+            product = rows.pop(outcome.line)
+            if outcome.error is not None:
+                report.rejected.append(
+                    RejectedRow(outcome.line, outcome.product_id, outcome.source, outcome.error)
+                )
+            else:
+                writer.add(product, outcome)
+            bar.update(1)
+
+    try:
+        if n_workers <= 0 or total < MIN_ROWS_FOR_POOL:
+            _init_worker(*init_args)
+            consume(_prepare_task(t) for t in tasks())
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(n_workers, initializer=_init_worker, initargs=init_args) as pool:
+                consume(pool.imap(_prepare_task, tasks(), chunksize=8))
+        writer.flush()
+    finally:
+        bar.close()
+        vitrine.search.save()
+
+    report.seconds = time.perf_counter() - started
+    if report.rejected:
+        report.rejects_file = rejects_path or (
+            vitrine.settings.home / "imports" / f"rejects-{csv_path.stem}-{int(time.time())}.csv"
+        )
+        _write_rejects(report.rejects_file, report.rejected)
+    return report

@@ -1,0 +1,143 @@
+"""Reading a shop's product CSV: rows to product records and the path of each photo.
+
+Every value is read as a string (ids such as ``0111565001`` keep their leading zeros).
+The photo path comes from a template over the row's columns, such as ``{id}.jpg`` or
+``{article_id[:3]}/{article_id}.jpg`` (Python-style slices), or from a column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitrine.catalog.store import ProductRecord
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)(?:\[(-?\d*):(-?\d*)\])?\}")
+TITLE_COLUMNS = ("title", "name", "productDisplayName", "prod_name")
+DESCRIPTION_COLUMNS = ("description", "detail_desc")
+PRICE_COLUMNS = ("price",)
+AVAILABLE_COLUMNS = ("available", "in_stock")
+
+
+class RowError(ValueError):
+    """A CSV row that cannot be imported; the message says why."""
+
+
+class PathTemplate:
+    """``{column}`` and ``{column[a:b]}`` placeholders filled from a row."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.columns = [m.group(1) for m in _PLACEHOLDER.finditer(template)]
+        if not self.columns:
+            raise ValueError(f"image path template {template!r} names no column, e.g. '{{id}}.jpg'")
+
+    def render(self, row: dict[str, str]) -> str:
+        def fill(match: re.Match[str]) -> str:
+            column, start, stop = match.group(1), match.group(2), match.group(3)
+            if column not in row:
+                raise RowError(f"image path template needs column {column!r}, which the CSV lacks")
+            value = row[column] or ""
+            if start is not None or stop is not None:
+                value = value[int(start) if start else None : int(stop) if stop else None]
+            return value
+
+        return _PLACEHOLDER.sub(fill, self.template)
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    line: int  # 1-based line number in the CSV, header = 1
+    product: ProductRecord
+    image_path: Path
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    product_id: str
+    source: str
+    reason: str
+
+
+@dataclass
+class ColumnMapping:
+    id_column: str = "id"
+    image_path: str | None = None  # template
+    image_column: str | None = None
+    title_column: str | None = None
+    description_column: str | None = None
+    price_column: str | None = None
+
+
+def _pick(fieldnames: list[str], explicit: str | None, candidates: tuple[str, ...]) -> str | None:
+    if explicit:
+        if explicit not in fieldnames:
+            raise ValueError(f"column {explicit!r} is not in the CSV header")
+        return explicit
+    return next((c for c in candidates if c in fieldnames), None)
+
+
+def _parse_bool(text: str) -> bool:
+    return text.strip().lower() not in {"0", "false", "no", "n", "out of stock", ""}
+
+
+def read_catalog(
+    csv_path: Path, images_dir: Path, mapping: ColumnMapping
+) -> Iterator[CatalogRow | RejectedRow]:
+    """Yield each row as a product with its photo path, or as a rejection with its reason."""
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fieldnames = list(reader.fieldnames or [])
+        if mapping.id_column not in fieldnames:
+            raise ValueError(
+                f"{csv_path}: id column {mapping.id_column!r} is not in the header "
+                f"({', '.join(fieldnames[:12])})"
+            )
+        template = PathTemplate(mapping.image_path or f"{{{mapping.id_column}}}.jpg")
+        if mapping.image_column and mapping.image_column not in fieldnames:
+            raise ValueError(f"{csv_path}: image column {mapping.image_column!r} is not in the header")
+        title = _pick(fieldnames, mapping.title_column, TITLE_COLUMNS)
+        description = _pick(fieldnames, mapping.description_column, DESCRIPTION_COLUMNS)
+        price = _pick(fieldnames, mapping.price_column, PRICE_COLUMNS)
+        available = _pick(fieldnames, None, AVAILABLE_COLUMNS)
+        special = {mapping.id_column, title, description, price, available, mapping.image_column}
+        seen: set[str] = set()
+
+        for row in reader:
+            line = reader.line_num
+            pid = (row.get(mapping.id_column) or "").strip()
+            try:
+                if None in row:
+                    raise RowError("row has more fields than the header")
+                if not pid:
+                    raise RowError(f"empty id in column {mapping.id_column!r}")
+                if pid in seen:
+                    raise RowError(f"duplicate id {pid!r} (first occurrence imported)")
+                seen.add(pid)
+                relative = (row.get(mapping.image_column) if mapping.image_column else None) or (
+                    template.render(row)
+                )
+                image_path = images_dir / relative
+                price_value: float | None = None
+                if price and row.get(price):
+                    try:
+                        price_value = float(row[price])
+                    except ValueError as exc:
+                        raise RowError(f"price {row[price]!r} is not a number") from exc
+                product = ProductRecord(
+                    id=pid,
+                    title=row.get(title) if title else None,
+                    description=row.get(description) if description else None,
+                    price=price_value,
+                    available=_parse_bool(row[available]) if available and row.get(available) else True,
+                    attributes={
+                        k: v for k, v in row.items() if k not in special and v not in (None, "")
+                    },
+                )
+                yield CatalogRow(line=line, product=product, image_path=image_path)
+            except RowError as exc:
+                yield RejectedRow(line=line, product_id=pid, source=str(csv_path), reason=str(exc))

@@ -1,0 +1,64 @@
+"""The running Vitrine: settings, database, blob store, model and index, opened once.
+
+Heavy parts (the CNN, the index) are opened on first use, so that commands which do
+not need them start fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from vitrine.catalog.blobs import BlobStore, open_blob_store
+from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.store import CatalogStore
+from vitrine.config import Settings, load_settings
+from vitrine.services.visual_search import VisualSearch
+from vitrine.vision.analyzer import ImageAnalyzer
+from vitrine.vision.decode import DecodeLimits
+from vitrine.vision.embedding import Embedder
+
+
+class Vitrine:
+    """One shop's Vitrine; thread-safe for concurrent readers."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(self.settings.resolved_database_url)
+        migrate(self.engine)
+        self.store = CatalogStore(self.engine)
+        self.blobs: BlobStore = open_blob_store(self.settings.resolved_blob_url)
+        self._lock = threading.Lock()
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        threads = self.settings.embedding_threads or None
+        return Embedder(
+            self.settings.model_dir,
+            precision=self.settings.embedding_precision,
+            threads=threads,
+            top_labels=self.settings.top_labels,
+        )
+
+    @cached_property
+    def analyzer(self) -> ImageAnalyzer:
+        return ImageAnalyzer(self.embedder, self.limits)
+
+    @cached_property
+    def search(self) -> VisualSearch:
+        with self._lock:
+            search = VisualSearch(self.store, self.settings, self.embedder.model_version)
+            search.load_or_rebuild()
+            return search
+
+    def close(self) -> None:
+        if "search" in self.__dict__:
+            self.search.save()
+        self.engine.dispose()

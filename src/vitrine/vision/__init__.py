@@ -1,0 +1,1 @@
+"""Image intake and visual features: decode, foreground, color, texture, shape, pattern, CNN embedding."""
