@@ -26,7 +26,9 @@ app.add_typer(db_app, name="db")
 
 FilterOption = Annotated[
     list[str] | None,
-    typer.Option("--filter", "-f", help="Attribute filter field=value (value may be a|b); repeatable."),
+    typer.Option(
+        "--filter", "-f", help="Attribute filter field=value (value may be a|b); repeatable."
+    ),
 ]
 
 
@@ -66,13 +68,19 @@ def _hits_json(vitrine: Any, hits: list[Any]) -> list[dict[str, Any]]:
 @app.command("import-catalog")
 def import_catalog_cmd(
     csv_path: Annotated[Path, typer.Argument(help="Products CSV (one row per product).")],
-    images: Annotated[Path, typer.Option("--images", help="Folder the image paths are relative to.")],
+    images: Annotated[
+        Path, typer.Option("--images", help="Folder the image paths are relative to.")
+    ],
     id_column: Annotated[str, typer.Option(help="Column with the product id / SKU.")] = "id",
     image_path: Annotated[
         str | None,
-        typer.Option(help="Image path template, e.g. '{id}.jpg' or '{article_id[:3]}/{article_id}.jpg'."),
+        typer.Option(
+            help="Image path template, e.g. '{id}.jpg' or '{article_id[:3]}/{article_id}.jpg'."
+        ),
     ] = None,
-    image_column: Annotated[str | None, typer.Option(help="Column holding each image path.")] = None,
+    image_column: Annotated[
+        str | None, typer.Option(help="Column holding each image path.")
+    ] = None,
     title_column: Annotated[str | None, typer.Option(help="Column with the title.")] = None,
     price_column: Annotated[str | None, typer.Option(help="Column with the price.")] = None,
     limit: Annotated[int | None, typer.Option(help="Import at most this many rows.")] = None,
@@ -98,8 +106,14 @@ def import_catalog_cmd(
     vitrine = _open()
     try:
         report = import_catalog(
-            vitrine, csv_path, images, mapping, workers=workers, limit=limit,
-            rejects_path=rejects, progress=progress,
+            vitrine,
+            csv_path,
+            images,
+            mapping,
+            workers=workers,
+            limit=limit,
+            rejects_path=rejects,
+            progress=progress,
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -107,7 +121,8 @@ def import_catalog_cmd(
         vitrine.close()
     summary = report.to_json()
     summary["first_rejects"] = [
-        {"line": r.line, "product_id": r.product_id, "reason": r.reason} for r in report.rejected[:10]
+        {"line": r.line, "product_id": r.product_id, "reason": r.reason}
+        for r in report.rejected[:10]
     ]
     _print_json(summary)
 
@@ -129,7 +144,7 @@ def analyze(image: Annotated[Path, typer.Argument(help="An image file.")]) -> No
 def search(
     image: Annotated[Path, typer.Argument(help="A query photo.")],
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
-    filter: FilterOption = None,  # noqa: A002 - the option is called --filter
+    filter: FilterOption = None,
 ) -> None:
     """Find the catalog products that look most like a photo."""
     from vitrine.vision.decode import ImageDecodeError, read_image_bytes
@@ -147,7 +162,7 @@ def search(
 def similar(
     product_id: Annotated[str, typer.Argument(help="A product id in the catalog.")],
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
-    filter: FilterOption = None,  # noqa: A002
+    filter: FilterOption = None,
 ) -> None:
     """Products that look most like a product of the catalog."""
     from vitrine.services.visual_search import UnknownProductError
@@ -195,7 +210,10 @@ def model_quantize(
     images: Annotated[Path, typer.Option("--images", help="Folder of real product photos.")],
     limit: Annotated[int, typer.Option(help="Calibration photos to use.")] = 256,
 ) -> None:
-    """Make the int8 model, calibrated on the shop's own photos (set VITRINE_EMBEDDING_PRECISION=int8)."""
+    """Make the int8 model, calibrated on the shop's own photos.
+
+    Use it with VITRINE_EMBEDDING_PRECISION=int8.
+    """
     from vitrine.vision.decode import ImageDecodeError, decode_image
     from vitrine.vision.embedding import quantize_int8
 
@@ -228,7 +246,9 @@ def index_rebuild() -> None:
 def db_upgrade() -> None:
     """Apply the database migrations (also done on every start)."""
     vitrine = _open()
-    typer.echo(f"database at {vitrine.engine.url.render_as_string(hide_password=True)} is up to date")
+    typer.echo(
+        f"database at {vitrine.engine.url.render_as_string(hide_password=True)} is up to date"
+    )
 
 
 def main() -> None:

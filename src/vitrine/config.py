@@ -111,7 +111,9 @@ def load_settings(
     hints = get_type_hints(Settings)
     values: dict[str, Any] = {}
 
-    path = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in env else None)
+    path = config_file or (
+        Path(env[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in env else None
+    )
     if path is None and Path("vitrine.toml").is_file():
         path = Path("vitrine.toml")
     if path is not None:

@@ -28,10 +28,18 @@ def store(tmp_path: Path) -> CatalogStore:
 
 def image(pid: str, digest: str, vec: np.ndarray, primary: bool = True) -> ImageRecord:
     return ImageRecord(
-        product_id=pid, content_hash=digest, blob_key=image_key(digest, "JPEG"), format="JPEG",
-        width=60, height=80, byte_size=1000, is_primary=primary,
-        features=[FeatureRecord(EMBEDDING_KIND, "m1", vec, {"labels": []}),
-                  FeatureRecord("color", "f1", vec[:3])],
+        product_id=pid,
+        content_hash=digest,
+        blob_key=image_key(digest, "JPEG"),
+        format="JPEG",
+        width=60,
+        height=80,
+        byte_size=1000,
+        is_primary=primary,
+        features=[
+            FeatureRecord(EMBEDDING_KIND, "m1", vec, {"labels": []}),
+            FeatureRecord("color", "f1", vec[:3]),
+        ],
     )
 
 

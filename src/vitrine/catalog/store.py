@@ -100,7 +100,14 @@ class CatalogStore:
             index_elements=["id"],
             set_={
                 name: getattr(stmt.excluded, name)
-                for name in ("title", "description", "price", "available", "attributes", "updated_at")
+                for name in (
+                    "title",
+                    "description",
+                    "price",
+                    "available",
+                    "attributes",
+                    "updated_at",
+                )
             },
         )
         with self.engine.begin() as conn:
@@ -206,8 +213,12 @@ class CatalogStore:
                 if r.is_primary:
                     conn.execute(
                         update(Image)
-                        .where(and_(Image.product_id == r.product_id,
-                                    Image.content_hash == r.content_hash))
+                        .where(
+                            and_(
+                                Image.product_id == r.product_id,
+                                Image.content_hash == r.content_hash,
+                            )
+                        )
                         .values(is_primary=True)
                     )
             feature_rows = [
@@ -268,7 +279,4 @@ class CatalogStore:
                 .join(Image, Feature.image_id == Image.id)
                 .where(Image.is_primary, Feature.kind == EMBEDDING_KIND, Feature.version == version)
             ).one()
-            products, updated = conn.execute(
-                select(func.count(Product.id), func.max(Product.updated_at))
-            ).one()
-        return f"{version}|{count}|{max_id}|{products}|{updated}"
+        return f"{version}|{count}|{max_id}"

@@ -132,7 +132,9 @@ def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> Im
             kind=EMBEDDING_KIND,
             version=analysis.model_version,
             vector=analysis.embedding,
-            data={"labels": [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]},
+            data={
+                "labels": [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]
+            },
         ),
         FeatureRecord(kind="summary", version=FEATURE_VERSION, data=p.features.summary()),
     ]
@@ -203,9 +205,13 @@ class _Writer:
         t1 = time.perf_counter()
         ids = [pid for pid, _ in self.vectors]
         matrix = np.stack([v for _, v in self.vectors]) if self.vectors else None
-        attributes = {p.id: {**p.attributes, "price": p.price, "available": p.available}
-                      for p in self.products}
-        self.vitrine.search.upsert(ids, matrix if matrix is not None else np.zeros((0, 0)), attributes)
+        attributes = {
+            p.id: {**p.attributes, "price": p.price, "available": p.available}
+            for p in self.products
+        }
+        self.vitrine.search.upsert(
+            ids, matrix if matrix is not None else np.zeros((0, 0)), attributes
+        )
         t2 = time.perf_counter()
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1
@@ -258,7 +264,9 @@ def import_catalog(
     vitrine.search  # open (or rebuild) the index before the workers start  # noqa: B018
     known = vitrine.store.image_keys()
     init_args = (known, vitrine.limits, vitrine.settings.resolved_blob_url)
-    n_workers = workers if workers is not None else (vitrine.settings.import_workers or os.cpu_count() or 1)
+    n_workers = (
+        workers if workers is not None else (vitrine.settings.import_workers or os.cpu_count() or 1)
+    )
     writer = _Writer(vitrine, report)
     bar = tqdm(total=total, unit="img", desc="import", disable=not progress, smoothing=0.1)
 

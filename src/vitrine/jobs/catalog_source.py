@@ -99,7 +99,9 @@ def read_catalog(
             )
         template = PathTemplate(mapping.image_path or f"{{{mapping.id_column}}}.jpg")
         if mapping.image_column and mapping.image_column not in fieldnames:
-            raise ValueError(f"{csv_path}: image column {mapping.image_column!r} is not in the header")
+            raise ValueError(
+                f"{csv_path}: image column {mapping.image_column!r} is not in the header"
+            )
         title = _pick(fieldnames, mapping.title_column, TITLE_COLUMNS)
         description = _pick(fieldnames, mapping.description_column, DESCRIPTION_COLUMNS)
         price = _pick(fieldnames, mapping.price_column, PRICE_COLUMNS)
@@ -133,7 +135,9 @@ def read_catalog(
                     title=row.get(title) if title else None,
                     description=row.get(description) if description else None,
                     price=price_value,
-                    available=_parse_bool(row[available]) if available and row.get(available) else True,
+                    available=_parse_bool(row[available])
+                    if available and row.get(available)
+                    else True,
                     attributes={
                         k: v for k, v in row.items() if k not in special and v not in (None, "")
                     },

@@ -69,7 +69,9 @@ class ImageAnalysis:
                 "ratio": summary.get("foreground_ratio"),
                 "background_uniform": summary.get("background_uniform"),
             },
-            "labels": [{"name": lb.name, "confidence": round(lb.confidence, 4)} for lb in self.labels],
+            "labels": [
+                {"name": lb.name, "confidence": round(lb.confidence, 4)} for lb in self.labels
+            ],
             "embedding": {"model": self.model_version, "dim": int(self.embedding.shape[0])},
             "feature_version": FEATURE_VERSION,
             "vector_dims": {k: int(v.shape[0]) for k, v in p.features.vectors().items()},

@@ -150,12 +150,13 @@ def decode_image(
     except UnidentifiedImageError as exc:
         raise NotAnImageError(source, _describe_unknown(data)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(source, f"unreadable image header ({exc})") from exc
+        raise CorruptImageError(source, f"corrupt or truncated image header ({exc})") from exc
 
     fmt = (img.format or "").upper()
     if fmt not in SUPPORTED_FORMATS:
         raise UnsupportedImageFormatError(
-            source, f"format {fmt or 'unknown'} is not supported (use JPEG, PNG, WebP, GIF, BMP or TIFF)"
+            source,
+            f"format {fmt or 'unknown'} is not supported (use JPEG, PNG, WebP, GIF, BMP or TIFF)",
         )
     width, height = img.size
     if width * height > limits.max_pixels:
@@ -166,7 +167,8 @@ def decode_image(
         )
     if min(width, height) < limits.min_side:
         raise ImageTooSmallError(
-            source, f"image is {width}x{height} pixels; each side must be at least {limits.min_side}"
+            source,
+            f"image is {width}x{height} pixels; each side must be at least {limits.min_side}",
         )
 
     try:
