@@ -45,14 +45,24 @@ class Settings:
     top_labels: int = 5
 
     # Visual index.
-    index_hnsw_threshold: int = 20_000
+    index_hnsw_threshold: int = 5_000
     index_hnsw_m: int = 32
     index_ef_construction: int = 200
-    index_ef_search: int = 128
+    index_ef_search: int = 64
 
     # Bulk import.
     import_workers: int = 0  # 0: one per core
     import_db_batch: int = 256
+
+    # HTTP API.
+    api_rate_limit: int = 200  # requests per second per key; 0: unlimited
+    api_rate_burst: int = 400
+    max_request_bytes: int = 64 * 1024 * 1024  # any request body except imports
+    max_import_bytes: int = 4 * 1024 * 1024 * 1024  # CSV + zip of a bulk import
+    cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser
+    import_root: Path | None = None  # server-side folder that imports may read from
+    batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
+    log_level: str = "INFO"
 
     config_file: Path | None = field(default=None, compare=False)
 

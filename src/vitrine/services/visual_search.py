@@ -107,7 +107,7 @@ class VisualSearch:
     def allowed(self, filters: Sequence[str] | None) -> set[str] | None:
         if not filters:
             return None
-        return self.attributes.matching([parse_filter(f) for f in filters])
+        return self.attributes.matching_frozen([parse_filter(f) for f in filters])
 
     def search(
         self,
