@@ -20,9 +20,11 @@ app = typer.Typer(
 model_app = typer.Typer(help="The CNN: export, quantize.", no_args_is_help=True)
 index_app = typer.Typer(help="The visual index.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(index_app, name="index")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 FilterOption = Annotated[
     list[str] | None,
@@ -186,13 +188,16 @@ def serve(
     import uvicorn
 
     from vitrine.api.app import create_app
+    from vitrine.api.logs import configure_logging
 
     settings = load_settings()
+    configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
-        log_level="info",
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -240,6 +245,57 @@ def index_rebuild() -> None:
     vitrine = _open()
     vitrine.search.rebuild()
     _print_json({"indexed": len(vitrine.search), "kind": vitrine.search.vectors.kind})
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. storefront.")],
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+) -> None:
+    """Create an API key; it is printed once, only its hash is kept."""
+    from vitrine.services.keys import KeyService
+
+    vitrine = _open()
+    try:
+        info, key = KeyService(vitrine.engine).create(name, scope)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"created key {info.prefix} ({info.name}, scope {info.scope}); store it now:", err=True
+    )
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or prefix.")]) -> None:
+    """Revoke API keys by name or prefix."""
+    from vitrine.services.keys import KeyService
+
+    vitrine = _open()
+    count = KeyService(vitrine.engine).revoke(name_or_prefix)
+    if count == 0:
+        _fail(f"no active key named or prefixed {name_or_prefix!r}")
+    typer.echo(f"revoked {count} key(s)")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (names, prefixes, scopes; never the keys)."""
+    from vitrine.services.keys import KeyService
+
+    vitrine = _open()
+    _print_json(
+        [
+            {
+                "name": k.name,
+                "prefix": k.prefix,
+                "scope": k.scope,
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
+            }
+            for k in KeyService(vitrine.engine).list()
+        ]
+    )
 
 
 @db_app.command("upgrade")

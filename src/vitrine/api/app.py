@@ -1,43 +1,87 @@
-"""The FastAPI application: health and readiness for now; the /v1 API grows here."""
+"""The FastAPI application: routers, errors, authentication, limits, metrics, logs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 
 from vitrine import __version__
+from vitrine.api.auth import RateLimiter
+from vitrine.api.metrics import Metrics, metrics_middleware
+from vitrine.api.problems import install_problem_handlers, problem_response
+from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
+from vitrine.jobs.import_jobs import ImportJobs
+from vitrine.services.keys import KeyService
+from vitrine.services.products import ProductService
 from vitrine.services.runtime import Vitrine
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
+    """The service; ``warm`` loads the model and index before the first request."""
     vitrine = Vitrine(settings or load_settings())
+    metrics = Metrics()
+    vitrine.on_batch = metrics.batch_size.observe
+    jobs = ImportJobs(vitrine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
+            vitrine.batcher  # noqa: B018
+        jobs.start()
         yield
+        jobs.stop()
         vitrine.close()
 
-    app = FastAPI(title="Vitrine", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Vitrine",
+        version=__version__,
+        description="Visual intelligence for e-commerce catalogs.",
+        lifespan=lifespan,
+    )
     app.state.vitrine = vitrine
+    app.state.metrics = metrics
+    app.state.keys = KeyService(vitrine.engine)
+    app.state.products = ProductService(vitrine)
+    app.state.imports = jobs
+    app.state.rate_limiter = RateLimiter(
+        vitrine.settings.api_rate_limit, vitrine.settings.api_rate_burst
+    )
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok", "version": __version__}
+    install_problem_handlers(app)
+    for router in (ops.router, products.router, search.router, imports.router):
+        app.include_router(router)
 
-    @app.get("/readyz", tags=["ops"])
-    def readyz() -> JSONResponse:
-        """The database answers."""
-        try:
-            with vitrine.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any database failure means not ready
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "products": vitrine.store.count_products()})
+    origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
 
+    max_body = vitrine.settings.max_request_bytes
+    max_import = vitrine.settings.max_import_bytes
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        limit = max_import if request.url.path.startswith("/v1/imports") else max_body
+        if length is not None and length.isdigit() and int(length) > limit:
+            return problem_response(
+                request,
+                413,
+                f"request body of {length} bytes exceeds the limit of {limit}",
+                "request-too-large",
+            )
+        return await call_next(request)
+
+    app.middleware("http")(metrics_middleware(metrics))
     return app

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Insert, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, Insert, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
@@ -81,6 +81,10 @@ class CatalogStore:
     def upsert_products(self, records: Sequence[ProductRecord]) -> None:
         if not records:
             return
+        with self.engine.begin() as conn:
+            self._upsert_products(conn, records)
+
+    def _upsert_products(self, conn: Connection, records: Sequence[ProductRecord]) -> None:
         now = utcnow()
         rows = [
             {
@@ -110,8 +114,64 @@ class CatalogStore:
                 )
             },
         )
+        conn.execute(stmt, rows)
+
+    def save_product(
+        self, product: ProductRecord, images: Sequence[ImageRecord], *, replace_images: bool
+    ) -> None:
+        """Write a product and its analysed photos in one transaction (all or nothing)."""
         with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            if replace_images:
+                old = select(Image.id).where(Image.product_id == product.id)
+                conn.execute(delete(Feature).where(Feature.image_id.in_(old)))
+                conn.execute(delete(Image).where(Image.product_id == product.id))
+            self._upsert_products(conn, [product])
+            if images:
+                self._add_images(conn, images)
+
+    def update_product(self, product_id: str, changes: dict[str, Any]) -> bool:
+        """Change some fields of a product; ``attributes`` are merged (None removes a key)."""
+        allowed = {"title", "description", "price", "available", "attributes"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown product fields: {', '.join(sorted(unknown))}")
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(Product.attributes).where(Product.id == product_id)
+            ).first()
+            if current is None:
+                return False
+            values = dict(changes)
+            if "attributes" in values:
+                merged = dict(current[0] or {})
+                for key, value in (values["attributes"] or {}).items():
+                    if value is None:
+                        merged.pop(key, None)
+                    else:
+                        merged[key] = value
+                values["attributes"] = merged
+            values["updated_at"] = utcnow()
+            conn.execute(update(Product).where(Product.id == product_id).values(**values))
+        return True
+
+    def list_products(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 50,
+        attributes: dict[str, str] | None = None,
+        available: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """Products ordered by id, after the ``after`` id (keyset pagination)."""
+        query = select(Product.__table__).order_by(Product.id).limit(limit)
+        if after is not None:
+            query = query.where(Product.id > after)
+        if available is not None:
+            query = query.where(Product.available == available)
+        for key, value in (attributes or {}).items():
+            query = query.where(Product.attributes[key].as_string() == value)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     def get_product(self, product_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -134,6 +194,10 @@ class CatalogStore:
                 image["features"] = [dict(f._mapping) for f in feats]
             return product
 
+    def product_title(self, product_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(Product.title).where(Product.id == product_id))
+
     def product_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(select(Product.id)))
@@ -142,17 +206,22 @@ class CatalogStore:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
 
-    def iter_attributes(self, batch: int = 10_000) -> Iterator[tuple[str, dict[str, Any]]]:
+    def iter_attributes(
+        self, batch: int = 10_000
+    ) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+        """(id, title, attributes with price and availability) of every product."""
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch).execute(
-                select(Product.id, Product.attributes, Product.price, Product.available)
+                select(
+                    Product.id, Product.title, Product.attributes, Product.price, Product.available
+                )
             )
-            for pid, attributes, price, available in result:
+            for pid, title, attributes, price, available in result:
                 merged = dict(attributes or {})
                 if price is not None:
                     merged.setdefault("price", price)
                 merged.setdefault("available", bool(available))
-                yield pid, merged
+                yield pid, title, merged
 
     def delete_product(self, product_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -177,66 +246,69 @@ class CatalogStore:
         """
         if not records:
             return 0
-        now = utcnow()
         with self.engine.begin() as conn:
-            primaries = sorted({r.product_id for r in records if r.is_primary})
-            if primaries:
-                conn.execute(
-                    update(Image).where(Image.product_id.in_(primaries)).values(is_primary=False)
-                )
-            stmt = (
-                self._insert(Image)
-                .on_conflict_do_nothing(index_elements=["product_id", "content_hash"])
-                .returning(Image.id, Image.product_id, Image.content_hash)
+            return self._add_images(conn, records)
+
+    def _add_images(self, conn: Connection, records: Sequence[ImageRecord]) -> int:
+        now = utcnow()
+        primaries = sorted({r.product_id for r in records if r.is_primary})
+        if primaries:
+            conn.execute(
+                update(Image).where(Image.product_id.in_(primaries)).values(is_primary=False)
             )
-            rows = [
-                {
-                    "product_id": r.product_id,
-                    "content_hash": r.content_hash,
-                    "blob_key": r.blob_key,
-                    "format": r.format,
-                    "width": r.width,
-                    "height": r.height,
-                    "byte_size": r.byte_size,
-                    "is_primary": r.is_primary,
-                    "position": r.position,
-                    "created_at": now,
-                }
-                for r in records
-            ]
-            inserted: dict[tuple[str, str], int] = {}
-            for row in conn.execute(stmt, rows):
-                inserted[(row.product_id, row.content_hash)] = row.id
-            # Re-sent images keep their row: promote them back when they are the primary.
-            existing = [r for r in records if (r.product_id, r.content_hash) not in inserted]
-            for r in existing:
-                if r.is_primary:
-                    conn.execute(
-                        update(Image)
-                        .where(
-                            and_(
-                                Image.product_id == r.product_id,
-                                Image.content_hash == r.content_hash,
-                            )
+        stmt = (
+            self._insert(Image)
+            .on_conflict_do_nothing(index_elements=["product_id", "content_hash"])
+            .returning(Image.id, Image.product_id, Image.content_hash)
+        )
+        rows = [
+            {
+                "product_id": r.product_id,
+                "content_hash": r.content_hash,
+                "blob_key": r.blob_key,
+                "format": r.format,
+                "width": r.width,
+                "height": r.height,
+                "byte_size": r.byte_size,
+                "is_primary": r.is_primary,
+                "position": r.position,
+                "created_at": now,
+            }
+            for r in records
+        ]
+        inserted: dict[tuple[str, str], int] = {}
+        for row in conn.execute(stmt, rows):
+            inserted[(row.product_id, row.content_hash)] = row.id
+        # Re-sent images keep their row: promote them back when they are the primary.
+        existing = [r for r in records if (r.product_id, r.content_hash) not in inserted]
+        for r in existing:
+            if r.is_primary:
+                conn.execute(
+                    update(Image)
+                    .where(
+                        and_(
+                            Image.product_id == r.product_id,
+                            Image.content_hash == r.content_hash,
                         )
-                        .values(is_primary=True)
                     )
-            feature_rows = [
-                {
-                    "image_id": inserted[(r.product_id, r.content_hash)],
-                    "kind": f.kind,
-                    "version": f.version,
-                    "dim": 0 if f.vector is None else int(f.vector.size),
-                    "vector": None if f.vector is None else vector_to_bytes(f.vector),
-                    "data": f.data,
-                    "created_at": now,
-                }
-                for r in records
-                if (r.product_id, r.content_hash) in inserted
-                for f in r.features
-            ]
-            if feature_rows:
-                conn.execute(self._insert(Feature).on_conflict_do_nothing(), feature_rows)
+                    .values(is_primary=True)
+                )
+        feature_rows = [
+            {
+                "image_id": inserted[(r.product_id, r.content_hash)],
+                "kind": f.kind,
+                "version": f.version,
+                "dim": 0 if f.vector is None else int(f.vector.size),
+                "vector": None if f.vector is None else vector_to_bytes(f.vector),
+                "data": f.data,
+                "created_at": now,
+            }
+            for r in records
+            if (r.product_id, r.content_hash) in inserted
+            for f in r.features
+        ]
+        if feature_rows:
+            conn.execute(self._insert(Feature).on_conflict_do_nothing(), feature_rows)
         return len(inserted)
 
     def primary_vectors(

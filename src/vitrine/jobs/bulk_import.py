@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
-from vitrine.catalog.store import EMBEDDING_KIND, FeatureRecord, ImageRecord, ProductRecord
+from vitrine.catalog.store import ImageRecord, ProductRecord
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
+from vitrine.services.records import image_records
 from vitrine.services.runtime import Vitrine
-from vitrine.vision.analyzer import ImageAnalysis, PreparedImage, content_hash, prepare
+from vitrine.vision.analyzer import PreparedImage, content_hash, prepare
 from vitrine.vision.decode import DecodeLimits, ImageDecodeError, read_image_bytes
-from vitrine.vision.features import FEATURE_VERSION
 
 # Below this many rows, worker start-up costs more than it saves.
 MIN_ROWS_FOR_POOL = 48
@@ -118,41 +118,9 @@ def _prepare_task(task: _Task) -> _Outcome:
 # -- main side ------------------------------------------------------------------------
 
 
-def _count_rows(csv_path: Path) -> int:
+def count_rows(csv_path: Path) -> int:
     with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         return max(0, sum(1 for _ in csv.reader(handle)) - 1)
-
-
-def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> ImageRecord:
-    """The rows that store one analysed photo and all of its features."""
-    p = analysis.prepared
-    vectors = p.features.vectors()
-    features = [
-        FeatureRecord(
-            kind=EMBEDDING_KIND,
-            version=analysis.model_version,
-            vector=analysis.embedding,
-            data={
-                "labels": [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]
-            },
-        ),
-        FeatureRecord(kind="summary", version=FEATURE_VERSION, data=p.features.summary()),
-    ]
-    features += [
-        FeatureRecord(kind=kind, version=FEATURE_VERSION, vector=vector)
-        for kind, vector in vectors.items()
-    ]
-    return ImageRecord(
-        product_id=product_id,
-        content_hash=p.content_hash,
-        blob_key=blob_key,
-        format=p.format,
-        width=p.width,
-        height=p.height,
-        byte_size=p.byte_size,
-        is_primary=True,
-        features=features,
-    )
 
 
 class _Writer:
@@ -209,8 +177,9 @@ class _Writer:
             p.id: {**p.attributes, "price": p.price, "available": p.available}
             for p in self.products
         }
+        titles = {p.id: p.title for p in self.products}
         self.vitrine.search.upsert(
-            ids, matrix if matrix is not None else np.zeros((0, 0)), attributes
+            ids, matrix if matrix is not None else np.zeros((0, 0)), attributes, titles
         )
         t2 = time.perf_counter()
         self.report.stage_seconds["database"] += t1 - t0
@@ -237,24 +206,30 @@ def import_catalog(
     limit: int | None = None,
     rejects_path: Path | None = None,
     progress: bool = True,
+    on_progress: Callable[[ImportReport, int], None] | None = None,
+    progress_every: float = 1.0,
 ) -> ImportReport:
     """Import a catalog CSV and its photos; see the module docstring."""
     mapping = mapping or ColumnMapping()
     report = ImportReport()
     started = time.perf_counter()
-    total = _count_rows(csv_path)
+    total = count_rows(csv_path)
     if limit is not None:
         total = min(total, limit)
 
     rows: dict[int, ProductRecord] = {}
+    processed = 0
+    last_report = time.monotonic()
 
     def tasks() -> Iterator[_Task]:
+        nonlocal processed
         for item in read_catalog(csv_path, images_dir, mapping):
             if limit is not None and report.rows >= limit:
                 return
             report.rows += 1
             if isinstance(item, RejectedRow):
                 report.rejected.append(item)
+                processed += 1
                 bar.update(1)
                 continue
             assert isinstance(item, CatalogRow)
@@ -271,7 +246,13 @@ def import_catalog(
     bar = tqdm(total=total, unit="img", desc="import", disable=not progress, smoothing=0.1)
 
     def consume(outcomes: Iterable[_Outcome]) -> None:
+        nonlocal processed, last_report
         for outcome in outcomes:
+            processed += 1
+            if on_progress is not None and time.monotonic() - last_report >= progress_every:
+                writer.flush()
+                on_progress(report, processed)
+                last_report = time.monotonic()
             product = rows.pop(outcome.line)
             if outcome.error is not None:
                 report.rejected.append(
@@ -295,6 +276,8 @@ def import_catalog(
         vitrine.search.save()
 
     report.seconds = time.perf_counter() - started
+    if on_progress is not None:
+        on_progress(report, report.rows)
     if report.rejected:
         report.rejects_file = rejects_path or (
             vitrine.settings.home / "imports" / f"rejects-{csv_path.stem}-{int(time.time())}.csv"

@@ -7,12 +7,14 @@ not need them start fast.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
 
 from vitrine.catalog.blobs import BlobStore, open_blob_store
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings, load_settings
+from vitrine.services.batcher import MicroBatcher
 from vitrine.services.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalyzer
 from vitrine.vision.decode import DecodeLimits
@@ -30,6 +32,8 @@ class Vitrine:
         self.store = CatalogStore(self.engine)
         self.blobs: BlobStore = open_blob_store(self.settings.resolved_blob_url)
         self._lock = threading.Lock()
+        # Called with the size of every CNN batch the service runs (metrics hook).
+        self.on_batch: Callable[[int], None] | None = None
 
     @property
     def limits(self) -> DecodeLimits:
@@ -52,6 +56,15 @@ class Vitrine:
         return ImageAnalyzer(self.embedder, self.limits)
 
     @cached_property
+    def batcher(self) -> MicroBatcher:
+        return MicroBatcher(
+            self.analyzer.complete,
+            max_batch=self.settings.embedding_batch_size,
+            max_wait=self.settings.batch_wait_ms / 1000,
+            on_batch=self.on_batch,
+        )
+
+    @cached_property
     def search(self) -> VisualSearch:
         with self._lock:
             search = VisualSearch(self.store, self.settings, self.embedder.model_version)
@@ -59,6 +72,8 @@ class Vitrine:
             return search
 
     def close(self) -> None:
+        if "batcher" in self.__dict__:
+            self.batcher.close()
         if "search" in self.__dict__:
             self.search.save()
         self.engine.dispose()

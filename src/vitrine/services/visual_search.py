@@ -35,6 +35,7 @@ class VisualSearch:
         self.path: Path = settings.index_dir / f"{model_version}.faiss"
         self.vectors = self._new_index()
         self.attributes = AttributeIndex()
+        self.titles: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.dirty = False
 
@@ -53,11 +54,12 @@ class VisualSearch:
     def load_or_rebuild(self) -> str:
         """Load the saved index if it matches the database, else rebuild; says which."""
         fingerprint = self.store.fingerprint(self.model_version)
-        for pid, attrs in self.store.iter_attributes():
+        for pid, title, attrs in self.store.iter_attributes():
             self.attributes.set(pid, attrs)
+            self.titles[pid] = title
         if self.path.exists() and VectorIndex.stored_fingerprint(self.path) == fingerprint:
             try:
-                self.vectors = VectorIndex.load(self.path)
+                self.vectors = VectorIndex.load(self.path, ef_search=self.settings.index_ef_search)
                 return "loaded"
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("saved index %s unreadable (%s); rebuilding", self.path, exc)
@@ -88,10 +90,13 @@ class VisualSearch:
         ids: Sequence[str],
         vectors: np.ndarray,
         attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        titles: Mapping[str, str | None] | None = None,
     ) -> None:
         if attributes:
             for pid, attrs in attributes.items():
                 self.attributes.set(pid, attrs)
+        if titles:
+            self.titles.update(titles)
         if ids:
             self.vectors.upsert(list(ids), vectors)
             self.dirty = True
@@ -99,6 +104,7 @@ class VisualSearch:
     def remove(self, ids: Collection[str]) -> None:
         for pid in ids:
             self.attributes.remove(pid)
+            self.titles.pop(pid, None)
         if self.vectors.remove(ids):
             self.dirty = True
 
@@ -128,6 +134,12 @@ class VisualSearch:
         if vector is None:
             raise UnknownProductError(product_id)
         return self.search(vector, k, filters, exclude={product_id})
+
+    def describe(self, product_id: str) -> tuple[str | None, dict[str, Any]]:
+        """The title and attributes of a product, from memory (no database query)."""
+        attrs = self.attributes.get(product_id) or {}
+        flat = {k: v[0] if len(v) == 1 else list(v) for k, v in attrs.items()}
+        return self.titles.get(product_id), flat
 
     def __len__(self) -> int:
         return len(self.vectors)

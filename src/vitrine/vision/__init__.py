@@ -1,1 +1,4 @@
-"""Image intake and visual features: decode, foreground, color, texture, shape, pattern, CNN embedding."""
+"""Image intake and visual features.
+
+Decode, foreground, color, texture, shape, pattern, and the CNN embedding.
+"""

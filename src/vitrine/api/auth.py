@@ -1,0 +1,81 @@
+"""API-key authentication and scopes, and per-key rate limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import Request
+
+from vitrine.api.problems import Problem
+from vitrine.services.keys import KeyInfo
+
+
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> tuple[bool, float]:
+        """Whether a request may pass now, and if not, how many seconds until it may."""
+        if self.rate <= 0:
+            return True, 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return True, 0.0
+            self._buckets[key] = (tokens, now)
+            return False, (1.0 - tokens) / self.rate
+
+
+def _presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def require(scope: str) -> Callable[[Request], KeyInfo]:
+    """A dependency: the request must carry a valid key with at least ``scope``."""
+
+    def dependency(request: Request) -> KeyInfo:
+        key = _presented_key(request)
+        if key is None:
+            raise Problem(
+                401,
+                "an API key is required: send it as X-API-Key or Authorization: Bearer",
+                "missing-api-key",
+            )
+        info = request.app.state.keys.verify(key)
+        if info is None:
+            raise Problem(401, "the API key is not valid or was revoked", "invalid-api-key")
+        if not info.allows(scope):
+            raise Problem(
+                403,
+                f"this key has scope {info.scope!r}; this request needs {scope!r}",
+                "insufficient-scope",
+            )
+        allowed, retry = request.app.state.rate_limiter.allow(info.prefix)
+        if not allowed:
+            raise Problem(
+                429,
+                f"rate limit exceeded for key {info.name!r}; retry in {retry:.2f} s",
+                "rate-limited",
+                retry_after=round(retry, 3),
+            )
+        request.state.api_key = info
+        return info
+
+    return dependency

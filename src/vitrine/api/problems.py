@@ -1,0 +1,105 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``) that name the problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vitrine.vision.decode import (
+    DecompressionBombError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedImageFormatError,
+)
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a route to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str, kind: str = "", **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind or _TITLES.get(status, "error").lower().replace(" ", "-")
+        self.extra = extra
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"https://vitrine.dev/problems/{kind}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def image_problem(exc: ImageDecodeError) -> Problem:
+    """The HTTP status for an unusable image."""
+    if isinstance(exc, ImageTooLargeError | DecompressionBombError):
+        status = 413
+    elif isinstance(exc, NotAnImageError | UnsupportedImageFormatError):
+        status = 415
+    else:
+        status = 422
+    return Problem(status, str(exc), exc.kind, source=exc.source, reason=exc.reason)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.detail, exc.kind, **exc.extra)
+
+    @app.exception_handler(ImageDecodeError)
+    async def _image(request: Request, exc: ImageDecodeError) -> JSONResponse:
+        p = image_problem(exc)
+        return problem_response(request, p.status, p.detail, p.kind, **p.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(part) for part in e.get("loc", ())), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return problem_response(request, 422, detail, "invalid-fields", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
+        return problem_response(
+            request, exc.status_code, str(exc.detail), kind, headers=getattr(exc, "headers", None)
+        )

@@ -1,0 +1,42 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from vitrine import __version__
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    """The database answers and the index is loaded."""
+    vitrine = request.app.state.vitrine
+    try:
+        with vitrine.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure means not ready
+        return JSONResponse(
+            {"status": "unavailable", "database": type(exc).__name__}, status_code=503
+        )
+    return JSONResponse(
+        {"status": "ready", "indexed": len(vitrine.search), "model": vitrine.embedder.model_version}
+    )
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    m = request.app.state.metrics
+    m.index_size.set(len(request.app.state.vitrine.search))
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

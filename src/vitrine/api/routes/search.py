@@ -1,0 +1,103 @@
+"""/v1/analyze, /v1/search/image and /v1/products/{id}/similar."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from vitrine.api.auth import require
+from vitrine.api.problems import Problem
+from vitrine.api.routes.products import read_uploads
+from vitrine.api.schemas import Analysis, SearchHit, SearchResults
+from vitrine.index import Hit
+from vitrine.services.products import ProductService
+from vitrine.services.visual_search import UnknownProductError
+
+router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
+
+
+def _results(request: Request, hits: list[Hit], min_score: float, started: float) -> SearchResults:
+    search = request.app.state.vitrine.search
+    out = []
+    for hit in hits:
+        if hit.score < min_score:
+            continue
+        title, attrs = search.describe(hit.product_id)
+        out.append(
+            SearchHit(
+                product_id=hit.product_id,
+                score=round(float(hit.score), 5),
+                title=title,
+                attributes=attrs,
+            )
+        )
+    return SearchResults(results=out, took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+@router.post("/v1/analyze", response_model=Analysis)
+async def analyze(request: Request, image: Annotated[UploadFile, File()]) -> Analysis:
+    """The full analysis of one photo; nothing is stored."""
+    uploads = await read_uploads(request, [image])
+    products: ProductService = request.app.state.products
+    analysis = (await run_in_threadpool(products.analyze, uploads))[0]
+    request.app.state.metrics.images.inc()
+    return Analysis(**analysis.to_json())
+
+
+@router.post("/v1/search/image", response_model=SearchResults)
+async def search_image(
+    request: Request,
+    image: Annotated[UploadFile | None, File(description="A query photo.")] = None,
+    product_id: Annotated[
+        str | None, Form(description="Or a product already in the catalog.")
+    ] = None,
+    k: Annotated[int, Form(ge=1, le=200)] = 10,
+    filter: Annotated[list[str] | None, Form(description="field=value; repeatable")] = None,
+    min_score: Annotated[float, Form(ge=-1, le=1)] = -1.0,
+) -> SearchResults:
+    """Products that look like an uploaded photo, or like a product of the catalog."""
+    started = time.perf_counter()
+    search = request.app.state.vitrine.search
+    if (image is None) == (product_id is None):
+        raise Problem(422, "send exactly one of image or product_id", "invalid-fields")
+    try:
+        if product_id is not None:
+            vector = search.vectors.vector(product_id)
+            if vector is None:
+                raise Problem(404, f"product {product_id!r} is not in the index", "unknown-product")
+            exclude = {product_id}
+        else:
+            assert image is not None
+            uploads = await read_uploads(request, [image])
+            products: ProductService = request.app.state.products
+            vector = (await run_in_threadpool(products.analyze, uploads))[0].embedding
+            request.app.state.metrics.images.inc()
+            exclude = set()
+        hits = search.search(vector, k, filter, exclude=exclude)
+    except ValueError as exc:
+        raise Problem(422, str(exc), "invalid-filter") from exc
+    return _results(request, hits, min_score, started)
+
+
+@router.get("/v1/products/{product_id}/similar", response_model=SearchResults)
+def similar(
+    request: Request,
+    product_id: str,
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    filter: Annotated[list[str] | None, Query(description="field=value; repeatable")] = None,
+    min_score: Annotated[float, Query(ge=-1, le=1)] = -1.0,
+) -> SearchResults:
+    """Products that look most like this one."""
+    started = time.perf_counter()
+    try:
+        hits = request.app.state.vitrine.search.similar(product_id, k, filter)
+    except UnknownProductError as exc:
+        raise Problem(
+            404, f"product {product_id!r} is not in the index", "unknown-product"
+        ) from exc
+    except ValueError as exc:
+        raise Problem(422, str(exc), "invalid-filter") from exc
+    return _results(request, hits, min_score, started)

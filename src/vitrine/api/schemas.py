@@ -1,0 +1,107 @@
+"""The API's request and response models (pydantic)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class NamedColor(BaseModel):
+    name: str
+    share: float
+    lab: list[float]
+    hex: str
+
+
+class LabelOut(BaseModel):
+    name: str
+    confidence: float
+
+
+class ImageOut(BaseModel):
+    id: int
+    content_hash: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    is_primary: bool
+    url: str
+
+
+class ProductOut(BaseModel):
+    id: str
+    title: str | None = None
+    description: str | None = None
+    price: float | None = None
+    available: bool = True
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    images: list[ImageOut] = Field(default_factory=list)
+    colors: list[NamedColor] = Field(default_factory=list)
+    labels: list[LabelOut] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ProductPatch(BaseModel):
+    """Fields to change; attributes are merged (a null value removes the attribute)."""
+
+    model_config = {"extra": "forbid"}
+
+    title: str | None = None
+    description: str | None = None
+    price: float | None = Field(default=None, ge=0)
+    available: bool | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class ProductPage(BaseModel):
+    items: list[ProductOut]
+    next_cursor: str | None = None
+
+
+class Analysis(BaseModel):
+    image: dict[str, Any]
+    colors: dict[str, Any] | None
+    texture: dict[str, Any] | None
+    shape: dict[str, Any] | None
+    pattern: dict[str, Any] | None
+    foreground: dict[str, Any]
+    labels: list[LabelOut]
+    embedding: dict[str, Any]
+    feature_version: str
+    vector_dims: dict[str, int]
+
+
+class ProductCreated(BaseModel):
+    product: ProductOut
+    analysis: list[Analysis]
+
+
+class SearchHit(BaseModel):
+    product_id: str
+    score: float
+    title: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResults(BaseModel):
+    results: list[SearchHit]
+    took_ms: float
+
+
+class ImportJobOut(BaseModel):
+    id: str
+    status: str
+    total: int
+    processed: int
+    imported: int
+    skipped: int
+    rejected: int
+    rejects: list[dict[str, Any]]
+    error: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

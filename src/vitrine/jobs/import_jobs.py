@@ -1,0 +1,196 @@
+"""Import jobs run by the service: kept in the database, resumed after a restart.
+
+A job is a CSV plus its photos (an uploaded zip, or a folder on the server under the
+configured import root). One background thread runs the queued jobs in turn; the
+import itself skips photos already stored, so a resumed job imports nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from vitrine.catalog.models import ImportJob, utcnow
+from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
+from vitrine.jobs.catalog_source import ColumnMapping
+from vitrine.services.runtime import Vitrine
+
+log = logging.getLogger(__name__)
+MAX_REJECTS_KEPT = 1000
+
+
+class ImportRequestError(ValueError):
+    """An import that cannot be started; the message says why."""
+
+
+def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
+    """Unzip without letting names escape ``target`` or sizes exceed ``max_bytes``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise ImportRequestError(
+                    f"the zip unpacks to {total} bytes, more than the limit of {max_bytes}"
+                )
+            root = target.resolve()
+            for member in members:
+                dest = (root / member.filename).resolve()
+                if not dest.is_relative_to(root):
+                    raise ImportRequestError(f"zip entry {member.filename!r} escapes the folder")
+            zf.extractall(root)
+    except zipfile.BadZipFile as exc:
+        raise ImportRequestError(f"the images file is not a valid zip: {exc}") from exc
+
+
+class ImportJobs:
+    def __init__(self, vitrine: Vitrine) -> None:
+        self.vitrine = vitrine
+        self.root = vitrine.settings.home / "imports"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- creating ---------------------------------------------------------------------
+
+    def create_from_upload(
+        self, csv_data: bytes, zip_path: Path | None, mapping: ColumnMapping
+    ) -> str:
+        job_id = uuid.uuid4().hex
+        folder = self.root / job_id
+        images = folder / "images"
+        images.mkdir(parents=True)
+        (folder / "products.csv").write_bytes(csv_data)
+        if zip_path is not None:
+            try:
+                safe_extract(zip_path, images, self.vitrine.settings.max_import_bytes)
+            except ImportRequestError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        return self._insert(job_id, str(folder / "products.csv"), str(images), mapping)
+
+    def create_from_path(self, csv_path: str, images_dir: str, mapping: ColumnMapping) -> str:
+        root = self.vitrine.settings.import_root
+        if root is None:
+            raise ImportRequestError(
+                "server-side imports are disabled: set VITRINE_IMPORT_ROOT to allow a folder"
+            )
+        root = root.resolve()
+        csv_file = (root / csv_path).resolve()
+        folder = (root / images_dir).resolve()
+        for path in (csv_file, folder):
+            if not path.is_relative_to(root):
+                raise ImportRequestError(f"{path} is outside the import root")
+        if not csv_file.is_file():
+            raise ImportRequestError(f"{csv_path}: no such CSV file under the import root")
+        if not folder.is_dir():
+            raise ImportRequestError(f"{images_dir}: no such folder under the import root")
+        return self._insert(uuid.uuid4().hex, str(csv_file), str(folder), mapping)
+
+    def _insert(self, job_id: str, csv_path: str, images: str, mapping: ColumnMapping) -> str:
+        params = {"csv": csv_path, "images": images, "mapping": asdict(mapping)}
+        with self.vitrine.engine.begin() as conn:
+            conn.execute(
+                ImportJob.__table__.insert().values(
+                    id=job_id, status="queued", params=params, rejects=[], created_at=utcnow()
+                )
+            )
+        self._wake.set()
+        return job_id
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self.vitrine.engine.connect() as conn:
+            row = conn.execute(select(ImportJob.__table__).where(ImportJob.id == job_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.vitrine.engine.connect() as conn:
+            rows = conn.execute(
+                select(ImportJob.__table__).order_by(ImportJob.created_at.desc()).limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- running ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the runner; jobs left running by a previous process are queued again."""
+        with self.vitrine.engine.begin() as conn:
+            conn.execute(
+                update(ImportJob).where(ImportJob.status == "running").values(status="queued")
+            )
+        self._thread = threading.Thread(target=self._run, name="vitrine-imports", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _next(self) -> dict[str, Any] | None:
+        with self.vitrine.engine.connect() as conn:
+            row = conn.execute(
+                select(ImportJob.__table__)
+                .where(ImportJob.status == "queued")
+                .order_by(ImportJob.created_at)
+                .limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            job = self._next()
+            if job is None:
+                self._wake.wait(timeout=5)
+                self._wake.clear()
+                continue
+            self.run_job(job)
+
+    def _save(self, job_id: str, **values: Any) -> None:
+        with self.vitrine.engine.begin() as conn:
+            conn.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        params = job["params"]
+        self._save(job_id, status="running", started_at=utcnow())
+
+        def progress(report: ImportReport, processed: int) -> None:
+            self._save(
+                job_id,
+                processed=processed,
+                imported=report.imported,
+                skipped=report.skipped,
+                rejects=[
+                    {"line": r.line, "product_id": r.product_id, "reason": r.reason}
+                    for r in report.rejected[:MAX_REJECTS_KEPT]
+                ],
+            )
+
+        try:
+            csv_path = Path(params["csv"])
+            self._save(job_id, total=count_rows(csv_path))
+            import_catalog(
+                self.vitrine,
+                csv_path,
+                Path(params["images"]),
+                ColumnMapping(**params["mapping"]),
+                progress=False,
+                on_progress=progress,
+                rejects_path=self.root / f"{job_id}-rejects.csv",
+            )
+            self._save(job_id, status="done", finished_at=utcnow())
+        except Exception as exc:  # a failed job is recorded, never kills the runner
+            log.exception("import job %s failed", job_id)
+            self._save(job_id, status="failed", error=str(exc), finished_at=utcnow())

