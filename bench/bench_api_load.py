@@ -1,0 +1,221 @@
+"""API load benchmark: a real `vitrine serve` over loopback, driven at fixed request rates.
+
+    .venv/bin/python bench/bench_api_load.py --home /tmp/vitrine-35k   # a home with a catalog
+    .venv/bin/python bench/bench_api_load.py --import-limit 35258       # import fashion-small first
+
+Scenarios (open loop: requests are sent on schedule whether or not earlier ones returned):
+single 1000x1000 JPEG uploads when idle; similar products at 200 requests/s; search by
+uploaded photo at 20 requests/s. Prints requests/s, p50/p95/p99 and errors per endpoint.
+The load generator shares the machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FASHION = DATA / "fashion-small"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def summary(name: str, latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    arr = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+    return {
+        "endpoint": name,
+        "requests": len(latencies) + errors,
+        "rps": round((len(latencies) + errors) / seconds, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p95_ms": round(float(np.percentile(arr, 95)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "errors": errors,
+    }
+
+
+async def open_loop(
+    client: httpx.AsyncClient, name: str, rate: float, seconds: float, make: Any
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+
+    async def one() -> None:
+        nonlocal errors
+        start = time.perf_counter()
+        try:
+            response = await make(client)
+            if response.status_code >= 400:
+                errors += 1
+                return
+        except httpx.HTTPError:
+            errors += 1
+            return
+        latencies.append(time.perf_counter() - start)
+
+    tasks = []
+    started = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return summary(name, latencies, errors, time.perf_counter() - started)
+
+
+def big_jpeg(path: Path) -> bytes:
+    img = Image.open(path).convert("RGB").resize((1000, 1000), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+async def run(base: str, key: str, product_ids: list[str], seconds: float) -> list[dict[str, Any]]:
+    headers = {"X-API-Key": key}
+    photos = sorted((FASHION / "images").glob("*.jpg"))
+    rng = random.Random(0)
+    query_photos = [p.read_bytes() for p in rng.sample(photos, 50)]
+    upload = big_jpeg(photos[0])
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    results = []
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=30, limits=limits
+    ) as client:
+        # Idle single uploads, one at a time.
+        latencies = []
+        for i in range(30):
+            t0 = time.perf_counter()
+            r = await client.post(
+                "/v1/products",
+                data={"id": f"bench-upload-{i}-{time.time_ns()}"},
+                files=[("images", ("big.jpg", upload, "image/jpeg"))],
+            )
+            r.raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+        results.append(summary("POST /v1/products (1000x1000, idle)", latencies, 0, sum(latencies)))
+
+        async def similar(c: httpx.AsyncClient) -> httpx.Response:
+            return await c.get(f"/v1/products/{rng.choice(product_ids)}/similar", params={"k": 10})
+
+        async def search(c: httpx.AsyncClient) -> httpx.Response:
+            data = rng.choice(query_photos)
+            return await c.post(
+                "/v1/search/image", data={"k": "10"}, files={"image": ("q.jpg", data, "image/jpeg")}
+            )
+
+        await open_loop(client, "warm-up", 50, 2, similar)
+        results.append(
+            await open_loop(client, "GET /v1/products/{id}/similar @200/s", 200, seconds, similar)
+        )
+        results.append(await open_loop(client, "POST /v1/search/image @20/s", 20, seconds, search))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, help="VITRINE_HOME with a catalog already imported")
+    parser.add_argument("--import-limit", type=int, default=35_258)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+
+    import tempfile
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="vitrine-load-"))
+    env = {
+        **os.environ,
+        "VITRINE_HOME": str(home),
+        "VITRINE_API_RATE_LIMIT": "0",
+        "VITRINE_LOG_LEVEL": "WARNING",
+    }
+    models = home / "models"
+    if not models.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        models.symlink_to(Path(".cache/models").resolve(), target_is_directory=True)
+    cli = [sys.executable, "-m", "vitrine.cli"]
+    if args.home is None:
+        subprocess.run(
+            [
+                *cli,
+                "import-catalog",
+                str(FASHION / "styles.csv"),
+                "--images",
+                str(FASHION / "images"),
+                "--limit",
+                str(args.import_limit),
+            ],
+            env=env,
+            check=True,
+        )
+    key = subprocess.run(
+        [*cli, "keys", "create", "--name", "bench", "--scope", "write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port = free_port()
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        print("ready:", ready.json(), flush=True)
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
+            ids: list[str] = []
+            cursor = None
+            while len(ids) < 5000:
+                page = c.get(
+                    "/v1/products", params={"limit": 500} | ({"cursor": cursor} if cursor else {})
+                ).json()
+                ids += [p["id"] for p in page["items"]]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        results = asyncio.run(run(base, key, ids, args.seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"\n{'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'err':>5}")
+    for r in results:
+        print(
+            f"{r['endpoint']:44} {r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} "
+            f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
+        )
+    out = Path("bench/out/api_load.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
