@@ -301,3 +301,23 @@ def test_import_job_with_zip(api: tuple[TestClient, dict[str, str]]) -> None:
     assert client.get("/v1/imports/nope", headers=h(keys["read"])).status_code == 404
     r = client.post("/v1/imports", headers=h(keys["write"]), data={"csv_path": "x.csv"})
     assert r.status_code == 422 and "VITRINE_IMPORT_ROOT" in r.json()["detail"]
+
+
+def test_rate_limit_and_body_limit(tmp_path: Path, model_dir: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(model_dir, target_is_directory=True)
+    settings = load_settings(env={}).with_overrides(
+        home=home, api_rate_limit=1, api_rate_burst=2, max_request_bytes=1000
+    )
+    app = create_app(settings, warm=False)
+    key = KeyService(app.state.vitrine.engine).create("limited", "write")[1]
+    with TestClient(app) as client:
+        codes = [client.get("/v1/products", headers=h(key)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = client.post(
+            "/v1/analyze",
+            headers=h(key),
+            files={"image": ("a.jpg", photo((1, 1, 1)), "image/jpeg")},
+        )
+        assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
