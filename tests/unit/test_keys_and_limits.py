@@ -24,7 +24,7 @@ def keys(tmp_path: Path) -> KeyService:
 
 
 def test_keys_are_hashed_scoped_and_revocable(keys: KeyService) -> None:
-    info, key = keys.create("storefront", "write")
+    _, key = keys.create("storefront", "write")
     with keys.engine.connect() as conn:
         stored = conn.execute(select(ApiKey.key_hash)).scalar_one()
     assert key not in stored and len(stored) == 64

@@ -78,7 +78,7 @@ def onnx_path(model_dir: Path) -> Path:
 
 
 def load_torch_model() -> torch.nn.Module:
-    """The pretrained PyTorch EfficientNet-Lite0 in eval mode (the library's load message is muted)."""
+    """The pretrained PyTorch EfficientNet-Lite0 in eval mode (load message muted)."""
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):

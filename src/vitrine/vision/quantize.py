@@ -44,7 +44,8 @@ EXCLUDE_STEM = False
 EXCLUDE_HEAD = False
 RECIPE = (
     f"recipe=v1 format={QUANT_FORMAT} calib={CALIBRATE_METHOD} per_channel={PER_CHANNEL} "
-    f"reduce_range={REDUCE_RANGE} weights={WEIGHT_TYPE} exclude_stem={EXCLUDE_STEM} exclude_head={EXCLUDE_HEAD}"
+    f"reduce_range={REDUCE_RANGE} weights={WEIGHT_TYPE} "
+    f"exclude_stem={EXCLUDE_STEM} exclude_head={EXCLUDE_HEAD}"
 )
 
 
