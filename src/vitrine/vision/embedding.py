@@ -31,7 +31,12 @@ from vitrine.vision.onnx_export import (
     export_onnx,
     weights_sha12,
 )
-from vitrine.vision.quantize import Int8ModelNotFoundError, latest_int8_model, quantize_int8
+from vitrine.vision.quantize import (
+    DISABLED_OPTIMIZERS,
+    Int8ModelNotFoundError,
+    latest_int8_model,
+    quantize_int8,
+)
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -125,7 +130,7 @@ def prepare_image(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
         interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
         img = cv2.resize(np.ascontiguousarray(img), (new_w, new_h), interpolation=interp)
     if new_h == size and new_w == size:
-        return np.ascontiguousarray(img)
+        return img.copy() if img is rgb else np.ascontiguousarray(img)
     out = np.empty((size, size, 3), dtype=np.uint8)
     out[:] = _border_color(img)
     top = (size - new_h) // 2
@@ -139,6 +144,22 @@ def _default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _make_session(ort: Any, path: Path, threads: int, int8: bool) -> onnxruntime.InferenceSession:
+    """A CPU session: all graph optimisations (NCHWc / QLinearConv fusion), sequential."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_OPTIMIZERS) if int8 else None,
+    )
 
 
 def _imagenet_names() -> list[str]:
@@ -191,28 +212,29 @@ class Embedder:
         self.dim = EMBEDDING_DIM
         self.top_labels = top_labels
         self.threads = threads if threads is not None else _default_threads()
-        self._session = self._make_session(ort, self.model_path, self.threads)
+        self._session = _make_session(ort, self.model_path, self.threads, int8=precision == "int8")
         self._names = _imagenet_names() if top_labels else []
-
-    @staticmethod
-    def _make_session(ort: Any, path: Path, threads: int) -> onnxruntime.InferenceSession:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __repr__(self) -> str:
         return f"Embedder({self.model_version!r}, threads={self.threads})"
 
     def embed(self, images: Sequence[np.ndarray]) -> EmbeddingBatch:
-        """Embed raw RGB photos of any size (each goes through :func:`prepare_image`)."""
+        """Embed raw RGB photos of any size (each goes through :func:`prepare_image`).
+
+        Photos are prepared and run ``MAX_BATCH`` at a time, so memory stays bounded.
+        """
         if len(images) == 0:
             return self.embed_prepared(np.empty((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
-        batch = np.stack([prepare_image(img) for img in images])
-        return self.embed_prepared(batch)
+        parts = [
+            self.embed_prepared(np.stack([prepare_image(img) for img in images[i : i + MAX_BATCH]]))
+            for i in range(0, len(images), MAX_BATCH)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return EmbeddingBatch(
+            vectors=np.concatenate([p.vectors for p in parts]),
+            labels=[labels for p in parts for labels in p.labels],
+        )
 
     def embed_prepared(self, batch: np.ndarray) -> EmbeddingBatch:
         """Embed an ``N x 224 x 224 x 3`` uint8 batch of prepared images (chunks of <= 64)."""
