@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,8 +46,13 @@ def _info(row: Any) -> KeyInfo:
 
 
 class KeyService:
-    def __init__(self, engine: Engine) -> None:
+    """Creates, checks and revokes keys. Checks are cached for ``cache_seconds``, so a
+    revocation reaches every process within that time."""
+
+    def __init__(self, engine: Engine, cache_seconds: float = 5.0) -> None:
         self.engine = engine
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
 
     def create(self, name: str, scope: str) -> tuple[KeyInfo, str]:
         """A new key; the clear key is returned once and never stored."""
@@ -65,12 +71,24 @@ class KeyService:
 
     def verify(self, key: str) -> KeyInfo | None:
         """The key's record if the key is valid and not revoked."""
+        digest = _hash(key)
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        info = self._verify(key, digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now, info)
+        return info
+
+    def _verify(self, key: str, digest: str) -> KeyInfo | None:
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != "vtr":
             return None
         with self.engine.connect() as conn:
             row = conn.execute(select(ApiKey.__table__).where(ApiKey.prefix == parts[1])).first()
-        if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
+        if row is None or not hmac.compare_digest(row.key_hash, digest):
             return None
         info = _info(row)
         return None if info.revoked_at is not None else info
@@ -85,7 +103,8 @@ class KeyService:
                 )
                 .values(revoked_at=utcnow())
             )
-            return int(result.rowcount)
+        self._cache.clear()
+        return int(result.rowcount)
 
     def list(self) -> list[KeyInfo]:
         with self.engine.connect() as conn:
