@@ -227,6 +227,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=None, help="rows of fashion-small to import")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 import")
+    parser.add_argument(
+        "--catalog-vectors",
+        type=Path,
+        help="an .npy of the whole catalog's fp32 embeddings for the search part "
+        "(default: the vectors of the import)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/out/foundation.json"))
     args = parser.parse_args()
     if not FASHION.is_dir():
@@ -260,6 +266,8 @@ def main() -> None:
         store = CatalogStore(make_engine(f"sqlite:///{work / 'fp32' / 'vitrine.db'}"))
         version = Embedder(model_dir).model_version
         _, real = store.primary_vectors(EMBEDDING_KIND, version)
+        if args.catalog_vectors is not None:
+            real = np.load(args.catalog_vectors).astype(np.float32)
         rng = np.random.default_rng(1)
         queries = real[rng.choice(len(real), 500, replace=False)] + rng.normal(
             0, 0.01, (500, real.shape[1])

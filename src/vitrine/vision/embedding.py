@@ -154,6 +154,9 @@ def _make_session(ort: Any, path: Path, threads: int, int8: bool) -> onnxruntime
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # Vitrine shares the cores with feature workers and request threads: idle ORT threads
+    # must sleep, not spin, or they steal the CPU the rest of the pipeline needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         str(path),
         options,
