@@ -26,8 +26,15 @@ from vitrine.catalog.store import ImageRecord, ProductRecord
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
 from vitrine.services.records import image_records
 from vitrine.services.runtime import Vitrine
-from vitrine.vision.analyzer import PreparedImage, content_hash, prepare
+from vitrine.vision.analyzer import (
+    ImageAnalysis,
+    ImageAnalyzer,
+    PreparedImage,
+    content_hash,
+    prepare,
+)
 from vitrine.vision.decode import DecodeLimits, ImageDecodeError, read_image_bytes
+from vitrine.vision.embedding import Embedder
 
 # Below this many rows, worker start-up costs more than it saves.
 MIN_ROWS_FOR_POOL = 48
@@ -72,6 +79,7 @@ class _Outcome:
     line: int
     product_id: str
     prepared: PreparedImage | None = None
+    analysis: ImageAnalysis | None = None
     blob_key: str | None = None
     skipped: bool = False
     error: str | None = None
@@ -81,16 +89,56 @@ class _Outcome:
 # -- worker side ----------------------------------------------------------------------
 
 _worker_state: dict[str, Any] = {}
+_EMPTY_INPUT = np.zeros((0, 0, 3), np.uint8)
+CHUNK = 16
 
 
-def _init_worker(known: set[tuple[str, str]], limits: DecodeLimits, blob_url: str) -> None:
-    try:
-        import cv2
+def _init_worker(
+    known: set[tuple[str, str]],
+    limits: DecodeLimits,
+    blob_url: str,
+    model_dir: Path,
+    precision: str,
+    analyzer: ImageAnalyzer | None = None,
+) -> None:
+    """Each worker runs the whole per-photo pipeline, CNN included, on one core.
 
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 is a dependency
-        pass
-    _worker_state.update(known=known, limits=limits, blobs=open_blob_store(blob_url))
+    One single-threaded model per worker beats one multi-threaded model fed by feature
+    workers: on a few cores the latter's threads keep waiting for each other.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    if analyzer is None:
+        analyzer = ImageAnalyzer(Embedder(model_dir, precision=precision, threads=1), limits)  # type: ignore[arg-type]
+    _worker_state.update(
+        known=known, limits=limits, blobs=open_blob_store(blob_url), analyzer=analyzer
+    )
+
+
+def _process_chunk(tasks: list[_Task]) -> list[_Outcome]:
+    """Prepare every photo of a chunk, then run the CNN once on the chunk."""
+    outcomes = [_prepare_task(task) for task in tasks]
+    ready = [o for o in outcomes if o.prepared is not None]
+    if ready:
+        analyzer: ImageAnalyzer = _worker_state["analyzer"]
+        t0 = time.perf_counter()
+        try:
+            analyses = analyzer.complete([o.prepared for o in ready])  # type: ignore[misc]
+        except Exception as exc:  # the model failing on a chunk rejects that chunk only
+            for o in ready:
+                o.error, o.source, o.prepared = (
+                    f"{type(exc).__name__}: {exc}",
+                    o.prepared.source,
+                    None,
+                )  # type: ignore[union-attr]
+            return outcomes
+        share = (time.perf_counter() - t0) / len(ready)
+        for o, analysis in zip(ready, analyses, strict=True):
+            analysis.prepared.timings["embedding"] = share
+            analysis.prepared.model_input = _EMPTY_INPUT  # not needed any more: keep IPC small
+            o.analysis, o.prepared = analysis, None
+    return outcomes
 
 
 def _prepare_task(task: _Task) -> _Outcome:
@@ -118,6 +166,17 @@ def _prepare_task(task: _Task) -> _Outcome:
 # -- main side ------------------------------------------------------------------------
 
 
+def _chunks(items: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
+    chunk: list[_Task] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def count_rows(csv_path: Path) -> int:
     with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         return max(0, sum(1 for _ in csv.reader(handle)) - 1)
@@ -129,9 +188,7 @@ class _Writer:
     def __init__(self, vitrine: Vitrine, report: ImportReport) -> None:
         self.vitrine = vitrine
         self.report = report
-        self.embed_batch = vitrine.settings.embedding_batch_size
         self.db_batch = vitrine.settings.import_db_batch
-        self.pending: list[tuple[ProductRecord, _Outcome]] = []
         self.products: list[ProductRecord] = []
         self.images: list[ImageRecord] = []
         self.vectors: list[tuple[str, np.ndarray]] = []
@@ -141,29 +198,17 @@ class _Writer:
             self.products.append(product)
             self.report.skipped += 1
         else:
-            assert outcome.prepared is not None
-            for stage, seconds in outcome.prepared.timings.items():
+            assert outcome.analysis is not None
+            analysis = outcome.analysis
+            for stage, seconds in analysis.prepared.timings.items():
                 self.report.stage_seconds[stage] += seconds
-            self.pending.append((product, outcome))
-            if len(self.pending) >= self.embed_batch:
-                self._embed()
-        if len(self.products) >= self.db_batch:
-            self.flush()
-
-    def _embed(self) -> None:
-        if not self.pending:
-            return
-        t0 = time.perf_counter()
-        analyses = self.vitrine.analyzer.complete([o.prepared for _, o in self.pending])  # type: ignore[misc]
-        self.report.stage_seconds["embedding"] += time.perf_counter() - t0
-        for (product, outcome), analysis in zip(self.pending, analyses, strict=True):
             self.products.append(product)
             self.images.append(image_records(analysis, product.id, outcome.blob_key or ""))
             self.vectors.append((product.id, analysis.embedding))
-        self.pending.clear()
+        if len(self.products) >= self.db_batch:
+            self.flush()
 
     def flush(self) -> None:
-        self._embed()
         if not self.products:
             return
         t0 = time.perf_counter()
@@ -237,8 +282,15 @@ def import_catalog(
             yield _Task(item.line, item.product.id, str(item.image_path))
 
     vitrine.search  # open (or rebuild) the index before the workers start  # noqa: B018
+    vitrine.embedder  # export the model once, before the workers load it  # noqa: B018
     known = vitrine.store.image_keys()
-    init_args = (known, vitrine.limits, vitrine.settings.resolved_blob_url)
+    init_args = (
+        known,
+        vitrine.limits,
+        vitrine.settings.resolved_blob_url,
+        vitrine.settings.model_dir,
+        vitrine.settings.embedding_precision,
+    )
     n_workers = (
         workers if workers is not None else (vitrine.settings.import_workers or os.cpu_count() or 1)
     )
@@ -264,12 +316,13 @@ def import_catalog(
 
     try:
         if n_workers <= 0 or total < MIN_ROWS_FOR_POOL:
-            _init_worker(*init_args)
-            consume(_prepare_task(t) for t in tasks())
+            _init_worker(*init_args, analyzer=vitrine.analyzer)
+            consume(o for chunk in _chunks(tasks(), CHUNK) for o in _process_chunk(chunk))
         else:
             context = multiprocessing.get_context("spawn")
             with context.Pool(n_workers, initializer=_init_worker, initargs=init_args) as pool:
-                consume(pool.imap(_prepare_task, tasks(), chunksize=8))
+                results = pool.imap(_process_chunk, _chunks(tasks(), CHUNK))
+                consume(o for chunk in results for o in chunk)
         writer.flush()
     finally:
         bar.close()
