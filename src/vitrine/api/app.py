@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from vitrine import __version__
 from vitrine.api.auth import RateLimiter
-from vitrine.api.metrics import Metrics, metrics_middleware
-from vitrine.api.problems import install_problem_handlers, problem_response
+from vitrine.api.metrics import Metrics, ObservedRequests
+from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
@@ -65,23 +65,10 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
 
-    max_body = vitrine.settings.max_request_bytes
-    max_import = vitrine.settings.max_import_bytes
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        limit = max_import if request.url.path.startswith("/v1/imports") else max_body
-        if length is not None and length.isdigit() and int(length) > limit:
-            return problem_response(
-                request,
-                413,
-                f"request body of {length} bytes exceeds the limit of {limit}",
-                "request-too-large",
-            )
-        return await call_next(request)
-
-    app.middleware("http")(metrics_middleware(metrics))
+    app.add_middleware(
+        ObservedRequests,
+        metrics=metrics,
+        max_body=vitrine.settings.max_request_bytes,
+        max_import=vitrine.settings.max_import_bytes,
+    )
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
@@ -47,10 +47,10 @@ def _presented_key(request: Request) -> str | None:
     return None
 
 
-def require(scope: str) -> Callable[[Request], KeyInfo]:
+def require(scope: str) -> Callable[[Request], Awaitable[KeyInfo]]:
     """A dependency: the request must carry a valid key with at least ``scope``."""
 
-    def dependency(request: Request) -> KeyInfo:
+    async def dependency(request: Request) -> KeyInfo:
         key = _presented_key(request)
         if key is None:
             raise Problem(

@@ -83,7 +83,7 @@ async def search_image(
 
 
 @router.get("/v1/products/{product_id}/similar", response_model=SearchResults)
-def similar(
+async def similar(
     request: Request,
     product_id: str,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
