@@ -1,0 +1,511 @@
+"""Per-product aspect vectors in memory, and re-ranking of search candidates by fusing them.
+
+A product photo is described by several *aspects* besides its CNN embedding: colour
+histogram, texture, silhouette shape, surface pattern (:mod:`vitrine.vision.features`) and
+colour layout (:mod:`vitrine.vision.layout`). Any one of them is a weak cue, but photos of
+one product agree on all of them at once, and products that differ only in small details
+(same cut and colour) are told apart by the ones the embedding blurs. :class:`AspectStore`
+keeps those vectors as float32 matrices (one per kind) keyed by product id, and
+
+* :meth:`AspectStore.scan` scores the whole catalogue exactly on a few cheap aspects (a
+  second candidate source beside the embedding's ANN search: it finds the near-duplicates
+  that the embedding ranks low);
+* :meth:`AspectStore.rerank` scores a short list of candidates on every aspect and orders
+  them by the fused score.
+
+Fusion
+    Each aspect similarity ``s`` (cosine, in [-1, 1]) is calibrated as
+    ``l = -log(1 + EPS - s)`` (``EPS = 0.01``): near-duplicates all score close to 1 on
+    every aspect, and this stretches the top of the scale so that 0.999 vs 0.99 counts
+    as much as 0.9 vs 0.0. The fused value is the weighted mean of ``l`` over the aspects a
+    candidate has, mapped back to a similarity in [-1, 1] (``1 + EPS - exp(-mean)``), so
+    that the returned score keeps the meaning of a cosine for ``min_score`` filters. With one
+    aspect of weight 1 the order is that aspect's own. Measured with
+    ``bench/bench_photo_search.py`` this calibration beats a raw weighted sum of cosines and
+    z-scoring per candidate list.
+
+Weights
+    :data:`DEFAULT_WEIGHTS` were chosen by coordinate search on half of the fashion-small
+    query photos (clean and cropped / rotated / darkened), checked on the other half; see
+    ``bench/bench_photo_search.py``. They are a setting: :func:`parse_weights` reads
+    ``"embedding=2,layout_aligned=2,color=0.75"``.
+
+Query aspects
+    A query aspect is a 1-D vector (compared with the stored vectors of the same kind by
+    cosine), a 2-D array (several views of the query: the best view counts) or any object
+    with a ``kind`` attribute (the stored kind it reads) and a ``similarity(rows)`` method
+    returning one similarity per stored row, such as
+    :class:`vitrine.vision.layout.AlignedLayoutQuery`.
+
+Concurrency
+    Mutations and reads take one lock; a scan holds it for one matrix-vector product per
+    aspect (a few milliseconds at 35k products), a rerank only while it gathers rows.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from vitrine.index.vector_index import Hit
+
+__all__ = [
+    "CALIBRATION_EPS",
+    "DEFAULT_SCANS",
+    "DEFAULT_WEIGHTS",
+    "EMBEDDING",
+    "AspectStore",
+    "QueryAspect",
+    "format_weights",
+    "fuse",
+    "parse_weights",
+]
+
+EMBEDDING = "embedding"
+CALIBRATION_EPS = 0.01
+
+# Chosen by coordinate search on half of 4 x 600 fashion-small query photos (clean and
+# perturbed), checked on the other half (bench/bench_photo_search.py, see the module
+# docstring). Leaving one out costs, in hit@1 on the perturbed sets: layout_aligned 7-9
+# points, color 8-10, embedding 2-3, texture 1-2, layout ~1.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    EMBEDDING: 2.0,
+    "layout_aligned": 1.5,  # colour layout under crop/rotation hypotheses (vision.layout)
+    "color": 0.75,
+    "texture": 0.5,
+    "layout": 0.25,  # plain colour layout cosine
+    "pattern": 0.0,  # no gain once colour and layout are in (still used by the scan)
+    "shape": 0.0,  # silhouette: no gain, hurts on cropped photos
+}
+
+# Exact whole-catalogue scans, candidate sources beside the embedding's ANN search, each
+# taking its own top N: the colour layout finds near-duplicates of the catalogue photo
+# (recall@50 1.00 on clean fashion-small queries, the ANN 0.88), colour + pattern find
+# cropped / rotated / darkened ones (0.96-0.98, the ANN 0.78-0.81). "layout_coarse" is
+# the layout pooled to 5x5 (vision.layout.coarse_layout): the same candidates as the full
+# layout at a quarter of the cost.
+DEFAULT_SCANS: tuple[dict[str, float], ...] = (
+    {"layout_coarse": 1.0},
+    {"color": 1.0, "pattern": 1.0},
+)
+
+_INITIAL_CAPACITY = 1024
+
+
+@runtime_checkable
+class QueryAspect(Protocol):
+    """A query-side aspect that scores stored rows of ``kind`` itself."""
+
+    kind: str
+
+    def similarity(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+# -- weights --------------------------------------------------------------------------
+
+
+def parse_weights(text: str, known: Collection[str] | None = None) -> dict[str, float]:
+    """Parse ``"embedding=2, color=0.5"`` into ``{"embedding": 2.0, "color": 0.5}``.
+
+    Whitespace around names and values is ignored; an empty string gives ``{}``. Raises
+    ValueError, naming the offending item, for an item without ``=``, an empty or
+    repeated name, a value that is not a finite number >= 0, a name outside ``known``
+    (when given), or weights that are all zero.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"weights must be a string, not {type(text).__name__}")
+    out: dict[str, float] = {}
+    if not text.strip():
+        return out
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"empty item in weights {text!r} (stray comma?)")
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep:
+            raise ValueError(f"weight {item!r} is not of the form name=number")
+        if not name:
+            raise ValueError(f"weight {item!r} has no name")
+        if name in out:
+            raise ValueError(f"weight {name!r} is given twice")
+        if known is not None and name not in known:
+            raise ValueError(f"unknown weight {name!r}; known: {', '.join(sorted(known))}")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"weight {name!r} has value {value!r}, not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight {name!r} must be a finite number >= 0, got {value!r}")
+        out[name] = weight
+    if not any(out.values()):
+        raise ValueError(f"weights {text!r} are all zero")
+    return out
+
+
+def format_weights(weights: Mapping[str, float]) -> str:
+    """The inverse of :func:`parse_weights`."""
+    return ",".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+# -- fusion ---------------------------------------------------------------------------
+
+
+def fuse(similarities: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Fused similarity of N candidates from per-aspect similarities (NaN = missing).
+
+    Weighted mean of the calibrated similarities over the aspects each candidate has,
+    mapped back to [-1, 1]; -inf where a candidate has none of the weighted aspects.
+    """
+    total: np.ndarray | None = None
+    weight_sum: np.ndarray | None = None
+    for name, sims in similarities.items():
+        w = float(weights.get(name, 0.0))
+        if w <= 0:
+            continue
+        s = np.asarray(sims, dtype=np.float64)
+        present = ~np.isnan(s)
+        cal = -np.log(1.0 + CALIBRATION_EPS - np.clip(np.where(present, s, 0.0), -1.0, 1.0))
+        if total is None or weight_sum is None:
+            total = np.zeros(s.shape, np.float64)
+            weight_sum = np.zeros(s.shape, np.float64)
+        total += np.where(present, w * cal, 0.0)
+        weight_sum += np.where(present, w, 0.0)
+    if total is None or weight_sum is None:
+        raise ValueError("no aspect with a positive weight to fuse")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / weight_sum
+    score = np.clip(1.0 + CALIBRATION_EPS - np.exp(-mean), -1.0, 1.0)
+    return np.where(weight_sum > 0, score, -np.inf)
+
+
+# -- store ----------------------------------------------------------------------------
+
+
+class _Kind:
+    """One aspect's rows: a growable matrix plus which rows hold a vector."""
+
+    __slots__ = ("dim", "matrix", "present")
+
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.dim = dim
+        self.matrix = np.zeros((capacity, dim), np.float32)
+        self.present = np.zeros(capacity, bool)
+
+    def grow(self, capacity: int) -> None:
+        matrix = np.zeros((capacity, self.dim), np.float32)
+        matrix[: len(self.matrix)] = self.matrix
+        present = np.zeros(capacity, bool)
+        present[: len(self.present)] = self.present
+        self.matrix, self.present = matrix, present
+
+
+def _is_query_aspect(q: object) -> bool:
+    # Duck typing: isinstance() against a runtime-checkable Protocol costs ~50 us a call.
+    return not isinstance(q, np.ndarray) and callable(getattr(q, "similarity", None))
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.where(norms > 1e-12, matrix / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+class AspectStore:
+    """Thread-safe in-memory aspect vectors per product id (float32, rows unit-L2).
+
+    Args:
+        dims: expected dimension per kind; kinds not listed take the dimension of their
+            first upsert, after which a different dimension is an error.
+    """
+
+    def __init__(self, dims: Mapping[str, int] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._capacity = _INITIAL_CAPACITY
+        self._dims: dict[str, int] = dict(dims or {})
+        self._kinds: dict[str, _Kind] = {}
+        self._ids: list[str | None] = []  # row -> product id (None = free)
+        self._alive = np.zeros(self._capacity, bool)  # row holds a product
+        self._pos: dict[str, int] = {}
+        self._free: list[int] = []
+
+    # -- introspection ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __contains__(self, product_id: object) -> bool:
+        return product_id in self._pos
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{k}={v.dim}" for k, v in self._kinds.items())
+        return f"AspectStore(count={len(self._pos)}, kinds=[{kinds}])"
+
+    @property
+    def kinds(self) -> dict[str, int]:
+        """Stored kinds and their dimensions."""
+        with self._lock:
+            return {k: v.dim for k, v in self._kinds.items()}
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [pid for pid in self._ids if pid is not None]
+
+    def get(self, product_id: str) -> dict[str, np.ndarray]:
+        """Copies of the stored vectors of a product by kind (empty if unknown)."""
+        with self._lock:
+            row = self._pos.get(product_id)
+            if row is None:
+                return {}
+            return {k: v.matrix[row].copy() for k, v in self._kinds.items() if v.present[row]}
+
+    # -- mutation ---------------------------------------------------------------------
+
+    def upsert(self, ids: Sequence[str], aspects: Mapping[str, np.ndarray]) -> None:
+        """Set the aspects of products: ``aspects[kind]`` is an ``len(ids) x dim`` matrix.
+
+        A product's vectors become exactly those given (kinds not given are dropped for
+        it). Rows are stored unit-L2 (all-zero rows stay zero); a row with NaN or inf is
+        an error. Duplicate ids in one call: the last occurrence wins.
+        """
+        if isinstance(ids, str):
+            raise TypeError("ids must be a sequence of product ids, not one str")
+        ids_list = list(ids)
+        for pid in ids_list:
+            if not isinstance(pid, str):
+                raise TypeError(f"product ids must be str, got {type(pid).__name__}: {pid!r}")
+        prepared: dict[str, np.ndarray] = {}
+        for kind, matrix in aspects.items():
+            m = np.asarray(matrix, dtype=np.float32)
+            if m.ndim == 1 and len(ids_list) == 1:
+                m = m[None, :]
+            if m.ndim != 2 or m.shape[0] != len(ids_list):
+                raise ValueError(
+                    f"aspect {kind!r}: expected {len(ids_list)} rows, got shape {m.shape}"
+                )
+            expected = self._dims.get(kind)
+            if expected is not None and m.shape[1] != expected:
+                raise ValueError(f"aspect {kind!r} has dimension {expected}, got {m.shape[1]}")
+            if not np.isfinite(m).all():
+                raise ValueError(f"aspect {kind!r} has NaN or infinite values")
+            prepared[kind] = _unit_rows(m)
+        if not ids_list:
+            return
+        last = {pid: i for i, pid in enumerate(ids_list)}
+        keep = sorted(last.values())
+        with self._lock:
+            for kind, m in prepared.items():
+                self._dims.setdefault(kind, m.shape[1])
+            rows = np.array([self._row_for(ids_list[i]) for i in keep], dtype=np.int64)
+            for kind, state in self._kinds.items():
+                if kind not in prepared:
+                    state.present[rows] = False
+            for kind, m in prepared.items():
+                state = self._kinds.get(kind)
+                if state is None:
+                    state = self._kinds[kind] = _Kind(m.shape[1], self._capacity)
+                state.matrix[rows] = m[keep]
+                state.present[rows] = True
+
+    def _row_for(self, product_id: str) -> int:
+        row = self._pos.get(product_id)
+        if row is not None:
+            return row
+        if self._free:
+            row = self._free.pop()
+            self._ids[row] = product_id
+        else:
+            row = len(self._ids)
+            if row >= self._capacity:
+                self._capacity = max(2 * self._capacity, row + 1)
+                for state in self._kinds.values():
+                    state.grow(self._capacity)
+                alive = np.zeros(self._capacity, bool)
+                alive[: len(self._alive)] = self._alive
+                self._alive = alive
+            self._ids.append(product_id)
+        self._pos[product_id] = row
+        self._alive[row] = True
+        return row
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Forget products; returns how many were present."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be an iterable of product ids, not one str")
+        with self._lock:
+            rows = [self._pos.pop(pid) for pid in set(ids) if pid in self._pos]
+            for row in rows:
+                self._ids[row] = None
+                self._alive[row] = False
+                for state in self._kinds.values():
+                    state.present[row] = False
+                    state.matrix[row] = 0.0
+            self._free.extend(rows)
+            return len(rows)
+
+    # -- queries ----------------------------------------------------------------------
+
+    def scan(
+        self,
+        query_aspects: Mapping[str, Any],
+        weights: Mapping[str, float],
+        k: int = 50,
+        *,
+        allowed: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Hit]:
+        """The ``k`` products with the highest weighted sum of cosines, exact, over all.
+
+        Only plain vector query aspects take part (1-D, or 2-D: best row); a product
+        missing a kind scores 0 on it. The score is the weighted *mean* cosine.
+        """
+        if k <= 0:
+            return []
+        terms = [
+            (kind, float(w), np.asarray(query_aspects[kind], dtype=np.float32))
+            for kind, w in weights.items()
+            if w > 0 and kind in query_aspects and isinstance(query_aspects[kind], np.ndarray)
+        ]
+        if not terms:
+            raise ValueError("scan needs a plain vector query aspect with a positive weight")
+        weight_sum = sum(w for _, w, _ in terms)
+        with self._lock:
+            n = len(self._ids)
+            if n == 0:
+                return []
+            total = np.zeros(n, np.float32)
+            for kind, w, q in terms:
+                state = self._kinds.get(kind)
+                if state is None:
+                    continue
+                if q.shape[-1] != state.dim:
+                    raise ValueError(
+                        f"query aspect {kind!r} has dimension {q.shape[-1]}, stored {state.dim}"
+                    )
+                sims = state.matrix[:n] @ _unit_rows(np.atleast_2d(q)).T
+                total += np.float32(w) * sims.max(axis=1)
+            valid = self._alive[:n].copy()
+            if allowed is not None:
+                mask = np.zeros(n, bool)
+                mask[[self._pos[p] for p in allowed if p in self._pos]] = True
+                valid &= mask
+            for pid in exclude:
+                row = self._pos.get(pid)
+                if row is not None:
+                    valid[row] = False
+            rows = np.flatnonzero(valid)
+            if len(rows) == 0:
+                return []
+            scores = total[rows]
+            part = np.argpartition(-scores, k - 1)[:k] if len(rows) > k else np.arange(len(rows))
+            order = part[np.lexsort((rows[part], -scores[part]))]
+            return [
+                Hit(self._ids[int(rows[i])], float(scores[i]) / weight_sum)  # type: ignore[arg-type]
+                for i in order
+            ]
+
+    def similarities(
+        self, query_aspects: Mapping[str, Any], product_ids: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Per-aspect similarity of each product to the query (NaN where it lacks the kind)."""
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            rows = np.array([self._pos.get(pid, -1) for pid in product_ids], dtype=np.int64)
+            gathered: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for name, q in query_aspects.items():
+                kind = q.kind if _is_query_aspect(q) else name
+                state = self._kinds.get(kind)
+                if state is None or kind in gathered:
+                    continue
+                ok = rows >= 0
+                have = np.zeros(len(rows), bool)
+                have[ok] = state.present[rows[ok]]
+                gathered[kind] = (state.matrix[np.where(have, rows, 0)], have)
+        for name, q in query_aspects.items():
+            kind = q.kind if _is_query_aspect(q) else name
+            if kind not in gathered:
+                out[name] = np.full(len(product_ids), np.nan)
+                continue
+            matrix, have = gathered[kind]
+            if _is_query_aspect(q):
+                sims = np.asarray(q.similarity(matrix[have]), dtype=np.float64)
+            else:
+                qv = np.asarray(q, dtype=np.float32)
+                if qv.shape[-1] != matrix.shape[1]:
+                    raise ValueError(
+                        f"query aspect {name!r} has dimension {qv.shape[-1]}, "
+                        f"stored {matrix.shape[1]}"
+                    )
+                qv = _unit_rows(np.atleast_2d(qv))
+                sims = (matrix[have] @ qv.T).max(axis=1).astype(np.float64)
+            full = np.full(len(product_ids), np.nan)
+            full[have] = sims
+            out[name] = full
+        return out
+
+    def rerank(
+        self,
+        query_aspects: Mapping[str, Any],
+        query_embedding: np.ndarray | None,
+        candidates: Sequence[Hit],
+        weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+        k: int = 10,
+        *,
+        candidate_embeddings: np.ndarray | Callable[[Sequence[str]], np.ndarray] | None = None,
+    ) -> list[Hit]:
+        """Order ``candidates`` by the fused similarity of all weighted aspects; the best ``k``.
+
+        The ``"embedding"`` aspect is the cosine of ``query_embedding`` (1-D, or one row per
+        query view: the best counts) with ``candidate_embeddings`` (one row per candidate as
+        passed, or a function of the de-duplicated candidate ids returning their rows; a zero
+        row means unknown); without
+        them, each candidate's own ``Hit.score`` is taken as its embedding similarity.
+        Weights of aspects the query does not provide are ignored. Duplicate candidates
+        keep their first occurrence; ties keep the candidates' order.
+        """
+        if k <= 0 or not candidates:
+            return []
+        first: dict[str, int] = {}
+        for i, hit in enumerate(candidates):
+            first.setdefault(hit.product_id, i)
+        keep = list(first.values())
+        unique = [candidates[i] for i in keep]
+        ids = [h.product_id for h in unique]
+        if isinstance(candidate_embeddings, np.ndarray):
+            if len(candidate_embeddings) != len(candidates):
+                raise ValueError(
+                    f"{len(candidates)} candidates but {len(candidate_embeddings)} embeddings"
+                )
+            candidate_embeddings = candidate_embeddings[keep]
+        wanted = {name: q for name, q in query_aspects.items() if weights.get(name, 0.0) > 0}
+        sims = self.similarities(wanted, ids)
+        if weights.get(EMBEDDING, 0.0) > 0:
+            sims[EMBEDDING] = self._embedding_similarity(
+                unique, query_embedding, candidate_embeddings
+            )
+        fused = fuse(sims, weights)
+        order = np.lexsort((np.arange(len(unique)), -fused))[:k]
+        return [Hit(ids[i], float(fused[i])) for i in order if np.isfinite(fused[i])]
+
+    @staticmethod
+    def _embedding_similarity(
+        hits: Sequence[Hit],
+        query_embedding: np.ndarray | None,
+        candidate_embeddings: np.ndarray | Callable[[Sequence[str]], np.ndarray] | None,
+    ) -> np.ndarray:
+        if candidate_embeddings is None or query_embedding is None:
+            return np.array([h.score for h in hits], np.float64)
+        if callable(candidate_embeddings):
+            matrix = np.asarray(candidate_embeddings([h.product_id for h in hits]))
+        else:
+            matrix = np.asarray(candidate_embeddings)
+        matrix = matrix.astype(np.float32, copy=False)
+        if matrix.shape[0] != len(hits):
+            raise ValueError(f"{len(hits)} candidates but {matrix.shape[0]} embeddings")
+        q = _unit_rows(np.atleast_2d(np.asarray(query_embedding, dtype=np.float32)))
+        known = np.abs(matrix).sum(axis=1) > 0
+        sims = (_unit_rows(matrix) @ q.T).max(axis=1).astype(np.float64)
+        return np.where(known, sims, np.nan)
