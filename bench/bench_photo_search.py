@@ -10,14 +10,16 @@ JPEG; fixed seed). For each set it prints hit@1/5/10 and MRR of
 * ``baseline``: the plain approach, the pooled EfficientNet-Lite0 embedding of the photo as it
   comes, exact cosine over the whole catalogue;
 * ``vitrine``: the canonical query view (exposure, the catalogue's typical aspect), ANN top
-  ``--ann`` on its embedding plus the exact aspect scan's top ``--scan``, re-ranked by the
-  fused aspects (:mod:`vitrine.index.rerank`),
+  ``--ann`` on its embedding plus the top ``--scan`` of each exact aspect scan (colour
+  layout; colour + pattern), re-ranked by the fused aspects (:mod:`vitrine.index.rerank`),
 
-then Vitrine's query-side latency (decode + features + CNN + ANN + scan + rerank): one
-request at a time, and open-loop at ``--rps`` requests per second through a micro-batched
-model as the service runs it.
+then the query-side latency of today's plain search by photo (decode + features + CNN +
+ANN) and of Vitrine's (+ layout, scans, rerank): one request at a time (with CPU-ms per
+request, the figure least disturbed by other work on the machine), and open-loop at
+``--rps`` requests per second through a micro-batched model as the service runs it.
+numpy's BLAS is limited to one thread, as the service must do (see ``main``).
 
-    .venv/bin/python bench/bench_photo_search.py                  # everything (~10-15 min cold)
+    .venv/bin/python bench/bench_photo_search.py                  # everything (~10 min warm)
     .venv/bin/python bench/bench_photo_search.py --limit 300      # 300 queries per set
     .venv/bin/python bench/bench_photo_search.py --weights "embedding=1,layout_aligned=2"
 """
@@ -381,13 +383,15 @@ def latency(
         for data in payloads[:10]:
             run(data)
         single = []
+        cpu = time.process_time()
         for data in payloads[: args.latency_queries]:
             t0 = time.perf_counter()
             run(data)
             single.append(time.perf_counter() - t0)
+        cpu_ms = 1000 * (time.process_time() - cpu) / len(single)
         loaded = _open_loop(run, payloads, args.rps, args.load_seconds)
         out[method] = {
-            "one at a time": _percentiles(single),
+            "one at a time": {**_percentiles(single), "cpu_ms": round(cpu_ms, 1)},
             f"{args.rps:g} req/s": _percentiles(loaded),
         }
     batcher.close()
@@ -508,9 +512,10 @@ def main() -> int:
         print("                          vitrine: + layout + aspect scan + rerank)")
         for method, modes in results["latency"].items():
             for mode, v in modes.items():
+                cpu = f", {v['cpu_ms']:.1f} CPU-ms each" if "cpu_ms" in v else ""
                 print(
                     f"  {method:<8} {mode:<14} p50 {v['p50_ms']:6.1f} ms   "
-                    f"p99 {v['p99_ms']:6.1f} ms   (n={v['n']})"
+                    f"p99 {v['p99_ms']:6.1f} ms   (n={v['n']}{cpu})"
                 )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json:

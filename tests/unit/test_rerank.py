@@ -177,6 +177,8 @@ def test_upsert_replace_and_remove() -> None:
     got = store.get("y")
     np.testing.assert_allclose(got["color"], a[0], atol=1e-6)
     assert "shape" not in got  # an upsert sets exactly the kinds given
+    store.upsert(["y"], {"shape": b[1][None, :]}, replace=False)  # ... or adds to them
+    assert set(store.get("y")) == {"color", "shape"}
     assert store.remove(["y", "nope"]) == 1
     assert "y" not in store and len(store) == 2 and store.get("y") == {}
     # A freed row is reused, without leaking the old vectors.
