@@ -53,18 +53,15 @@ def _open() -> Any:
 
 
 def _hits_json(vitrine: Any, hits: list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for rank, hit in enumerate(hits, 1):
-        product = vitrine.store.get_product(hit.product_id) or {}
-        out.append(
-            {
-                "rank": rank,
-                "product_id": hit.product_id,
-                "score": round(float(hit.score), 4),
-                "title": product.get("title"),
-            }
-        )
-    return out
+    return [
+        {
+            "rank": rank,
+            "product_id": hit.product_id,
+            "score": round(float(hit.score), 4),
+            "title": vitrine.search.describe(hit.product_id)[0],
+        }
+        for rank, hit in enumerate(hits, 1)
+    ]
 
 
 @app.command("import-catalog")

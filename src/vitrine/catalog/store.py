@@ -53,12 +53,19 @@ class ImageRecord:
     features: list[FeatureRecord] = field(default_factory=list)
 
 
+def filterable_attributes(
+    attributes: dict[str, Any] | None, price: float | None, available: bool
+) -> dict[str, Any]:
+    """What search filters see of a product: its free fields plus price and availability."""
+    merged = dict(attributes or {})
+    if price is not None:
+        merged["price"] = price
+    merged["available"] = bool(available)
+    return merged
+
+
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def bytes_to_vector(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
 class CatalogStore:
@@ -194,10 +201,6 @@ class CatalogStore:
                 image["features"] = [dict(f._mapping) for f in feats]
             return product
 
-    def product_title(self, product_id: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.scalar(select(Product.title).where(Product.id == product_id))
-
     def product_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(select(Product.id)))
@@ -217,11 +220,7 @@ class CatalogStore:
                 )
             )
             for pid, title, attributes, price, available in result:
-                merged = dict(attributes or {})
-                if price is not None:
-                    merged.setdefault("price", price)
-                merged.setdefault("available", bool(available))
-                yield pid, title, merged
+                yield pid, title, filterable_attributes(attributes, price, available)
 
     def delete_product(self, product_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -332,16 +331,6 @@ class CatalogStore:
         if not chunks:
             return [], np.zeros((0, 0), dtype=np.float32)
         return ids, np.vstack(chunks).astype(np.float32, copy=False)
-
-    def primary_feature_data(self, product_id: str, kind: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            return conn.scalar(
-                select(Feature.data)
-                .join(Image, Feature.image_id == Image.id)
-                .where(Image.product_id == product_id, Image.is_primary, Feature.kind == kind)
-                .order_by(Feature.id.desc())
-                .limit(1)
-            )
 
     def fingerprint(self, version: str) -> str:
         """Changes whenever the set of primary embeddings of ``version`` changes."""

@@ -1,9 +1,10 @@
 """Bulk catalog import: a CSV and a folder of photos into the catalog, the index and the blob store.
 
-Pipelined: worker processes read, hash, decode and describe photos and store them in
-the blob store; the main process batches the CNN, writes the database in batches and
-updates the index. Resumable: a photo already stored for its product (same content
-hash) is skipped. A bad row or photo is reported, never fatal: the rest is imported.
+Pipelined: each worker process reads, hashes, decodes and describes photos, runs its own
+single-threaded CNN on chunks of them and stores them in the blob store; the main
+process writes the database in batches and updates the index. Resumable: a photo
+already stored for its product (same content hash) is skipped. A bad row or photo is
+reported, never fatal: the rest is imported.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
-from vitrine.catalog.store import ImageRecord, ProductRecord
+from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
 from vitrine.services.records import image_records
 from vitrine.services.runtime import Vitrine
@@ -90,7 +91,6 @@ class _Outcome:
 
 _worker_state: dict[str, Any] = {}
 _EMPTY_INPUT = np.zeros((0, 0, 3), np.uint8)
-CHUNK = 16
 
 
 def _init_worker(
@@ -183,7 +183,7 @@ def count_rows(csv_path: Path) -> int:
 
 
 class _Writer:
-    """Batches the CNN, database and index writes of the main process."""
+    """Batches the database and index writes of the main process."""
 
     def __init__(self, vitrine: Vitrine, report: ImportReport) -> None:
         self.vitrine = vitrine
@@ -219,13 +219,10 @@ class _Writer:
         ids = [pid for pid, _ in self.vectors]
         matrix = np.stack([v for _, v in self.vectors]) if self.vectors else None
         attributes = {
-            p.id: {**p.attributes, "price": p.price, "available": p.available}
-            for p in self.products
+            p.id: filterable_attributes(p.attributes, p.price, p.available) for p in self.products
         }
         titles = {p.id: p.title for p in self.products}
-        self.vitrine.search.upsert(
-            ids, matrix if matrix is not None else np.zeros((0, 0)), attributes, titles
-        )
+        self.vitrine.search.upsert(ids, matrix, attributes, titles)
         t2 = time.perf_counter()
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1
@@ -284,6 +281,8 @@ def import_catalog(
     vitrine.search  # open (or rebuild) the index before the workers start  # noqa: B018
     vitrine.embedder  # export the model once, before the workers load it  # noqa: B018
     known = vitrine.store.image_keys()
+    # Photos per CNN call in each worker.
+    chunk_size = max(1, vitrine.settings.embedding_batch_size)
     init_args = (
         known,
         vitrine.limits,
@@ -317,11 +316,11 @@ def import_catalog(
     try:
         if n_workers <= 0 or total < MIN_ROWS_FOR_POOL:
             _init_worker(*init_args, analyzer=vitrine.analyzer)
-            consume(o for chunk in _chunks(tasks(), CHUNK) for o in _process_chunk(chunk))
+            consume(o for chunk in _chunks(tasks(), chunk_size) for o in _process_chunk(chunk))
         else:
             context = multiprocessing.get_context("spawn")
             with context.Pool(n_workers, initializer=_init_worker, initargs=init_args) as pool:
-                results = pool.imap(_process_chunk, _chunks(tasks(), CHUNK))
+                results = pool.imap(_process_chunk, _chunks(tasks(), chunk_size))
                 consume(o for chunk in results for o in chunk)
         writer.flush()
     finally:

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from vitrine.catalog.blobs import image_key
-from vitrine.catalog.store import ImageRecord, ProductRecord
+from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.services.records import image_records
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import ImageAnalysis, prepare
@@ -61,17 +59,17 @@ class ProductService:
             record.position = position
             records.append(record)
         store.save_product(product, records, replace_images=replace and bool(records))
-        self._reindex(product.id, analyses[0] if analyses else None)
         saved = store.get_product(product.id)
         assert saved is not None
+        self._reindex(saved, analyses[0] if analyses else None)
         return saved, analyses
 
     def update(self, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         if not self.vitrine.store.update_product(product_id, changes):
             raise ProductNotFoundError(product_id)
-        self._reindex(product_id, None)
         product = self.vitrine.store.get_product(product_id)
         assert product is not None
+        self._reindex(product, None)
         return product
 
     def delete(self, product_id: str) -> None:
@@ -79,20 +77,15 @@ class ProductService:
             raise ProductNotFoundError(product_id)
         self.vitrine.search.remove([product_id])
 
-    def _reindex(self, product_id: str, primary: ImageAnalysis | None) -> None:
-        product = self.vitrine.store.get_product(product_id)
-        if product is None:
-            return
-        attributes = {
-            **(product["attributes"] or {}),
-            "price": product["price"],
-            "available": product["available"],
-        }
-        search = self.vitrine.search
-        titles = {product_id: product["title"]}
-        if primary is not None:
-            search.upsert(
-                [product_id], primary.embedding[None, :], {product_id: attributes}, titles
-            )
-        else:
-            search.upsert([], np.zeros((0, 0), np.float32), {product_id: attributes}, titles)
+    def _reindex(self, product: dict[str, Any], primary: ImageAnalysis | None) -> None:
+        """Bring the index in step with a product as just stored."""
+        pid = product["id"]
+        attributes = filterable_attributes(
+            product["attributes"], product["price"], product["available"]
+        )
+        self.vitrine.search.upsert(
+            [pid] if primary is not None else [],
+            primary.embedding[None, :] if primary is not None else None,
+            {pid: attributes},
+            {pid: product["title"]},
+        )

@@ -87,8 +87,8 @@ class VisualSearch:
 
     def upsert(
         self,
-        ids: Sequence[str],
-        vectors: np.ndarray,
+        ids: Sequence[str] = (),
+        vectors: np.ndarray | None = None,
         attributes: Mapping[str, Mapping[str, Any]] | None = None,
         titles: Mapping[str, str | None] | None = None,
     ) -> None:
@@ -97,7 +97,7 @@ class VisualSearch:
                 self.attributes.set(pid, attrs)
         if titles:
             self.titles.update(titles)
-        if ids:
+        if ids and vectors is not None:
             self.vectors.upsert(list(ids), vectors)
             self.dirty = True
 
