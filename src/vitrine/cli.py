@@ -146,12 +146,13 @@ def search(
     filter: FilterOption = None,
 ) -> None:
     """Find the catalog products that look most like a photo."""
+    from vitrine.services.photo_search import search_by_photo
     from vitrine.vision.decode import ImageDecodeError, read_image_bytes
 
     vitrine = _open()
     try:
-        analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
-        hits = vitrine.search.search(analysis.embedding, k, filter)
+        data = read_image_bytes(image, vitrine.limits)
+        _, hits = search_by_photo(vitrine, data, str(image), k, filter)
     except (ImageDecodeError, ValueError) as exc:
         _fail(str(exc))
     _print_json({"query": str(image), "results": _hits_json(vitrine, hits)})
@@ -242,6 +243,30 @@ def index_rebuild() -> None:
     vitrine = _open()
     vitrine.search.rebuild()
     _print_json({"indexed": len(vitrine.search), "kind": vitrine.search.vectors.kind})
+
+
+@index_app.command("backfill")
+def index_backfill() -> None:
+    """Compute descriptors that products imported by an older version lack (colour layout)."""
+    from tqdm import tqdm
+
+    from vitrine.services.backfill import backfill_layouts
+
+    vitrine = _open()
+    with tqdm(unit="photo", desc="colour layout") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = backfill_layouts(vitrine, progress)
+    vitrine.close()
+    _print_json(
+        {
+            "computed": report.computed,
+            "failed": [{"product_id": p, "reason": r} for p, r in report.failed],
+        }
+    )
 
 
 @keys_app.command("create")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from threadpoolctl import threadpool_limits
 
 from vitrine import __version__
 from vitrine.api.auth import RateLimiter
@@ -15,6 +17,7 @@ from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
+from vitrine.services.backfill import backfill_layouts
 from vitrine.services.keys import KeyService
 from vitrine.services.products import ProductService
 from vitrine.services.runtime import Vitrine
@@ -29,9 +32,14 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Concurrency comes from requests: a BLAS thread pool per request would thrash.
+        threadpool_limits(1, user_api="blas")
         if warm:
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
+            threading.Thread(
+                target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True
+            ).start()
         jobs.start()
         yield
         jobs.stop()

@@ -1,16 +1,29 @@
-"""How one analysed photo becomes catalog rows: the image and one row per feature."""
+"""How analysed photos become catalog rows (the image, one row per feature) and index rows."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
 
 from vitrine.catalog.store import EMBEDDING_KIND, FeatureRecord, ImageRecord
 from vitrine.vision.analyzer import ImageAnalysis
 from vitrine.vision.features import FEATURE_VERSION
+from vitrine.vision.layout import LAYOUT_KIND, LAYOUT_VERSION
+
+# The version each stored descriptor kind is tagged with.
+ASPECT_VERSIONS: dict[str, str] = {
+    "color": FEATURE_VERSION,
+    "texture": FEATURE_VERSION,
+    "shape": FEATURE_VERSION,
+    "pattern": FEATURE_VERSION,
+    LAYOUT_KIND: LAYOUT_VERSION,
+}
 
 
 def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> ImageRecord:
     """The rows that store one analysed photo and all of its features."""
     p = analysis.prepared
-    vectors = p.features.vectors()
     features = [
         FeatureRecord(
             kind=EMBEDDING_KIND,
@@ -23,8 +36,8 @@ def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> Im
         FeatureRecord(kind="summary", version=FEATURE_VERSION, data=p.features.summary()),
     ]
     features += [
-        FeatureRecord(kind=kind, version=FEATURE_VERSION, vector=vector)
-        for kind, vector in vectors.items()
+        FeatureRecord(kind=kind, version=ASPECT_VERSIONS[kind], vector=vector)
+        for kind, vector in p.aspect_vectors().items()
     ]
     return ImageRecord(
         product_id=product_id,
@@ -37,3 +50,17 @@ def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> Im
         is_primary=True,
         features=features,
     )
+
+
+def aspect_rows(analyses: Sequence[ImageAnalysis]) -> dict[str, np.ndarray]:
+    """The descriptors of several photos stacked by kind (kinds that all of them have)."""
+    if not analyses:
+        return {}
+    per_photo = [a.prepared.aspect_vectors() for a in analyses]
+    kinds = set.intersection(*(set(v) for v in per_photo))
+    return {kind: np.stack([v[kind] for v in per_photo]) for kind in sorted(kinds)}
+
+
+def image_sizes(analyses: Sequence[ImageAnalysis]) -> np.ndarray:
+    """(width, height) of each photo, N x 2."""
+    return np.array([(a.prepared.width, a.prepared.height) for a in analyses], np.int64)
