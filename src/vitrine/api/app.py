@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from vitrine import __version__
+from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     vitrine = Vitrine(settings or load_settings())
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
+    vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
 
     @asynccontextmanager
@@ -33,7 +35,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
         jobs.start()
+        admin.start()
         yield
+        admin.stop()
         jobs.stop()
         vitrine.close()
 
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     install_problem_handlers(app)
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
+    admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -49,6 +49,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.inference = Histogram(
+            "vitrine_embedding_seconds",
+            "Seconds per CNN call of the service (one micro-batch)",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
         self.index_size = Gauge(
             "vitrine_index_size", "Products in the visual index", registry=self.registry
         )
