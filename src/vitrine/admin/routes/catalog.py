@@ -97,6 +97,16 @@ def _labels_context(request: Request, product_id: str) -> dict[str, Any]:
     return {"labels": rows, "label_choices": choices, "product_id": product_id}
 
 
+def _similar(admin: Any, product_id: str, k: int = 12) -> list[tuple[ProductCard, float]]:
+    try:
+        hits = admin.vitrine.search.similar(product_id, k)
+    except UnknownProductError:
+        return []  # its photo is not indexed (yet)
+    ids = [h.product_id for h in hits]
+    cards = {c.id: c for c in admin.browser.cards(BrowseFilter(), ids=ids, limit=max(1, len(ids)))}
+    return [(cards[h.product_id], h.score) for h in hits if h.product_id in cards]
+
+
 @router.get("/catalog/{product_id}", response_class=HTMLResponse)
 def product_page(
     request: Request, product_id: str, _: Annotated[Viewer, Depends(viewer)]
@@ -107,18 +117,7 @@ def product_page(
     if product is None:
         return not_found(request, f"There is no product {product_id!r} in the catalog.")
     card = admin.browser.card(product_id)
-    similar: list[tuple[ProductCard, float]] = []
-    try:
-        hits = vitrine.search.similar(product_id, 12)
-        cards = {
-            c.id: c
-            for c in admin.browser.cards(
-                BrowseFilter(), ids=[h.product_id for h in hits], limit=len(hits) or 1
-            )
-        }
-        similar = [(cards[h.product_id], h.score) for h in hits if h.product_id in cards]
-    except UnknownProductError:
-        pass  # no photo yet: nothing to compare
+    similar = _similar(admin, product_id) if product["images"] else []
     complementary = None
     backend = admin.backends.recommendations
     if backend is not None:

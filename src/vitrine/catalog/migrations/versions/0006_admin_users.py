@@ -41,9 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_admin_sessions_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_admin_sessions_user_id"), ["user_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_admin_sessions_expires_at"), ["expires_at"], unique=False
         )
