@@ -31,23 +31,28 @@ def catalog(
     attribute: str = "",
     color: str = "",
     label: str = "",
-    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    min_confidence: str = "",
     available: str = "",
     after: str = "",
 ) -> HTMLResponse:
     browser = request.app.state.admin.browser
+    error = ""
+    try:
+        confidence = float(min_confidence) if min_confidence.strip() else 0.0
+    except ValueError:
+        confidence, error = 0.0, f"Min. confidence {min_confidence!r} is not a number."
     filters = BrowseFilter(
         text=q,
         attribute=attribute,
         color=color,
         label=label,
-        min_confidence=min_confidence,
+        min_confidence=confidence,
         available={"yes": True, "no": False}.get(available),
     )
-    error = ""
     cards: list[ProductCard] = []
     try:
-        cards = browser.cards(filters, after=after or None, limit=PAGE + 1)
+        if not error:
+            cards = browser.cards(filters, after=after or None, limit=PAGE + 1)
     except ValueError as exc:
         error = str(exc)
     more = len(cards) > PAGE
@@ -57,7 +62,7 @@ def catalog(
         "attribute": attribute,
         "color": color,
         "label": label,
-        "min_confidence": min_confidence or "",
+        "min_confidence": confidence or "",
         "available": available,
     }
     context: dict[str, Any] = {
