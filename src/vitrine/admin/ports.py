@@ -73,13 +73,22 @@ class RecommendationAdmin(Protocol):
         self, strategy: Strategy, *, customer_id: str | None, product_id: str | None, k: int
     ) -> list[RecommendedItem]: ...
 
-    def ab_tests(self) -> list[dict[str, Any]]: ...
+    def ab_tests(self) -> list[dict[str, Any]]:
+        """Each: name, a, b, split, ctr_a, ctr_b, diff, ci_low, ci_high (95% CI of diff)."""
+        ...
 
     def start_ab_test(self, name: str, a: str, b: str, split: float) -> None: ...
 
     def metrics(self, days: int) -> dict[str, Any]:
-        """Per strategy per day: impressions, clicks, conversions; coverage; top products;
-        offline evaluation per algorithm; events today."""
+        """What the Overview and Analytics pages show, over the last ``days`` days:
+
+        ``events_today`` (int), ``ctr`` and ``conversion`` (today, 0..1), ``models``
+        ({name: active version}), ``ctr_chart`` and ``conversion_chart`` (chart specs:
+        {"type", "labels": days, "datasets": [{"label": strategy, "data": [...]}]}),
+        ``coverage`` (share of the catalog recommended, 0..1), ``top_recommended`` and
+        ``top_purchased`` ([(product id, count)]), ``offline_metrics`` (metric names) and
+        ``offline`` ({algorithm: {metric: value}}).
+        """
         ...
 
 

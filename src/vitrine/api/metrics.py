@@ -87,7 +87,8 @@ class ObservedRequests:
         start = time.perf_counter()
         status = 500
         length = headers.get(b"content-length", b"").decode()
-        limit = self.max_import if scope["path"].startswith("/v1/imports") else self.max_body
+        bulk = scope["path"].startswith(("/v1/imports", "/admin/upload/bulk"))
+        limit = self.max_import if bulk else self.max_body
         if length.isdigit() and int(length) > limit:
             request = Request(scope)
             response = problem_response(
