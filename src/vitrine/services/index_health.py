@@ -15,8 +15,6 @@ import numpy as np
 
 from vitrine.index import Hit, VectorIndex
 
-EXACT_CHUNK = 4096  # at most VectorIndex's exact_filter_max: scored exactly
-
 
 @dataclass(frozen=True)
 class RecallCheck:
@@ -31,8 +29,10 @@ class RecallCheck:
 
 def _exact(index: VectorIndex, queries: np.ndarray, k: int, ids: list[str]) -> list[list[Hit]]:
     best: list[list[Hit]] = [[] for _ in range(len(queries))]
-    for start in range(0, len(ids), EXACT_CHUNK):
-        chunk = ids[start : start + EXACT_CHUNK]
+    # Filtered searches over at most exact_filter_max products are scored exactly.
+    size = max(1, int(index.params["exact_filter_max"]))
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
         for i, hits in enumerate(index.search_batch(queries, k, allowed=chunk)):
             best[i] = sorted(best[i] + hits, key=lambda h: -h.score)[:k]
     return best
