@@ -70,6 +70,13 @@ class Settings:
     batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
     log_level: str = "INFO"
 
+    # Admin web UI (/admin).
+    admin_session_hours: int = 12  # a session ends this long after sign-in
+    admin_lockout_attempts: int = 5  # consecutive failed sign-ins that lock an account
+    admin_lockout_minutes: int = 15  # how long a locked account stays locked
+    admin_cookie_secure: bool = False  # set true when the UI is served over HTTPS
+    admin_recall_check_minutes: int = 10  # approximate-vs-exact index recall check period
+
     config_file: Path | None = field(default=None, compare=False)
 
     @property

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from threadpoolctl import threadpool_limits
 
 from vitrine import __version__
+from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     vitrine = Vitrine(settings or load_settings())
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
+    vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
 
     @asynccontextmanager
@@ -41,7 +43,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
                 target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True
             ).start()
         jobs.start()
+        admin.start()
         yield
+        admin.stop()
         jobs.stop()
         vitrine.close()
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     install_problem_handlers(app)
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
+    admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:
