@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_admin_users"
-down_revision = "0002"  # lead: re-point to 0005_change_feed on merge
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
