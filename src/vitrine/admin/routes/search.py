@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.admin.security import Viewer, reader_post, viewer
 from vitrine.admin.templating import render
 from vitrine.catalog.browse import BrowseFilter
-from vitrine.services.products import Upload
+from vitrine.services.photo_search import search_by_photo
 from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(prefix="/admin")
@@ -48,7 +48,6 @@ async def run_search(
 
     if has_image == bool(product_id.strip()):
         return failed("Drop or choose a photo, or give a product id (one of the two).")
-    exclude: set[str] = set()
     try:
         if has_image:
             assert image is not None
@@ -56,18 +55,16 @@ async def run_search(
             data = await image.read(limit + 1)
             if len(data) > limit:
                 return failed(f"{image.filename}: larger than the limit of {limit:,} bytes")
-            analyses = await run_in_threadpool(
-                request.app.state.products.analyze, [Upload(data, image.filename or "photo")]
+            _, hits = await run_in_threadpool(
+                search_by_photo, vitrine, data, image.filename or "photo", k, split_filters(filters)
             )
             request.app.state.metrics.images.inc()
-            vector = analyses[0].embedding
         else:
             pid = product_id.strip()
             vector = vitrine.search.vectors.vector(pid)
             if vector is None:
                 return failed(f"Product {pid!r} is not in the visual index.")
-            exclude = {pid}
-        hits = vitrine.search.search(vector, k, split_filters(filters), exclude=exclude)
+            hits = vitrine.search.search(vector, k, split_filters(filters), exclude={pid})
     except ImageDecodeError as exc:
         return failed(str(exc))
     except ValueError as exc:
