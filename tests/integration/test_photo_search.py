@@ -138,6 +138,12 @@ def test_reload_follows_changes_made_elsewhere(
     vitrine, _ = catalog
     other = open_vitrine(vitrine.settings.home, model_dir)
     try:
+        changed = sorted(vitrine.store.product_ids())[-2]
+        assert vitrine.store.update_product(changed, {"title": "Renamed elsewhere"})
+        before = len(other.search.vectors)
+        other.search.reload([changed])
+        assert other.search.describe(changed)[0] == "Renamed elsewhere"
+        assert len(other.search.vectors) == before and changed in other.search.aspects
         victim = sorted(vitrine.store.product_ids())[-1]
         assert victim in other.search.aspects and victim in other.search.vectors
         vitrine.store.delete_product(victim)

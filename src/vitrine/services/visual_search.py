@@ -164,20 +164,31 @@ class VisualSearch:
             self.dirty = True
 
     def reload(self, ids: Collection[str]) -> None:
-        """Bring some products in step with the database (changed elsewhere, e.g. by
-        another process): re-read what is stored, forget what is gone."""
+        """Make the indexes hold exactly what the database holds now for these products
+        (changed elsewhere, e.g. by another process); a vector already in step is kept."""
         wanted = list(dict.fromkeys(ids))
-        rows = list(self.store.iter_attributes(product_ids=wanted))
-        self.remove(wanted)
-        self._load_aspects(wanted)
+        rows = {
+            pid: (title, attrs)
+            for pid, title, attrs in self.store.iter_attributes(product_ids=wanted)
+        }
         emb_ids, matrix = self.store.primary_vectors(
-            EMBEDDING_KIND, self.model_version, product_ids=wanted
+            EMBEDDING_KIND, self.model_version, product_ids=list(rows)
         )
+        stored = dict(zip(emb_ids, matrix, strict=True))
+        self.remove([pid for pid in wanted if pid not in rows])
+        without_photo = [pid for pid in rows if pid not in stored]
+        if self.vectors.remove(without_photo):
+            self.dirty = True
+        self.aspects.remove(list(rows))
+        for pid in rows:
+            self._forget_size(pid)
+        self._load_aspects(list(rows))
+        changed = [pid for pid, v in stored.items() if not _same(self.vectors.vector(pid), v)]
         self.upsert(
-            emb_ids,
-            matrix if emb_ids else None,
-            {pid: attrs for pid, _, attrs in rows},
-            {pid: title for pid, title, _ in rows},
+            changed,
+            np.stack([stored[pid] for pid in changed]) if changed else None,
+            {pid: attrs for pid, (_, attrs) in rows.items()},
+            {pid: title for pid, (title, _) in rows.items()},
         )
 
     # -- queries ----------------------------------------------------------------------
@@ -253,3 +264,7 @@ class VisualSearch:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+
+def _same(current: np.ndarray | None, stored: np.ndarray) -> bool:
+    return current is not None and np.allclose(current, stored, atol=1e-6)
