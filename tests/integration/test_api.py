@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from backends import Backend
 from vitrine.api.app import create_app
 from vitrine.config import load_settings
 from vitrine.services.keys import KeyService
@@ -36,12 +37,16 @@ def photo(
 
 @pytest.fixture(scope="module")
 def api(
-    tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, module_backend: Backend
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     home = tmp_path_factory.mktemp("home")
     (home / "models").symlink_to(model_dir, target_is_directory=True)
     settings = load_settings(env={}).with_overrides(
-        home=home, max_image_bytes=200_000, api_rate_limit=0, import_workers=0
+        home=home,
+        max_image_bytes=200_000,
+        api_rate_limit=0,
+        import_workers=0,
+        **module_backend.settings_overrides(),
     )
     app = create_app(settings)
     keys = KeyService(app.state.vitrine.engine)

@@ -15,6 +15,7 @@ from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
+from vitrine.services.change_feed import ChangeFollower
 from vitrine.services.keys import KeyService
 from vitrine.services.products import ProductService
 from vitrine.services.runtime import Vitrine
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
     jobs = ImportJobs(vitrine)
+    # Created before the index loads, so that no change made meanwhile is missed.
+    follower = ChangeFollower(vitrine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -33,7 +36,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
         jobs.start()
+        follower.start()
         yield
+        follower.stop()
         jobs.stop()
         vitrine.close()
 
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.state.keys = KeyService(vitrine.engine)
     app.state.products = ProductService(vitrine)
     app.state.imports = jobs
+    app.state.change_feed = follower
     app.state.rate_limiter = RateLimiter(
         vitrine.settings.api_rate_limit, vitrine.settings.api_rate_burst
     )

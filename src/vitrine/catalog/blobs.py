@@ -73,7 +73,7 @@ class LocalBlobStore:
         self.url = self.root.as_uri()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise ValueError(f"blob key {key!r} escapes the store")
         return path

@@ -119,7 +119,9 @@ class S3BlobStore:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        full = self.object_key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        if ".." in prefix.split("/") or prefix.startswith("/"):
+            raise ValueError(f"blob key prefix {prefix!r} is not a relative path")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=full
         )
