@@ -326,3 +326,30 @@ def test_rate_limit_and_body_limit(tmp_path: Path, model_dir: Path) -> None:
             files={"image": ("a.jpg", photo((1, 1, 1)), "image/jpeg")},
         )
         assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
+
+
+def test_photos_referenced_by_blob_key(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    blobs = client.app.state.vitrine.blobs  # type: ignore[attr-defined]
+    data = photo((30, 140, 60))
+    blobs.put("incoming/green shirt.jpg", data, "image/jpeg")
+    r = client.post(
+        "/v1/products",
+        headers=h(keys["write"]),
+        data={"id": "by-key", "image_keys": "incoming/green shirt.jpg"},
+    )
+    assert r.status_code == 201, r.text
+    product = client.get("/v1/products/by-key", headers=h(keys["read"])).json()
+    stored = client.app.state.vitrine.store.get_product("by-key")  # type: ignore[attr-defined]
+    assert stored["images"][0]["blob_key"] == "incoming/green shirt.jpg"  # not copied
+    assert client.get(product["images"][0]["url"], headers=h(keys["read"])).content == data
+    r = client.post(
+        "/v1/search/image", headers=h(keys["read"]), data={"product_id": "by-key", "k": "1"}
+    )
+    assert r.status_code == 200
+    for bad, status in (("incoming/none.jpg", 422), ("../etc/passwd", 422)):
+        r = client.put("/v1/products/by-key", headers=h(keys["write"]), data={"image_keys": bad})
+        assert r.status_code == status and bad in r.json()["detail"], r.text
+    assert (
+        client.post("/v1/products", headers=h(keys["write"]), data={"id": "x"}).status_code == 422
+    )
