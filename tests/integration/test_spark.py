@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("pyspark", reason="Spark tests need the spark extra (make test installs it)")
+import pyarrow.parquet as pq
 
 from backends import Backend
 from vitrine.jobs.import_features import import_features
@@ -25,7 +27,6 @@ from vitrine.jobs.spark.tables import EventColumns, load_events
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.decode import DecodeLimits
 
-pytest.importorskip("pyspark", reason="Spark tests need the spark extra")
 pytestmark = pytest.mark.integration
 PHOTOS = 12
 

@@ -6,13 +6,15 @@
 #   servers.sh start STATE_DIR   start both on free ports; prints KEY=VALUE lines
 #                                (also kept in STATE_DIR/env)
 #   servers.sh stop STATE_DIR    stop them and remove STATE_DIR
+#   servers.sh install           only install what is missing (Java 17 for Spark too);
+#                                without root or apt it says so and leaves it to the tests
 #
 # Runs unattended (no stdin). Installing needs root and apt; the servers run as the
 # calling user (PostgreSQL as 'postgres' when called as root, since it refuses root).
 set -euo pipefail
 
-cmd=${1:?usage: servers.sh start|stop STATE_DIR}
-state=${2:?usage: servers.sh start|stop STATE_DIR}
+cmd=${1:?usage: servers.sh start|stop STATE_DIR | install}
+state=${2:-}
 PG_BIN=/usr/lib/postgresql/15/bin
 SWIFT_PACKAGES=(swift swift-proxy swift-account swift-container swift-object)
 
@@ -24,6 +26,9 @@ install_missing() {
   command -v swift-proxy-server >/dev/null || missing+=("${SWIFT_PACKAGES[@]}")
   /usr/bin/python3 -c "import swift.common.ring" 2>/dev/null || missing+=(swift)
   command -v memcached >/dev/null || missing+=(memcached)  # tempauth keeps its tokens there
+  if [[ ${1:-} == with-java ]] && ! java -version 2>&1 | grep -q 'version "17'; then
+    missing+=(openjdk-17-jre-headless)  # Spark jobs
+  fi
   ((${#missing[@]} == 0)) && return 0
   if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
     log "missing ${missing[*]} and cannot install them (needs root and apt-get)"
@@ -204,13 +209,23 @@ stop_all() {
 }
 
 case $cmd in
+  install)
+    if ! (install_missing with-java); then
+      log "could not install the test servers; their tests will fail (VITRINE_TEST_SERVERS=off skips them)"
+    fi
+    exit 0
+    ;;
   start)
+    [[ -n $state ]] || { log "usage: servers.sh start STATE_DIR"; exit 2; }
     install_missing
     mkdir -p "$state"
     chmod 755 "$state"
     trap 'stop_all' ERR
     { start_postgres; start_swift; } | tee "$state/env"
     ;;
-  stop) stop_all ;;
+  stop)
+    [[ -n $state ]] || { log "usage: servers.sh stop STATE_DIR"; exit 2; }
+    stop_all
+    ;;
   *) log "unknown command $cmd"; exit 2 ;;
 esac
