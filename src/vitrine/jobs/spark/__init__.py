@@ -20,7 +20,8 @@ def spark_session(master: str | None = None, app_name: str = "vitrine", **conf: 
     # Python workers run this interpreter (with Vitrine installed) unless told otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    if master or not os.environ.get("SPARK_MASTER"):
+    # Under spark-submit the gateway already runs with the submitted --master: keep it.
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(master or "local[*]")
     defaults = {
         "spark.ui.enabled": "false",
