@@ -90,9 +90,7 @@ def _start_servers() -> tuple[Path, dict[str, str]]:
             "root/apt.",
             pytrace=False,
         )
-    values = dict(
-        line.split("=", 1) for line in result.stdout.splitlines() if "=" in line
-    )
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     return state, values
 
 

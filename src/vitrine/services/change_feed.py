@@ -141,9 +141,7 @@ class ChangeFollower:
         if no_photo:
             search.remove(no_photo)
         changed = [
-            pid
-            for pid, vector in vectors.items()
-            if not _same(search.vectors.vector(pid), vector)
+            pid for pid, vector in vectors.items() if not _same(search.vectors.vector(pid), vector)
         ]
         search.upsert(
             changed,
