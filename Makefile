@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/vitrine serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) system-deps
+	bash .ci/install-browser  # Debian's Chromium for the admin UI's browser tests
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
 

@@ -21,10 +21,12 @@ model_app = typer.Typer(help="The CNN: export, quantize.", no_args_is_help=True)
 index_app = typer.Typer(help="The visual index.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in to the admin UI.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(index_app, name="index")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 FilterOption = Annotated[
     list[str] | None,
@@ -146,12 +148,13 @@ def search(
     filter: FilterOption = None,
 ) -> None:
     """Find the catalog products that look most like a photo."""
+    from vitrine.services.photo_search import search_by_photo
     from vitrine.vision.decode import ImageDecodeError, read_image_bytes
 
     vitrine = _open()
     try:
-        analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
-        hits = vitrine.search.search(analysis.embedding, k, filter)
+        data = read_image_bytes(image, vitrine.limits)
+        _, hits = search_by_photo(vitrine, data, str(image), k, filter)
     except (ImageDecodeError, ValueError) as exc:
         _fail(str(exc))
     _print_json({"query": str(image), "results": _hits_json(vitrine, hits)})
@@ -242,6 +245,30 @@ def index_rebuild() -> None:
     vitrine = _open()
     vitrine.search.rebuild()
     _print_json({"indexed": len(vitrine.search), "kind": vitrine.search.vectors.kind})
+
+
+@index_app.command("backfill")
+def index_backfill() -> None:
+    """Compute descriptors that products imported by an older version lack (colour layout)."""
+    from tqdm import tqdm
+
+    from vitrine.services.backfill import backfill_layouts
+
+    vitrine = _open()
+    with tqdm(unit="photo", desc="colour layout") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = backfill_layouts(vitrine, progress)
+    vitrine.close()
+    _print_json(
+        {
+            "computed": report.computed,
+            "failed": [{"product_id": p, "reason": r} for p, r in report.failed],
+        }
+    )
 
 
 @keys_app.command("create")
@@ -472,6 +499,101 @@ def spark_train_als(
     finally:
         spark.stop()
     _print_json(result)
+
+
+def _users() -> Any:
+    from vitrine.services.users import UserService
+
+    vitrine = _open()
+    s = vitrine.settings
+    return UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password: pass --password-stdin and pipe it in")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Role admin (everything).")] = False,
+    role: Annotated[str, typer.Option(help="admin or analyst (read-only).")] = "analyst",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create an admin UI user; the password is asked at a prompt (or read from stdin)."""
+    from vitrine.services.users import UserError
+
+    users = _users()
+    password = _read_password(password_stdin)
+    try:
+        user = users.create(name, password, "admin" if admin else role)
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"created user {user.username} (role {user.role})")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a user's password (and unlock the account)."""
+    from vitrine.services.users import UserError
+
+    users = _users()
+    try:
+        users.set_password(name, _read_password(password_stdin))
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("unlock")
+def users_unlock(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Unlock an account locked after failed sign-ins."""
+    from vitrine.services.users import UserError
+
+    try:
+        _users().unlock(name)
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"{name} unlocked")
+
+
+@users_app.command("delete")
+def users_delete(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Delete a user (their sessions end)."""
+    from vitrine.services.users import UserError
+
+    try:
+        _users().delete(name)
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"{name} deleted")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users: names, roles, lock state (never passwords)."""
+    _print_json(
+        [
+            {
+                "name": u.username,
+                "role": u.role,
+                "locked_until": u.locked_until,
+                "last_login_at": u.last_login_at,
+            }
+            for u in _users().list()
+        ]
+    )
 
 
 def main() -> None:

@@ -50,6 +50,12 @@ class Settings:
     index_ef_construction: int = 200
     index_ef_search: int = 64
 
+    # Search by photo: aspect weights of the re-ranking ("" = the built-in defaults, see
+    # index/rerank.py; e.g. "embedding=2,layout_aligned=1.5,color=0.75") and how many
+    # candidates each source (ANN, exact aspect scans) contributes.
+    search_aspect_weights: str = ""
+    search_candidates: int = 50
+
     # Bulk import.
     import_workers: int = 0  # 0: one per core
     import_db_batch: int = 256
@@ -73,6 +79,13 @@ class Settings:
     # (PostgreSQL also wakes it with NOTIFY), and how long changes are kept.
     change_feed_poll_ms: int = 250
     change_feed_retention_s: int = 3600
+
+    # Admin web UI (/admin).
+    admin_session_hours: int = 12  # a session ends this long after sign-in
+    admin_lockout_attempts: int = 5  # consecutive failed sign-ins that lock an account
+    admin_lockout_minutes: int = 15  # how long a locked account stays locked
+    admin_cookie_secure: bool = False  # set true when the UI is served over HTTPS
+    admin_recall_check_minutes: int = 10  # approximate-vs-exact index recall check period
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -246,6 +246,21 @@ def test_search_similar_analyze_and_list(api: tuple[TestClient, dict[str, str]])
     )
     assert [x["product_id"] for x in r.json()["results"]] == ["s-blue"]
     assert client.post("/v1/search/image", headers=h(rd), data={"k": "2"}).status_code == 422
+    for bad in ("sparkle=1", "embedding=-1", "color"):
+        r = client.post(
+            "/v1/search/image",
+            headers=h(rd),
+            data={"weights": bad},
+            files={"image": ("q.jpg", photo((205, 25, 25)), "image/jpeg")},
+        )
+        assert r.status_code == 422 and r.json()["type"].endswith("invalid-weights"), r.text
+    r = client.post(
+        "/v1/search/image",
+        headers=h(rd),
+        data={"k": "2", "weights": "color=1"},
+        files={"image": ("q.jpg", photo((205, 25, 25)), "image/jpeg")},
+    )
+    assert {x["product_id"] for x in r.json()["results"]} == {"s-red", "s-red2"}
     r = client.post(
         "/v1/search/image", headers=h(rd), data={"product_id": "s-red", "filter": "bad"}
     )

@@ -66,7 +66,8 @@ def test_fashion_import_resumes_and_reports_rejects(
     product = vitrine.store.get_product(next(iter(vitrine.store.product_ids())))
     assert product is not None
     kinds = {f["kind"] for f in product["images"][0]["features"]}
-    assert kinds == {"embedding", "summary", "color", "texture", "shape", "pattern"}
+    assert kinds == {"embedding", "summary", "color", "texture", "shape", "pattern", "layout"}
+    assert len(vitrine.search.aspects) == 78
     assert product["attributes"]["masterCategory"]
     vitrine.close()
 

@@ -88,7 +88,7 @@ def test_embed_matches_the_service_pipeline(embedded: Path, model_dir: Path) -> 
         json.loads(row["summary"])["color"]
         == json.loads(json.dumps(expected.prepared.features.summary()))["color"]
     )
-    assert set(dict(row["vectors"])) == set(expected.prepared.features.vectors())
+    assert set(dict(row["vectors"])) == set(expected.prepared.aspect_vectors())
 
 
 def test_import_features_then_analytics(

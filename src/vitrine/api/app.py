@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from threadpoolctl import threadpool_limits
 
 from vitrine import __version__
+from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
+from vitrine.services.backfill import backfill_layouts
 from vitrine.services.change_feed import ChangeFollower
 from vitrine.services.keys import KeyService
 from vitrine.services.products import ProductService
@@ -26,18 +30,26 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     vitrine = Vitrine(settings or load_settings())
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
+    vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
     # Created before the index loads, so that no change made meanwhile is missed.
     follower = ChangeFollower(vitrine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Concurrency comes from requests: a BLAS thread pool per request would thrash.
+        threadpool_limits(1, user_api="blas")
         if warm:
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
+            threading.Thread(
+                target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True
+            ).start()
         jobs.start()
         follower.start()
+        admin.start()
         yield
+        admin.stop()
         follower.stop()
         jobs.stop()
         vitrine.close()
@@ -61,6 +73,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     install_problem_handlers(app)
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
+    admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

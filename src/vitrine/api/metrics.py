@@ -49,6 +49,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.inference = Histogram(
+            "vitrine_embedding_seconds",
+            "Seconds per CNN call of the service (one micro-batch)",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
         self.index_size = Gauge(
             "vitrine_index_size", "Products in the visual index", registry=self.registry
         )
@@ -81,7 +87,8 @@ class ObservedRequests:
         start = time.perf_counter()
         status = 500
         length = headers.get(b"content-length", b"").decode()
-        limit = self.max_import if scope["path"].startswith("/v1/imports") else self.max_body
+        bulk = scope["path"].startswith(("/v1/imports", "/admin/upload/bulk"))
+        limit = self.max_import if bulk else self.max_body
         if length.isdigit() and int(length) > limit:
             request = Request(scope)
             response = problem_response(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,18 @@ def filterable_attributes(
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def _feature_row(image_id: int, f: FeatureRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "image_id": image_id,
+        "kind": f.kind,
+        "version": f.version,
+        "dim": 0 if f.vector is None else int(f.vector.size),
+        "vector": None if f.vector is None else vector_to_bytes(f.vector),
+        "data": f.data,
+        "created_at": now,
+    }
 
 
 class CatalogStore:
@@ -210,15 +223,17 @@ class CatalogStore:
             return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
 
     def iter_attributes(
-        self, batch: int = 10_000
+        self, batch: int = 10_000, product_ids: Iterable[str] | None = None
     ) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
-        """(id, title, attributes with price and availability) of every product."""
+        """(id, title, attributes with price and availability) of every product (or of
+        ``product_ids``)."""
+        query = select(
+            Product.id, Product.title, Product.attributes, Product.price, Product.available
+        )
+        if product_ids is not None:
+            query = query.where(Product.id.in_(list(product_ids)))
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch).execute(
-                select(
-                    Product.id, Product.title, Product.attributes, Product.price, Product.available
-                )
-            )
+            result = conn.execution_options(yield_per=batch).execute(query)
             for pid, title, attributes, price, available in result:
                 yield pid, title, filterable_attributes(attributes, price, available)
 
@@ -293,15 +308,7 @@ class CatalogStore:
                     .values(is_primary=True)
                 )
         feature_rows = [
-            {
-                "image_id": inserted[(r.product_id, r.content_hash)],
-                "kind": f.kind,
-                "version": f.version,
-                "dim": 0 if f.vector is None else int(f.vector.size),
-                "vector": None if f.vector is None else vector_to_bytes(f.vector),
-                "data": f.data,
-                "created_at": now,
-            }
+            _feature_row(inserted[(r.product_id, r.content_hash)], f, now)
             for r in records
             if (r.product_id, r.content_hash) in inserted
             for f in r.features
@@ -331,6 +338,38 @@ class CatalogStore:
         if not chunks:
             return [], np.zeros((0, 0), dtype=np.float32)
         return ids, np.vstack(chunks).astype(np.float32, copy=False)
+
+    def primary_image_sizes(
+        self, product_ids: Iterable[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """(ids, N x 2 array of width, height) of every product's primary image."""
+        query = select(Image.product_id, Image.width, Image.height).where(Image.is_primary)
+        if product_ids is not None:
+            query = query.where(Image.product_id.in_(list(product_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        sizes = np.array([(w, h) for _, w, h in rows], np.int64).reshape(-1, 2)
+        return [pid for pid, _, _ in rows], sizes
+
+    def images_missing_feature(self, kind: str, version: str) -> list[tuple[int, str, str]]:
+        """(image id, product id, blob key) of primary images without a ``kind`` feature."""
+        has = select(Feature.image_id).where(Feature.kind == kind, Feature.version == version)
+        query = (
+            select(Image.id, Image.product_id, Image.blob_key)
+            .where(Image.is_primary, Image.id.not_in(has))
+            .order_by(Image.id)
+        )
+        with self.engine.connect() as conn:
+            return [(i, p, k) for i, p, k in conn.execute(query)]
+
+    def add_features(self, rows: Sequence[tuple[int, FeatureRecord]]) -> None:
+        """Store features of existing images: (image id, feature); existing ones are kept."""
+        if not rows:
+            return
+        now = utcnow()
+        values = [_feature_row(image_id, f, now) for image_id, f in rows]
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(Feature).on_conflict_do_nothing(), values)
 
     def fingerprint(self, version: str) -> str:
         """Changes whenever the set of primary embeddings of ``version`` changes."""

@@ -26,7 +26,7 @@ from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
-from vitrine.services.records import image_records
+from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import (
     ImageAnalysis,
@@ -193,7 +193,7 @@ class _Writer:
         self.db_batch = vitrine.settings.import_db_batch
         self.products: list[ProductRecord] = []
         self.images: list[ImageRecord] = []
-        self.vectors: list[tuple[str, np.ndarray]] = []
+        self.analyses: list[tuple[str, ImageAnalysis]] = []
 
     def add(self, product: ProductRecord, outcome: _Outcome) -> None:
         if outcome.skipped:
@@ -206,7 +206,7 @@ class _Writer:
                 self.report.stage_seconds[stage] += seconds
             self.products.append(product)
             self.images.append(image_records(analysis, product.id, outcome.blob_key or ""))
-            self.vectors.append((product.id, analysis.embedding))
+            self.analyses.append((product.id, analysis))
         if len(self.products) >= self.db_batch:
             self.flush()
 
@@ -218,17 +218,25 @@ class _Writer:
         store.upsert_products(self.products)
         self.report.imported += store.add_images(self.images)
         t1 = time.perf_counter()
-        ids = [pid for pid, _ in self.vectors]
-        matrix = np.stack([v for _, v in self.vectors]) if self.vectors else None
+        ids = [pid for pid, _ in self.analyses]
+        analyses = [a for _, a in self.analyses]
+        matrix = np.stack([a.embedding for a in analyses]) if analyses else None
         attributes = {
             p.id: filterable_attributes(p.attributes, p.price, p.available) for p in self.products
         }
         titles = {p.id: p.title for p in self.products}
-        self.vitrine.search.upsert(ids, matrix, attributes, titles)
+        self.vitrine.search.upsert(
+            ids,
+            matrix,
+            attributes,
+            titles,
+            aspects=aspect_rows(analyses),
+            sizes=image_sizes(analyses) if analyses else None,
+        )
         t2 = time.perf_counter()
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1
-        self.products, self.images, self.vectors = [], [], []
+        self.products, self.images, self.analyses = [], [], []
 
 
 def _write_rejects(path: Path, rejected: Iterable[RejectedRow]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from vitrine.catalog.blobs import image_key
 from vitrine.catalog.s3 import S3BlobStore, S3Options, parse_s3_url
-from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
+from vitrine.catalog.store import ImageRecord, ProductRecord
 from vitrine.jobs.sources import PhotoReader, is_s3
 from vitrine.services.records import feature_records
 from vitrine.services.runtime import Vitrine
@@ -134,13 +134,7 @@ def import_features(
             known.add((pid, row["content_hash"]))
         vitrine.store.upsert_products(products)  # new ids only: existing products keep fields
         report.imported += vitrine.store.add_images(images)
-        if vectors:
-            ids = list(vectors)
-            search.upsert(
-                ids,
-                np.stack([vectors[i] for i in ids]),
-                {p.id: filterable_attributes(p.attributes, p.price, p.available) for p in products},
-                {p.id: p.title for p in products},
-            )
+        if vectors:  # vectors, fields and re-ranking descriptors, as stored
+            search.reload(list(vectors))
     search.save()
     return report

@@ -32,11 +32,13 @@ class MicroBatcher:
         max_batch: int = 32,
         max_wait: float = 0.005,
         on_batch: Callable[[int], None] | None = None,
+        on_timing: Callable[[float], None] | None = None,
     ) -> None:
         self._complete = complete
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._on_batch = on_batch
+        self._on_timing = on_timing
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="vitrine-batcher", daemon=True)
         self._closed = False
@@ -89,6 +91,7 @@ class MicroBatcher:
 
     def _process(self, batch: list[_Request]) -> None:
         images = [img for request in batch for img in request.images]
+        started = time.perf_counter()
         try:
             results = self._complete(images)
         except Exception as exc:  # every waiting request learns of the failure
@@ -97,6 +100,8 @@ class MicroBatcher:
             return
         if self._on_batch is not None:
             self._on_batch(len(images))
+        if self._on_timing is not None:
+            self._on_timing(time.perf_counter() - started)
         start = 0
         for request in batch:
             n = len(request.images)

@@ -3,7 +3,7 @@
 Several `vitrine serve` processes share one database and one blob store; each has its
 own in-memory index. A follower thread reads the database's change feed (woken by
 PostgreSQL NOTIFY, or polling on SQLite) and applies each changed product's current
-state from the database through ``VisualSearch.upsert`` / ``remove``. Applying a state
+state from the database through ``VisualSearch.reload`` / ``upsert``. Applying a state
 is idempotent, so changes this process made itself, or saw twice, cost one read.
 """
 
@@ -120,9 +120,13 @@ class ChangeFollower:
                 self.applied += len(ids)
 
     def refresh(self, product_ids: Sequence[str]) -> None:
-        """Make the index hold exactly what the database holds now for these products."""
+        """Make the index hold exactly what the database holds now for these products.
+
+        Products whose primary embedding is unchanged (most often: changes this process
+        made itself) only get their fields refreshed; the others are reloaded, vector and
+        re-ranking descriptors included, so an ANN index gains no needless tombstones.
+        """
         search = self.vitrine.search
-        store = self.vitrine.store
         with self.vitrine.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -130,28 +134,30 @@ class ChangeFollower:
                 ).where(Product.id.in_(list(product_ids)))
             ).all()
         present = {r.id: r for r in rows}
-        gone = [pid for pid in product_ids if pid not in present]
-        if gone:
-            search.remove(gone)
-        if not present:
-            return
-        ids, matrix = store.primary_vectors(EMBEDDING_KIND, search.model_version, present)
-        vectors = dict(zip(ids, matrix, strict=True))
-        no_photo = [pid for pid in present if pid not in vectors and pid in search.vectors]
-        if no_photo:
-            search.remove(no_photo)
-        changed = [
-            pid for pid, vector in vectors.items() if not _same(search.vectors.vector(pid), vector)
-        ]
-        search.upsert(
-            changed,
-            np.stack([vectors[pid] for pid in changed]) if changed else None,
-            {
-                pid: filterable_attributes(r.attributes, r.price, r.available)
-                for pid, r in present.items()
-            },
-            {pid: r.title for pid, r in present.items()},
+        ids, matrix = self.vitrine.store.primary_vectors(
+            EMBEDDING_KIND, search.model_version, present
         )
+        vectors = dict(zip(ids, matrix, strict=True))
+        stale = [
+            pid
+            for pid in product_ids
+            if pid not in present
+            or (pid in vectors and not _same(search.vectors.vector(pid), vectors[pid]))
+            or (pid not in vectors and pid in search.vectors)
+        ]
+        if stale:
+            search.reload(stale)
+        fresh = {pid: r for pid, r in present.items() if pid not in set(stale)}
+        if fresh:
+            search.upsert(
+                (),
+                None,
+                {
+                    pid: filterable_attributes(r.attributes, r.price, r.available)
+                    for pid, r in fresh.items()
+                },
+                {pid: r.title for pid, r in fresh.items()},
+            )
 
 
 def _same(current: np.ndarray | None, stored: np.ndarray) -> bool:

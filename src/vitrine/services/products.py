@@ -13,7 +13,7 @@ from typing import Any
 
 from vitrine.catalog.blobs import BlobNotFoundError, check_key, image_key
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
-from vitrine.services.records import image_records
+from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import ImageAnalysis, prepare
 from vitrine.vision.decode import ImageDecodeError, ImageTooLargeError
@@ -137,9 +137,14 @@ class ProductService:
         attributes = filterable_attributes(
             product["attributes"], product["price"], product["available"]
         )
+        if primary is None:
+            self.vitrine.search.upsert([], None, {pid: attributes}, {pid: product["title"]})
+            return
         self.vitrine.search.upsert(
-            [pid] if primary is not None else [],
-            primary.embedding[None, :] if primary is not None else None,
+            [pid],
+            primary.embedding[None, :],
             {pid: attributes},
             {pid: product["title"]},
+            aspects=aspect_rows([primary]),
+            sizes=image_sizes([primary]),
         )

@@ -37,6 +37,8 @@ class Vitrine:
         self._lock = threading.Lock()
         # Called with the size of every CNN batch the service runs (metrics hook).
         self.on_batch: Callable[[int], None] | None = None
+        # Called with the seconds of every CNN call the service runs (metrics hook).
+        self.on_inference: Callable[[float], None] | None = None
 
     @property
     def limits(self) -> DecodeLimits:
@@ -65,6 +67,7 @@ class Vitrine:
             max_batch=self.settings.embedding_batch_size,
             max_wait=self.settings.batch_wait_ms / 1000,
             on_batch=self.on_batch,
+            on_timing=self.on_inference,
         )
 
     @cached_property

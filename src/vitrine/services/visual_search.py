@@ -1,8 +1,16 @@
-"""Visual search over the catalog: the vector index kept in step with the database.
+"""Visual search over the catalog: the indexes kept in step with the database.
 
-The index is saved beside the database with a fingerprint of the embeddings it holds;
-on start it is loaded when the fingerprint still matches and rebuilt from the
-database when it is missing or stale.
+Three in-memory structures serve queries: the faiss vector index of CNN embeddings, the
+attribute index for filters, and the aspect store (colour, texture, shape, pattern and
+colour-layout descriptors) that re-ranks search-by-photo candidates. The vector index is
+saved beside the database with a fingerprint of the embeddings it holds; on start it is
+loaded when the fingerprint still matches and rebuilt from the database when it is
+missing or stale. The aspect store is read from the database on every start.
+
+Search by photo (:meth:`VisualSearch.search_photo`) takes candidates from the embedding's
+ANN search and from exact whole-catalog scans of cheap aspects, then orders them by the
+calibrated fusion of every aspect (:mod:`vitrine.index.rerank`); see
+``bench/bench_photo_search.py`` for what each part buys.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ import numpy as np
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
 from vitrine.index import AttributeIndex, Hit, VectorIndex, parse_filter
+from vitrine.index.rerank import DEFAULT_SCANS, DEFAULT_WEIGHTS, AspectStore, parse_weights
+from vitrine.services.records import ASPECT_VERSIONS
 from vitrine.vision.embedding import EMBEDDING_DIM
+from vitrine.vision.query import QueryDescription, TypicalAspect, catalog_aspects
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +46,20 @@ class VisualSearch:
         self.path: Path = settings.index_dir / f"{model_version}.faiss"
         self.vectors = self._new_index()
         self.attributes = AttributeIndex()
+        self.aspects = AspectStore()
+        self.typical_aspect = TypicalAspect()
+        self.weights = self.parse_weights(settings.search_aspect_weights)
         self.titles: dict[str, str | None] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.dirty = False
+
+    @staticmethod
+    def parse_weights(text: str) -> dict[str, float]:
+        """Re-ranking weights from ``"name=weight,..."``; "" gives the defaults."""
+        if not text.strip():
+            return dict(DEFAULT_WEIGHTS)
+        return parse_weights(text, known=set(DEFAULT_WEIGHTS))
 
     def _new_index(self) -> VectorIndex:
         s = self.settings
@@ -57,6 +79,7 @@ class VisualSearch:
         for pid, title, attrs in self.store.iter_attributes():
             self.attributes.set(pid, attrs)
             self.titles[pid] = title
+        self._load_aspects()
         if self.path.exists() and VectorIndex.stored_fingerprint(self.path) == fingerprint:
             try:
                 self.vectors = VectorIndex.load(self.path, ef_search=self.settings.index_ef_search)
@@ -65,6 +88,18 @@ class VisualSearch:
                 log.warning("saved index %s unreadable (%s); rebuilding", self.path, exc)
         self.rebuild()
         return "rebuilt"
+
+    def _load_aspects(self, product_ids: Collection[str] | None = None) -> None:
+        """Read the aspects and photo sizes of every product (or of ``product_ids``)."""
+        for kind, version in ASPECT_VERSIONS.items():
+            ids, matrix = self.store.primary_vectors(kind, version, product_ids=product_ids)
+            if ids:
+                self.aspects.upsert(ids, catalog_aspects({kind: matrix}), replace=False)
+        ids, sizes = self.store.primary_image_sizes(product_ids)
+        for pid, (w, h) in zip(ids, sizes, strict=True):
+            self._forget_size(pid)
+            self._sizes[pid] = (int(w), int(h))
+        self.typical_aspect.add_many(sizes)
 
     def rebuild(self) -> None:
         ids, matrix = self.store.primary_vectors(EMBEDDING_KIND, self.model_version)
@@ -91,7 +126,20 @@ class VisualSearch:
         vectors: np.ndarray | None = None,
         attributes: Mapping[str, Mapping[str, Any]] | None = None,
         titles: Mapping[str, str | None] | None = None,
+        *,
+        aspects: Mapping[str, np.ndarray] | None = None,
+        sizes: np.ndarray | None = None,
     ) -> None:
+        """Index products: ``vectors``, ``aspects`` (kind -> matrix) and ``sizes`` (N x 2
+        width, height of the primary photo) have one row per id; attributes and titles
+        may be given for other products too (a change of fields only)."""
+        if aspects:
+            self.aspects.upsert(list(ids), catalog_aspects(aspects))
+        if sizes is not None:
+            for pid, (w, h) in zip(ids, np.asarray(sizes).reshape(-1, 2), strict=True):
+                self._forget_size(pid)
+                self._sizes[pid] = (int(w), int(h))
+                self.typical_aspect.add(int(w), int(h))
         if attributes:
             for pid, attrs in attributes.items():
                 self.attributes.set(pid, attrs)
@@ -101,12 +149,36 @@ class VisualSearch:
             self.vectors.upsert(list(ids), vectors)
             self.dirty = True
 
+    def _forget_size(self, product_id: str) -> None:
+        old = self._sizes.pop(product_id, None)
+        if old is not None:
+            self.typical_aspect.remove(*old)
+
     def remove(self, ids: Collection[str]) -> None:
         for pid in ids:
             self.attributes.remove(pid)
             self.titles.pop(pid, None)
+            self._forget_size(pid)
+        self.aspects.remove(ids)
         if self.vectors.remove(ids):
             self.dirty = True
+
+    def reload(self, ids: Collection[str]) -> None:
+        """Bring some products in step with the database (changed elsewhere, e.g. by
+        another process): re-read what is stored, forget what is gone."""
+        wanted = list(dict.fromkeys(ids))
+        rows = list(self.store.iter_attributes(product_ids=wanted))
+        self.remove(wanted)
+        self._load_aspects(wanted)
+        emb_ids, matrix = self.store.primary_vectors(
+            EMBEDDING_KIND, self.model_version, product_ids=wanted
+        )
+        self.upsert(
+            emb_ids,
+            matrix if emb_ids else None,
+            {pid: attrs for pid, _, attrs in rows},
+            {pid: title for pid, title, _ in rows},
+        )
 
     # -- queries ----------------------------------------------------------------------
 
@@ -134,6 +206,44 @@ class VisualSearch:
         if vector is None:
             raise UnknownProductError(product_id)
         return self.search(vector, k, filters, exclude={product_id})
+
+    def search_photo(
+        self,
+        query: QueryDescription,
+        k: int = 10,
+        filters: Sequence[str] | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[Hit]:
+        """Products that a described query photo shows (see the module docstring)."""
+        allowed = self.allowed(filters)
+        if allowed is not None and not allowed:
+            return []
+        n = max(k, self.settings.search_candidates)
+        embedding = query.embeddings[0]
+        ann = self.vectors.search(embedding, n, allowed=allowed)
+        if not len(self.aspects):
+            return ann[:k]
+        scanned = [
+            hit
+            for scan_weights in DEFAULT_SCANS
+            for hit in self.aspects.scan(query.scan_aspects, scan_weights, n, allowed=allowed)
+        ]
+        # An ANN hit's score is its embedding cosine; a scan's own finds need theirs.
+        seen = {h.product_id for h in ann}
+        extra = list(dict.fromkeys(h.product_id for h in scanned if h.product_id not in seen))
+        stored = self.embeddings_of(extra)
+        sims = np.where(stored.any(axis=1), stored @ embedding, np.nan)
+        candidates = ann + [Hit(pid, float(s)) for pid, s in zip(extra, sims, strict=True)]
+        return self.aspects.rerank(query.aspects, embedding, candidates, weights or self.weights, k)
+
+    def embeddings_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Stored embeddings of ``ids``, a zero row for a product without one."""
+        out = np.zeros((len(ids), self.vectors.dim), np.float32)
+        for i, pid in enumerate(ids):
+            vector = self.vectors.vector(pid)
+            if vector is not None:
+                out[i] = vector
+        return out
 
     def describe(self, product_id: str) -> tuple[str | None, dict[str, Any]]:
         """The title and attributes of a product, from memory (no database query)."""

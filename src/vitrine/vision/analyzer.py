@@ -19,6 +19,7 @@ import numpy as np
 from vitrine.vision.decode import DecodeLimits, decode_image
 from vitrine.vision.embedding import Embedder, Label, prepare_image
 from vitrine.vision.features import FEATURE_VERSION, VisualFeatures, extract_features
+from vitrine.vision.layout import LAYOUT_KIND, LAYOUT_VERSION, layout_vector
 
 # Decoding at this long side keeps every detail the features and the 224-px model see,
 # and lets JPEG decoding skip most of the work on large photos.
@@ -38,6 +39,14 @@ class PreparedImage:
     features: VisualFeatures
     model_input: np.ndarray  # (224, 224, 3) uint8
     timings: dict[str, float] = field(default_factory=dict)
+    layout: np.ndarray | None = None  # colour layout (vision.layout), for search by photo
+
+    def aspect_vectors(self) -> dict[str, np.ndarray]:
+        """The stored descriptors by kind: the features and, when computed, the layout."""
+        vectors = self.features.vectors()
+        if self.layout is not None:
+            vectors[LAYOUT_KIND] = self.layout
+        return vectors
 
 
 @dataclass
@@ -74,7 +83,8 @@ class ImageAnalysis:
             ],
             "embedding": {"model": self.model_version, "dim": int(self.embedding.shape[0])},
             "feature_version": FEATURE_VERSION,
-            "vector_dims": {k: int(v.shape[0]) for k, v in p.features.vectors().items()},
+            "layout_version": LAYOUT_VERSION,
+            "vector_dims": {k: int(v.shape[0]) for k, v in p.aspect_vectors().items()},
         }
 
 
@@ -89,6 +99,7 @@ def prepare(data: bytes, source: str, limits: DecodeLimits = DecodeLimits()) -> 
     t1 = time.perf_counter()
     features = extract_features(decoded.rgb)
     t2 = time.perf_counter()
+    layout = layout_vector(decoded.rgb)
     model_input = prepare_image(decoded.rgb)
     t3 = time.perf_counter()
     return PreparedImage(
@@ -101,6 +112,7 @@ def prepare(data: bytes, source: str, limits: DecodeLimits = DecodeLimits()) -> 
         features=features,
         model_input=model_input,
         timings={"decode": t1 - t0, "features": t2 - t1, "preprocess": t3 - t2},
+        layout=layout,
     )
 
 

@@ -13,6 +13,7 @@ from vitrine.api.problems import Problem
 from vitrine.api.routes.products import read_uploads
 from vitrine.api.schemas import Analysis, SearchHit, SearchResults
 from vitrine.index import Hit
+from vitrine.services.photo_search import search_by_photo
 from vitrine.services.products import ProductService
 from vitrine.services.visual_search import UnknownProductError
 
@@ -57,26 +58,39 @@ async def search_image(
     k: Annotated[int, Form(ge=1, le=200)] = 10,
     filter: Annotated[list[str] | None, Form(description="field=value; repeatable")] = None,
     min_score: Annotated[float, Form(ge=-1, le=1)] = -1.0,
+    weights: Annotated[
+        str | None,
+        Form(description="Photo re-ranking weights, e.g. embedding=2,color=1 (default: config)"),
+    ] = None,
 ) -> SearchResults:
-    """Products that look like an uploaded photo, or like a product of the catalog."""
+    """Products that look like an uploaded photo, or like a product of the catalog.
+
+    A photo's candidates come from the embedding index and exact scans of colour layout,
+    colour and pattern, re-ranked by all aspects together; a product id reuses its stored
+    embedding.
+    """
     started = time.perf_counter()
-    search = request.app.state.vitrine.search
+    vitrine = request.app.state.vitrine
+    search = vitrine.search
     if (image is None) == (product_id is None):
         raise Problem(422, "send exactly one of image or product_id", "invalid-fields")
+    try:
+        aspect_weights = search.parse_weights(weights) if weights is not None else None
+    except ValueError as exc:
+        raise Problem(422, str(exc), "invalid-weights") from exc
     try:
         if product_id is not None:
             vector = search.vectors.vector(product_id)
             if vector is None:
                 raise Problem(404, f"product {product_id!r} is not in the index", "unknown-product")
-            exclude = {product_id}
+            hits = search.search(vector, k, filter, exclude={product_id})
         else:
             assert image is not None
-            uploads = await read_uploads(request, [image])
-            products: ProductService = request.app.state.products
-            vector = (await run_in_threadpool(products.analyze, uploads))[0].embedding
+            upload = (await read_uploads(request, [image]))[0]
+            _, hits = await run_in_threadpool(
+                search_by_photo, vitrine, upload.data, upload.filename, k, filter, aspect_weights
+            )
             request.app.state.metrics.images.inc()
-            exclude = set()
-        hits = search.search(vector, k, filter, exclude=exclude)
     except ValueError as exc:
         raise Problem(422, str(exc), "invalid-filter") from exc
     return _results(request, hits, min_score, started)

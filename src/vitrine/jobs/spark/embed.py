@@ -106,7 +106,7 @@ def embed_partition(
                     [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]
                 ),
                 json.dumps(p.features.summary()),
-                {k: vector_bytes(v) for k, v in p.features.vectors().items()},
+                {k: vector_bytes(v) for k, v in p.aspect_vectors().items()},
                 None,
             )
         pending.clear()

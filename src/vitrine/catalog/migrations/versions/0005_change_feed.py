@@ -1,7 +1,7 @@
 """change feed: a row per product change, written by triggers, followed by every API process
 
 Revision ID: 0005_change_feed
-Revises: 0002
+Revises: 0006_admin_users
 Create Date: 2026-11-21 14:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from vitrine.catalog.change_feed import drop_triggers, install_triggers
 
 revision = "0005_change_feed"
-down_revision = "0002"  # lead: re-point to 0004_events on merge
+down_revision = "0006_admin_users"  # lead: re-point to 0004_events on merge (main's head today)
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,98 @@
+"""Mounting the admin UI on the service's FastAPI app: routers, static files, errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from vitrine.admin.monitor import SystemMonitor
+from vitrine.admin.ports import AdminBackends, LabelAgreementInsights, StoreLabelFeedback
+from vitrine.admin.routes import (
+    analytics,
+    auth,
+    catalog,
+    monitoring,
+    overview,
+    recommendations,
+    search,
+    upload,
+)
+from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
+from vitrine.admin.templating import make_templates, render
+from vitrine.catalog.browse import CatalogBrowser
+from vitrine.services.runtime import Vitrine
+from vitrine.services.sessions import SessionService
+from vitrine.services.users import UserService
+from vitrine.vision.features import FEATURE_VERSION
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass
+class AdminUI:
+    vitrine: Vitrine
+    users: UserService
+    sessions: SessionService
+    browser: CatalogBrowser
+    templates: Jinja2Templates
+    monitor: SystemMonitor
+    backends: AdminBackends
+
+    def start(self) -> None:
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+
+
+def install_admin(app: FastAPI, vitrine: Vitrine, registry: object) -> AdminUI:
+    """Add /admin to ``app``; call ``start()`` / ``stop()`` from the app's lifespan."""
+    s = vitrine.settings
+    ui = AdminUI(
+        vitrine=vitrine,
+        users=UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes),
+        sessions=SessionService(vitrine.engine, s.admin_session_hours),
+        browser=CatalogBrowser(vitrine.engine, FEATURE_VERSION),
+        templates=make_templates(),
+        monitor=SystemMonitor(
+            vitrine,
+            registry,
+            recall_minutes=s.admin_recall_check_minutes,  # type: ignore[arg-type]
+        ),
+        backends=AdminBackends(
+            labels=StoreLabelFeedback(vitrine.engine),
+            classification=LabelAgreementInsights(vitrine.engine),
+        ),
+    )
+    app.state.admin = ui
+    app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")
+    for module in (
+        auth,
+        overview,
+        catalog,
+        search,
+        upload,
+        recommendations,
+        analytics,
+        monitoring,
+    ):
+        app.include_router(module.router, include_in_schema=False)
+
+    async def sign_in_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInRequired)
+        target = login_redirect(exc.next_path)
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    async def forbidden(request: Request, exc: Exception) -> HTMLResponse:
+        return render(request, "error.html", 403, title="Not allowed", message=str(exc))
+
+    app.add_exception_handler(SignInRequired, sign_in_required)
+    app.add_exception_handler(Forbidden, forbidden)
+    return ui

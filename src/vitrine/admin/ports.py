@@ -1,0 +1,99 @@
+"""What the admin UI needs from the classification and recommendation services.
+
+The pages are written against these small interfaces. Label corrections work today
+through the catalog (a human label row); classification metrics and recommendations
+are provided by their services when those are installed (``AdminBackends``), and the
+pages say plainly when one is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from vitrine.services.label_corrections import record_correction
+from vitrine.services.label_metrics import ClassMetrics, LabelStatistics
+
+
+class LabelFeedback(Protocol):
+    def correct(self, product_id: str, field: str, value: str, *, user: str) -> None:
+        """Record that a person set ``field=value`` for a product (raises ValueError)."""
+
+
+@dataclass
+class StoreLabelFeedback:
+    """Corrections written as human label rows of the catalog."""
+
+    engine: Engine
+
+    def correct(self, product_id: str, field: str, value: str, *, user: str) -> None:
+        record_correction(self.engine, product_id, field, value)
+
+
+class ClassificationInsights(Protocol):
+    def class_metrics(self) -> list[ClassMetrics]:
+        """Per label field: the active model first, then the previous one."""
+
+
+@dataclass
+class LabelAgreementInsights:
+    """Until the classifier reports held-out metrics: model labels against people's."""
+
+    engine: Engine
+
+    def class_metrics(self) -> list[ClassMetrics]:
+        return LabelStatistics(self.engine).agreement()
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    product_id: str
+    score: float
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    algorithms: dict[str, float]  # algorithm -> blend weight
+    aspects: dict[str, float]  # color / texture / shape / pattern / embedding -> weight
+    rules: dict[str, Any] = field(default_factory=dict)  # exclude_purchased, in_stock_only, ...
+
+
+class RecommendationAdmin(Protocol):
+    """What #5's recommendation service offers the admin UI."""
+
+    def strategies(self) -> list[Strategy]: ...
+
+    def save_strategy(self, strategy: Strategy) -> None: ...
+
+    def preview(
+        self, strategy: Strategy, *, customer_id: str | None, product_id: str | None, k: int
+    ) -> list[RecommendedItem]: ...
+
+    def ab_tests(self) -> list[dict[str, Any]]:
+        """Each: name, a, b, split, ctr_a, ctr_b, diff, ci_low, ci_high (95% CI of diff)."""
+        ...
+
+    def start_ab_test(self, name: str, a: str, b: str, split: float) -> None: ...
+
+    def metrics(self, days: int) -> dict[str, Any]:
+        """What the Overview and Analytics pages show, over the last ``days`` days:
+
+        ``events_today`` (int), ``ctr`` and ``conversion`` (today, 0..1), ``models``
+        ({name: active version}), ``ctr_chart`` and ``conversion_chart`` (chart specs:
+        {"type", "labels": days, "datasets": [{"label": strategy, "data": [...]}]}),
+        ``coverage`` (share of the catalog recommended, 0..1), ``top_recommended`` and
+        ``top_purchased`` ([(product id, count)]), ``offline_metrics`` (metric names) and
+        ``offline`` ({algorithm: {metric: value}}).
+        """
+        ...
+
+
+@dataclass
+class AdminBackends:
+    labels: LabelFeedback
+    classification: ClassificationInsights
+    recommendations: RecommendationAdmin | None = None

@@ -1,0 +1,68 @@
+"""Analytics: classification (distributions, confidences, corrections, per-class quality)
+and recommendations (from the recommendation service, when installed)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from vitrine.admin.security import Viewer, viewer
+from vitrine.admin.templating import render
+from vitrine.services.label_metrics import LabelStatistics, histogram
+
+router = APIRouter(prefix="/admin")
+DAYS = 30
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+def analytics(
+    request: Request, _: Annotated[Viewer, Depends(viewer)], field: str = ""
+) -> HTMLResponse:
+    admin = request.app.state.admin
+    stats = LabelStatistics(admin.vitrine.engine)
+    label_fields = sorted(admin.browser.label_fields())
+    attribute_fields = sorted(admin.browser.attribute_values())
+    choices = [f"label:{f}" for f in label_fields] + [f"attribute:{f}" for f in attribute_fields]
+    field = field if field in choices else (choices[0] if choices else "")
+    kind, _sep, name = field.partition(":")
+    counts = (
+        (stats.label_counts(name) if kind == "label" else stats.attribute_counts(name))
+        if name
+        else []
+    )
+    source, confidences = stats.model_confidences()
+    bins, binned = histogram(confidences)
+    corrections = admin.browser.corrections_per_day(DAYS)
+    charts = {
+        "distribution": {
+            "type": "bar",
+            "labels": [v for v, _ in counts],
+            "datasets": [{"label": f"Products per {name}", "data": [c for _, c in counts]}],
+            "horizontal": True,
+        },
+        "confidence": {
+            "type": "bar",
+            "labels": bins,
+            "datasets": [{"label": f"Confidence of the {source}", "data": binned}],
+        },
+        "corrections": {
+            "type": "line",
+            "labels": [d.isoformat() for d, _ in corrections],
+            "datasets": [{"label": "Labels set by people", "data": [c for _, c in corrections]}],
+        },
+    }
+    backend = admin.backends.recommendations
+    return render(
+        request,
+        "analytics.html",
+        page="analytics",
+        field=field,
+        choices=choices,
+        charts=charts,
+        confidence_source=source,
+        confidence_count=len(confidences),
+        class_metrics=admin.backends.classification.class_metrics(),
+        recommendations=backend.metrics(days=DAYS) if backend is not None else None,
+    )

@@ -1,0 +1,86 @@
+"""Visual search: drop, paste or pick a photo (or name a product), see ranked results."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from vitrine.admin.security import Viewer, reader_post, viewer
+from vitrine.admin.templating import render
+from vitrine.catalog.browse import BrowseFilter
+from vitrine.services.photo_search import search_by_photo
+from vitrine.vision.decode import ImageDecodeError
+
+router = APIRouter(prefix="/admin")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(request: Request, _: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
+    browser = request.app.state.admin.browser
+    return render(request, "search.html", page="search", attributes=browser.attribute_values())
+
+
+def split_filters(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(";", "\n").splitlines() if line.strip()]
+
+
+@router.post("/search", response_class=HTMLResponse)
+async def run_search(
+    request: Request,
+    _: Annotated[Viewer, Depends(reader_post)],
+    image: Annotated[UploadFile | None, File()] = None,
+    product_id: Annotated[str, Form()] = "",
+    k: Annotated[int, Form(ge=1, le=100)] = 24,
+    filters: Annotated[str, Form()] = "",
+    min_score: Annotated[float, Form(ge=-1, le=1)] = -1.0,
+) -> HTMLResponse:
+    admin = request.app.state.admin
+    vitrine = admin.vitrine
+    started = time.perf_counter()
+    has_image = image is not None and bool(image.filename)
+
+    def failed(message: str) -> HTMLResponse:
+        return render(request, "partials/search_results.html", 422, error=message, results=[])
+
+    if has_image == bool(product_id.strip()):
+        return failed("Drop or choose a photo, or give a product id (one of the two).")
+    try:
+        if has_image:
+            assert image is not None
+            limit = vitrine.settings.max_image_bytes
+            data = await image.read(limit + 1)
+            if len(data) > limit:
+                return failed(f"{image.filename}: larger than the limit of {limit:,} bytes")
+            _, hits = await run_in_threadpool(
+                search_by_photo, vitrine, data, image.filename or "photo", k, split_filters(filters)
+            )
+            request.app.state.metrics.images.inc()
+        else:
+            pid = product_id.strip()
+            vector = vitrine.search.vectors.vector(pid)
+            if vector is None:
+                return failed(f"Product {pid!r} is not in the visual index.")
+            hits = vitrine.search.search(vector, k, split_filters(filters), exclude={pid})
+    except ImageDecodeError as exc:
+        return failed(str(exc))
+    except ValueError as exc:
+        return failed(f"Filter: {exc}")
+    hits = [h for h in hits if h.score >= min_score]
+    cards = {
+        c.id: c
+        for c in admin.browser.cards(
+            BrowseFilter(), ids=[h.product_id for h in hits], limit=max(1, len(hits))
+        )
+    }
+    results = [(cards[h.product_id], h.score) for h in hits if h.product_id in cards]
+    return render(
+        request,
+        "partials/search_results.html",
+        results=results,
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
+        error="",
+    )

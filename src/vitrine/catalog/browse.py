@@ -1,0 +1,273 @@
+"""Read-only catalog queries for people: filtered product cards, facets, labels, daily counts.
+
+Kept apart from the store's write paths: these queries join products to their primary
+photo and its stored ``summary`` feature (named colours), and to their labels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, func, or_, select
+
+from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
+
+
+@dataclass(frozen=True)
+class BrowseFilter:
+    """What a person filters the catalog by; empty fields do not filter."""
+
+    text: str = ""  # in the id or the title
+    attribute: str = ""  # field=value on the shop's own fields
+    color: str = ""  # primary named colour of the primary photo
+    label: str = ""  # field=value of a label
+    min_confidence: float = 0.0  # of that label (human labels always pass)
+    available: bool | None = None
+
+    def attribute_pair(self) -> tuple[str, str] | None:
+        return _pair(self.attribute, "attribute")
+
+    def label_pair(self) -> tuple[str, str] | None:
+        return _pair(self.label, "label")
+
+
+def _pair(text: str, what: str) -> tuple[str, str] | None:
+    text = text.strip()
+    if not text:
+        return None
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{what} filter {text!r}: expected field=value")
+    return key.strip(), value.strip()
+
+
+@dataclass
+class ProductCard:
+    id: str
+    title: str | None
+    price: float | None
+    available: bool
+    attributes: dict[str, Any]
+    image_id: int | None
+    colors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def primary_color(self) -> str | None:
+        return self.colors[0]["name"] if self.colors else None
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    field: str
+    value: str
+    source: str
+    confidence: float | None
+    model_version: str | None
+    updated_at: datetime | None
+
+
+class CatalogBrowser:
+    def __init__(self, engine: Engine, feature_version: str) -> None:
+        self.engine = engine
+        self.feature_version = feature_version
+
+    def _summary_join(self) -> Any:
+        return and_(
+            Feature.image_id == Image.id,
+            Feature.kind == "summary",
+            Feature.version == self.feature_version,
+        )
+
+    def cards(
+        self,
+        filters: BrowseFilter,
+        *,
+        after: str | None = None,
+        limit: int = 48,
+        ids: Sequence[str] | None = None,
+    ) -> list[ProductCard]:
+        """Products in id order after ``after`` (or those ``ids``, in that order), with
+        their primary photo and colours."""
+        primary_color = Feature.data["color"]["primary"].as_string()
+        query = (
+            select(
+                Product.id,
+                Product.title,
+                Product.price,
+                Product.available,
+                Product.attributes,
+                Image.id.label("image_id"),
+                Feature.data,
+            )
+            .outerjoin(Image, and_(Image.product_id == Product.id, Image.is_primary))
+            .outerjoin(Feature, self._summary_join())
+            .order_by(Product.id)
+            .limit(limit)
+        )
+        if after:
+            query = query.where(Product.id > after)
+        if ids is not None:
+            query = query.where(Product.id.in_(list(ids)))
+        if filters.text.strip():
+            like = f"%{filters.text.strip()}%"
+            query = query.where(or_(Product.id.like(like), Product.title.ilike(like)))
+        if (pair := filters.attribute_pair()) is not None:
+            query = query.where(Product.attributes[pair[0]].as_string() == pair[1])
+        if filters.color.strip():
+            query = query.where(primary_color == filters.color.strip())
+        if filters.available is not None:
+            query = query.where(Product.available == filters.available)
+        if (pair := filters.label_pair()) is not None:
+            confident = or_(
+                Label.source == "human",
+                func.coalesce(Label.confidence, 1.0) >= filters.min_confidence,
+            )
+            query = query.where(
+                exists().where(
+                    Label.product_id == Product.id,
+                    Label.field == pair[0],
+                    Label.value == pair[1],
+                    confident,
+                )
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if ids is not None:
+            order = {pid: i for i, pid in enumerate(ids)}
+            rows.sort(key=lambda r: order[r.id])
+        return [
+            ProductCard(
+                id=r.id,
+                title=r.title,
+                price=r.price,
+                available=bool(r.available),
+                attributes=r.attributes or {},
+                image_id=r.image_id,
+                colors=list(((r.data or {}).get("color") or {}).get("colors") or []),
+            )
+            for r in rows
+        ]
+
+    def card(self, product_id: str) -> ProductCard | None:
+        found = self.cards(BrowseFilter(), ids=[product_id], limit=1)
+        return found[0] if found else None
+
+    def image_blob(self, image_id: int) -> tuple[str, str] | None:
+        """(blob key, format) of a stored photo."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Image.blob_key, Image.format).where(Image.id == image_id)
+            ).first()
+        return (row.blob_key, row.format) if row else None
+
+    def colors(self, limit: int = 60) -> list[tuple[str, int]]:
+        """Primary colour names of primary photos, most frequent first."""
+        name = Feature.data["color"]["primary"].as_string()
+        query = (
+            select(name, func.count())
+            .select_from(Image)
+            .join(Feature, self._summary_join())
+            .where(Image.is_primary)
+            .group_by(name)
+            .order_by(func.count().desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(n, int(c)) for n, c in conn.execute(query) if n]
+
+    def attribute_values(self, sample: int = 2000, top: int = 12) -> dict[str, list[str]]:
+        """The shop's own fields (from a sample of products) and their commonest values."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Product.attributes).limit(sample)).scalars().all()
+        counts: dict[str, Counter[str]] = {}
+        for attributes in rows:
+            for key, value in (attributes or {}).items():
+                if isinstance(value, str | int | float | bool) and value != "":
+                    counts.setdefault(key, Counter())[str(value)] += 1
+        return {
+            key: [v for v, _ in counter.most_common(top)]
+            for key, counter in sorted(counts.items())
+            if len(counter) > 1 or sum(counter.values()) > 1
+        }
+
+    def label_fields(self) -> dict[str, list[str]]:
+        """Each label field with its values, commonest first."""
+        query = (
+            select(Label.field, Label.value, func.count())
+            .group_by(Label.field, Label.value)
+            .order_by(Label.field, func.count().desc())
+        )
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for fld, value, _ in conn.execute(query):
+                out.setdefault(fld, []).append(value)
+        return out
+
+    def labels(self, product_id: str) -> list[LabelRow]:
+        query = (
+            select(Label.__table__)
+            .where(Label.product_id == product_id)
+            .order_by(Label.field, Label.source)
+        )
+        with self.engine.connect() as conn:
+            return [
+                LabelRow(r.field, r.value, r.source, r.confidence, r.model_version, r.updated_at)
+                for r in conn.execute(query)
+            ]
+
+    # -- counts ---------------------------------------------------------------------
+
+    def count_products(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
+
+    def images_since(self, since: datetime) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count()).select_from(Image).where(Image.created_at >= since)
+                )
+                or 0
+            )
+
+    def daily(self, column: Any, days: int, *where: Any) -> list[tuple[date, int]]:
+        """Rows created per day over the last ``days`` days (UTC), zeros included."""
+        today = utcnow().date()
+        start = today - timedelta(days=days - 1)
+        day = func.date(column)
+        query = (
+            select(day, func.count())
+            .where(column >= datetime.combine(start, datetime.min.time()), *where)
+            .group_by(day)
+        )
+        with self.engine.connect() as conn:
+            found = {str(d): int(c) for d, c in conn.execute(query)}
+        return [
+            (start + timedelta(days=i), found.get(str(start + timedelta(days=i)), 0))
+            for i in range(days)
+        ]
+
+    def catalog_growth(self, days: int) -> dict[str, list[Any]]:
+        """Per day: products added, photos added, and the catalog size at the day's end."""
+        products = self.daily(Product.created_at, days)
+        images = self.daily(Image.created_at, days)
+        total = self.count_products()
+        added_since = sum(c for _, c in products)
+        size, sizes = total - added_since, []
+        for _, added in products:
+            size += added
+            sizes.append(size)
+        return {
+            "days": [d.isoformat() for d, _ in products],
+            "products": [c for _, c in products],
+            "images": [c for _, c in images],
+            "size": sizes,
+        }
+
+    def corrections_per_day(self, days: int) -> list[tuple[date, int]]:
+        """Human labels set per day (the latest correction of a field counts once)."""
+        return self.daily(Label.updated_at, days, Label.source == "human")

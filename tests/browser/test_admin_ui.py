@@ -1,0 +1,373 @@
+"""The admin UI in a real browser: Playwright drives Debian's Chromium (headless) against a
+live server on loopback, with real catalog photos. Screenshots go to test-artifacts/admin/.
+
+Playwright never downloads a browser here: it launches the system's ``chromium``
+(``make test`` installs it with apt; ``VITRINE_CHROMIUM`` may name another binary).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import os
+import shutil
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from vitrine.api.app import create_app
+from vitrine.catalog.store import ProductRecord
+from vitrine.config import load_settings
+from vitrine.services.products import Upload
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "admin"
+CHROMIUM = os.environ.get("VITRINE_CHROMIUM") or shutil.which("chromium")
+PASSWORD = "browser test password"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+N_PRODUCTS = 16
+
+
+@dataclass
+class Live:
+    url: str
+    photos: dict[str, bytes]  # product id -> photo bytes (stored in the catalog)
+    spare: list[tuple[str, bytes, dict[str, str]]]  # real photos not in the catalog yet
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rows(data_dir: Path, n: int) -> list[dict[str, str]]:
+    src = data_dir / "fashion-small"
+    with (src / "styles.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if (src / "images" / f"{r['id']}.jpg").is_file()]
+    return rows[:n]
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, data_dir: Path
+) -> Iterator[Live]:
+    home = tmp_path_factory.mktemp("admin-home")
+    (home / "models").symlink_to(model_dir, target_is_directory=True)
+    settings = load_settings(env={}).with_overrides(
+        home=home, import_workers=0, admin_recall_check_minutes=0
+    )
+    app = create_app(settings)
+    admin = app.state.admin
+    admin.users.create("admin", PASSWORD, "admin")
+    rows = _rows(data_dir, N_PRODUCTS + 6)
+    photos: dict[str, bytes] = {}
+    for row in rows[:N_PRODUCTS]:
+        data = (data_dir / "fashion-small" / "images" / f"{row['id']}.jpg").read_bytes()
+        record = ProductRecord(
+            id=row["id"],
+            title=row["productDisplayName"],
+            attributes={k: row[k] for k in ("masterCategory", "articleType", "baseColour")},
+        )
+        app.state.products.save(record, [Upload(data, f"{row['id']}.jpg")], replace=False)
+        photos[row["id"]] = data
+    spare = [
+        (
+            r["id"],
+            (data_dir / "fashion-small" / "images" / f"{r['id']}.jpg").read_bytes(),
+            r,
+        )
+        for r in rows[N_PRODUCTS:]
+    ]
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.1)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", photos, spare)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@dataclass
+class Tab:
+    """A signed-in page that records console errors and uncaught exceptions."""
+
+    page: Any
+    url: str
+    errors: list[str] = field(default_factory=list)
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.url + path)
+        self.page.wait_for_load_state("networkidle")
+
+    def shot(self, name: str, full: bool = True) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full)
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live) -> Iterator[Any]:
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _sign_in(page: Any, url: str) -> None:
+    page.goto(url + "/admin")
+    assert "/admin/login" in page.url
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(url + "/admin")
+
+
+@pytest.fixture()
+def tab(browser: Any, live: Live) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    t = Tab(page, live.url)
+    page.on("console", lambda m: t.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: t.errors.append(str(e)))
+    _sign_in(page, live.url)
+    yield t
+    context.close()
+    assert t.errors == [], f"console errors: {t.errors}"
+
+
+def test_sign_in_shows_the_overview_and_a_wrong_password_does_not(browser: Any, live: Live) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(live.url + "/admin/catalog")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong user name or password."
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "login-failed.png"))
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(live.url + "/admin/catalog")  # back where the person wanted to go
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(live.url + "/admin/login")
+    page.goto(live.url + "/admin")
+    assert "/admin/login" in page.url
+    context.close()
+
+
+PAGES = [
+    ("overview", "/admin", "Overview"),
+    ("catalog", "/admin/catalog", "Catalog"),
+    ("search", "/admin/search", "Visual search"),
+    ("upload", "/admin/upload", "Upload"),
+    ("recommendations", "/admin/recommendations", "Recommendations"),
+    ("analytics", "/admin/analytics", "Analytics"),
+    ("monitoring", "/admin/monitoring", "Monitoring"),
+]
+
+
+def test_every_page_opens_without_console_errors(tab: Tab, live: Live) -> None:
+    for name, path, heading in PAGES:
+        tab.go(path)
+        assert tab.page.get_by_role("heading", level=1).inner_text() == heading
+        current = tab.page.locator('nav a[aria-current="page"]')
+        assert current.inner_text() == heading
+        tab.shot(name)
+    product = next(iter(live.photos))
+    tab.go(f"/admin/catalog/{product}")
+    tab.shot("product")
+    # Charts are drawn (Chart.js attached to every canvas of the overview).
+    tab.go("/admin")
+    drawn = tab.page.eval_on_selector_all("canvas[data-chart]", "els => els.map(e => !!e._chart)")
+    assert drawn and all(drawn)
+    # Narrow screens: the navigation folds above the content.
+    tab.page.set_viewport_size({"width": 420, "height": 900})
+    tab.go("/admin/catalog")
+    tab.shot("catalog-mobile")
+
+
+def test_keyboard_reaches_the_content_first(tab: Tab) -> None:
+    tab.go("/admin/catalog")
+    tab.page.keyboard.press("Tab")
+    focused = tab.page.evaluate("document.activeElement.textContent")
+    assert focused.strip() == "Skip to content"
+    unlabelled = tab.page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+             .map(e => e.name)"""
+    )
+    assert unlabelled == []
+
+
+def test_catalog_filters_with_thumbnails(tab: Tab, live: Live) -> None:
+    tab.go("/admin/catalog")
+    cards = tab.page.locator(".cards .card")
+    assert cards.count() >= N_PRODUCTS
+    loaded = tab.page.eval_on_selector_all(
+        ".cards img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+    )
+    assert loaded > 0
+    tab.page.get_by_label("Category / attribute").select_option("masterCategory=Apparel")
+    tab.page.wait_for_function("() => document.location.search.includes('masterCategory')")
+    tab.page.wait_for_load_state("networkidle")
+    filtered = tab.page.locator(".cards .card").count()
+    assert 0 < filtered < N_PRODUCTS
+    tab.shot("catalog-filtered")
+
+
+def test_upload_a_photo_and_see_its_analysis(tab: Tab, live: Live, tmp_path: Path) -> None:
+    pid, data, row = live.spare[0]
+    photo = tmp_path / f"{pid}.jpg"
+    photo.write_bytes(data)
+    tab.go("/admin/upload")
+    tab.page.get_by_label("Product id", exact=True).fill(pid)
+    tab.page.get_by_label("Title", exact=True).fill(row["productDisplayName"])
+    tab.page.get_by_label("Attributes (one field=value per line)").fill(
+        f"masterCategory={row['masterCategory']}"
+    )
+    tab.page.set_input_files("#up-image", str(photo))
+    tab.page.get_by_role("button", name="Upload and analyse").click()
+    analysis = tab.page.locator('[data-testid="analysis"]')
+    analysis.wait_for()
+    assert "analysed, stored and searchable" in analysis.inner_text()
+    assert analysis.locator(".colors li").count() >= 1
+    assert (
+        analysis.locator(".swatch").first.evaluate("e => getComputedStyle(e).backgroundColor") != ""
+    )
+    tab.shot("upload-analysis")
+    tab.page.get_by_role("link", name=row["productDisplayName"]).click()
+    tab.page.wait_for_url(f"{live.url}/admin/catalog/{pid}")
+    assert tab.page.locator(".product-facts .colors li").count() >= 1
+
+
+def test_correct_a_label_in_place(tab: Tab, live: Live) -> None:
+    pid = next(iter(live.photos))
+    tab.go(f"/admin/catalog/{pid}")
+    tab.page.get_by_label("Field").fill("articleType")
+    tab.page.get_by_label("Correct value").fill("Kurtas")
+    tab.page.get_by_role("button", name="Save label").click()
+    status = tab.page.locator("#labels [role=status]")
+    status.wait_for()
+    assert status.inner_text() == "Saved: articleType = Kurtas"
+    row = tab.page.locator("#labels tbody tr", has_text="Kurtas")
+    assert "human" in row.inner_text()
+    tab.shot("label-corrected")
+    tab.go(f"/admin/catalog/{pid}")  # stored, not just shown
+    assert tab.page.locator("#labels tbody tr", has_text="Kurtas").count() == 1
+
+
+def test_visual_search_by_picked_and_dropped_photo(tab: Tab, live: Live, tmp_path: Path) -> None:
+    pid, data = list(live.photos.items())[3]
+    photo = tmp_path / "query.jpg"
+    photo.write_bytes(data)
+    tab.go("/admin/search")
+    tab.page.set_input_files("#search-image", str(photo))  # submits by itself
+    results = tab.page.locator("#search-results .card")
+    results.first.wait_for()
+    assert results.count() >= 10
+    first = results.first.inner_text()
+    assert pid in first  # the product whose photo it is comes first
+    assert float(results.first.locator(".score").inner_text()) > 0.95
+    tab.shot("search-picked")
+
+    other_pid, other = list(live.photos.items())[7]
+    tab.page.evaluate(
+        """b64 => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'dropped.jpg', {type: 'image/jpeg'}));
+            const zone = document.querySelector('[data-dropzone]');
+            const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+            zone.dispatchEvent(new DragEvent('drop', init));
+        }""",
+        base64.b64encode(other).decode(),
+    )
+    tab.page.wait_for_function(
+        "pid => document.querySelector('#search-results .card')?.innerText.includes(pid)",
+        arg=other_pid,
+    )
+    # A filter narrows the results.
+    tab.page.get_by_label("Filters").fill("masterCategory=Footwear")
+    tab.page.get_by_role("button", name="Search").click()
+    tab.page.wait_for_load_state("networkidle")
+    tab.shot("search-dropped-filtered")
+
+
+def test_bulk_import_shows_live_progress_and_rejects(tab: Tab, live: Live, tmp_path: Path) -> None:
+    spare = live.spare[1:4]
+    csv_path = tmp_path / "products.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "productDisplayName", "masterCategory"])
+        for pid, _, row in spare:
+            writer.writerow([pid, row["productDisplayName"], row["masterCategory"]])
+        writer.writerow(["missing-photo", "No photo", "Apparel"])
+    zip_path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for pid, data, _ in spare:
+            zf.writestr(f"{pid}.jpg", data)
+    tab.go("/admin/upload")
+    tab.page.get_by_label("Products CSV").set_input_files(str(csv_path))
+    tab.page.get_by_label("Photos (a zip)").set_input_files(str(zip_path))
+    tab.page.get_by_label("Photo path template").fill("{id}.jpg")
+    tab.page.get_by_label("Title column").fill("productDisplayName")
+    tab.page.get_by_role("button", name="Start import").click()
+    tab.page.locator("#bulk-result .job").wait_for()
+    tab.page.locator('#bulk-result .job[data-status="done"]').wait_for(timeout=120_000)
+    text = tab.page.locator("#bulk-result").inner_text()
+    assert "3 imported" in text and "1 rejected" in text
+    assert "missing-photo" in tab.page.locator("#bulk-result table").inner_text()
+    tab.shot("bulk-import")
+
+
+def test_monitoring_refreshes_and_checks_recall(tab: Tab) -> None:
+    tab.go("/admin/monitoring")
+    tab.page.get_by_role("button", name="Check recall now").click()
+    tab.page.wait_for_function(
+        "() => document.querySelector('[data-testid=recall]').innerText.includes('recall@10 =')"
+    )
+    # A flat (exact) index: recall is 1 by construction, and the check must say so.
+    assert "1.0000" in tab.page.locator('[data-testid="recall"]').inner_text()
+    table = tab.page.locator('[data-testid="endpoints"]')
+    table.wait_for()
+    assert "/admin/catalog" in table.inner_text()
+    # The panel reloads itself (htmx every 5 s) and the charts fill from series.json.
+    with tab.page.expect_response(lambda r: "/admin/monitoring/panel" in r.url, timeout=15_000):
+        pass
+    tab.page.wait_for_function(
+        "() => document.querySelector('#chart-process')._chart.data.labels.length > 0",
+        timeout=20_000,
+    )
+    tab.shot("monitoring")
