@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -56,34 +58,42 @@ def serving(env: Mapping[str, str], secrets: Sequence[str] = ()) -> Iterator[str
 
     On exit the process's output is checked: no secret may ever have been logged.
     """
-    port = free_port()
-    proc = subprocess.Popen(
-        [*VITRINE, "serve", "--port", str(port)],
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.communicate()[0][-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
-        yield base
-    finally:
-        proc.terminate()
+    # Output goes to a file: a pipe nobody reads fills up and blocks the server's logging.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        port = free_port()
+        proc = subprocess.Popen(
+            [*VITRINE, "serve", "--port", str(port)],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
         try:
-            output, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        for secret in secrets:
-            assert secret not in (output or ""), "a secret must never be logged"
+            _wait_ready(proc, base, log)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            output = log.read()
+            for secret in secrets:
+                assert secret not in output, "a secret must never be logged"
+
+
+def _wait_ready(proc: subprocess.Popen[str], base: str, log: IO[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"server exited: {log.read()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("server did not become ready")
