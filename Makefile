@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml | $(PY)
 	# torch first and exactly pinned: pip must take the local CPU wheel, never a CUDA build.
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,10 +21,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/vitrine serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	bash .ci/install-browser  # Debian's Chromium for the admin UI's browser tests
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest
+
+# What the scale-out tests need from the OS (PostgreSQL 15, Swift s3api, memcached, Java 17):
+# installed from Debian when missing and possible; the tests start and stop the servers.
+system-deps:
+	bash tests/servers/servers.sh install
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from backends import Backend, backend, module_backend, servers  # noqa: F401 (fixtures)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MODEL_DIR = Path(os.environ.get("VITRINE_TEST_MODEL_DIR", REPO / ".cache" / "models"))

@@ -70,6 +70,16 @@ class Settings:
     batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
     log_level: str = "INFO"
 
+    # Scale-out: an S3-compatible blob store (blob_url s3://bucket/prefix); credentials come
+    # only from the standard AWS variables or profile, never from here.
+    s3_endpoint_url: str = ""  # empty: AWS; else MinIO, Ceph, Swift s3api, ...
+    s3_region: str = ""  # empty: boto3's default
+    s3_path_style: bool = False  # path-style addressing (most self-hosted S3 servers)
+    # Several API processes on one database: how often each looks for the others' changes
+    # (PostgreSQL also wakes it with NOTIFY), and how long changes are kept.
+    change_feed_poll_ms: int = 250
+    change_feed_retention_s: int = 3600
+
     # Admin web UI (/admin).
     admin_session_hours: int = 12  # a session ends this long after sign-in
     admin_lockout_attempts: int = 5  # consecutive failed sign-ins that lock an account

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from backends import Backend
 from vitrine.api.app import create_app
 from vitrine.config import load_settings
 from vitrine.services.keys import KeyService
@@ -36,12 +37,16 @@ def photo(
 
 @pytest.fixture(scope="module")
 def api(
-    tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, module_backend: Backend
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     home = tmp_path_factory.mktemp("home")
     (home / "models").symlink_to(model_dir, target_is_directory=True)
     settings = load_settings(env={}).with_overrides(
-        home=home, max_image_bytes=200_000, api_rate_limit=0, import_workers=0
+        home=home,
+        max_image_bytes=200_000,
+        api_rate_limit=0,
+        import_workers=0,
+        **module_backend.settings_overrides(),
     )
     app = create_app(settings)
     keys = KeyService(app.state.vitrine.engine)
@@ -336,3 +341,30 @@ def test_rate_limit_and_body_limit(tmp_path: Path, model_dir: Path) -> None:
             files={"image": ("a.jpg", photo((1, 1, 1)), "image/jpeg")},
         )
         assert r.status_code == 413 and "exceeds the limit" in r.json()["detail"]
+
+
+def test_photos_referenced_by_blob_key(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    blobs = client.app.state.vitrine.blobs  # type: ignore[attr-defined]
+    data = photo((30, 140, 60))
+    blobs.put("incoming/green shirt.jpg", data, "image/jpeg")
+    r = client.post(
+        "/v1/products",
+        headers=h(keys["write"]),
+        data={"id": "by-key", "image_keys": "incoming/green shirt.jpg"},
+    )
+    assert r.status_code == 201, r.text
+    product = client.get("/v1/products/by-key", headers=h(keys["read"])).json()
+    stored = client.app.state.vitrine.store.get_product("by-key")  # type: ignore[attr-defined]
+    assert stored["images"][0]["blob_key"] == "incoming/green shirt.jpg"  # not copied
+    assert client.get(product["images"][0]["url"], headers=h(keys["read"])).content == data
+    r = client.post(
+        "/v1/search/image", headers=h(keys["read"]), data={"product_id": "by-key", "k": "1"}
+    )
+    assert r.status_code == 200
+    for bad, status in (("incoming/none.jpg", 422), ("../etc/passwd", 422)):
+        r = client.put("/v1/products/by-key", headers=h(keys["write"]), data={"image_keys": bad})
+        assert r.status_code == status and bad in r.json()["detail"], r.text
+    assert (
+        client.post("/v1/products", headers=h(keys["write"]), data={"id": "x"}).status_code == 422
+    )

@@ -3,68 +3,24 @@
 from __future__ import annotations
 
 import csv
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backends import Backend
+from serve_process import create_key, process_env, serving
+
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
-def server(tmp_path: Path, model_dir: Path) -> Iterator[tuple[str, str]]:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(model_dir, target_is_directory=True)
-    env = {**os.environ, "VITRINE_HOME": str(home), "VITRINE_API_RATE_LIMIT": "0"}
-    vitrine = [sys.executable, "-m", "vitrine.cli"]
-    key = subprocess.run(
-        [*vitrine, "keys", "create", "--name", "e2e", "--scope", "write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen(
-        [*vitrine, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
+def server(tmp_path: Path, backend: Backend) -> Iterator[tuple[str, str]]:
+    env = process_env(tmp_path / "home", backend.env)
+    key = create_key(env)
+    with serving(env, secrets=[key, *backend.secrets()]) as base:
         yield base, key
-    finally:
-        proc.terminate()
-        try:
-            output, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        assert key not in (output or ""), "the API key must never be logged"
 
 
 def test_serve_upload_and_search(server: tuple[str, str], data_dir: Path) -> None:

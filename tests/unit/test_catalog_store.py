@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import inspect, text
 
+from backends import Backend
 from vitrine.catalog.blobs import BlobNotFoundError, LocalBlobStore, image_key, open_blob_store
 from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.s3 import S3BlobStore, S3Options
 from vitrine.catalog.store import (
     EMBEDDING_KIND,
     CatalogStore,
@@ -20,10 +23,11 @@ from vitrine.catalog.store import (
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> CatalogStore:
-    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+def store(tmp_path: Path, backend: Backend) -> Iterator[CatalogStore]:
+    engine = make_engine(backend.settings(tmp_path).resolved_database_url)
     migrate(engine)
-    return CatalogStore(engine)
+    yield CatalogStore(engine)
+    engine.dispose()
 
 
 def image(pid: str, digest: str, vec: np.ndarray, primary: bool = True) -> ImageRecord:
@@ -46,8 +50,9 @@ def image(pid: str, digest: str, vec: np.ndarray, primary: bool = True) -> Image
 def test_migrations_create_schema_in_wal_mode(store: CatalogStore) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"products", "images", "features", "labels", "alembic_version"} <= tables
-    with store.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     migrate(store.engine)  # idempotent
 
 
@@ -93,9 +98,10 @@ def test_fingerprint_changes_with_embeddings_and_deletes(store: CatalogStore) ->
     assert store.primary_vectors(EMBEDDING_KIND, "m1")[0] == []
 
 
-def test_local_blob_store_roundtrip(tmp_path: Path) -> None:
-    blobs = open_blob_store((tmp_path / "blobs").as_uri())
-    assert isinstance(blobs, LocalBlobStore)
+def test_blob_store_roundtrip(tmp_path: Path, backend: Backend) -> None:
+    settings = backend.settings(tmp_path)
+    blobs = open_blob_store(settings.resolved_blob_url, S3Options.from_settings(settings))
+    assert isinstance(blobs, LocalBlobStore if backend.name == "embedded" else S3BlobStore)
     key = image_key("abcdef" + "0" * 58, "PNG")
     assert key.startswith("images/ab/cd/") and key.endswith(".png")
     blobs.put(key, b"data")
@@ -104,7 +110,11 @@ def test_local_blob_store_roundtrip(tmp_path: Path) -> None:
     blobs.delete(key)
     with pytest.raises(BlobNotFoundError):
         blobs.get(key)
-    with pytest.raises(ValueError, match="escapes"):
-        blobs.put("../outside", b"x")
+    with pytest.raises(BlobNotFoundError):
+        blobs.get("images/none.jpg")
+    assert not blobs.exists("images/none.jpg")
+    for bad in ("../outside", "/abs", "a//b", ""):
+        with pytest.raises(ValueError, match="not a relative path"):
+            blobs.put(bad, b"x")
     with pytest.raises(ValueError, match="not supported"):
         open_blob_store("ftp://host/x")

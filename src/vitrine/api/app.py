@@ -19,6 +19,7 @@ from vitrine.api.routes import imports, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.backfill import backfill_layouts
+from vitrine.services.change_feed import ChangeFollower
 from vitrine.services.keys import KeyService
 from vitrine.services.products import ProductService
 from vitrine.services.runtime import Vitrine
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     vitrine.on_batch = metrics.batch_size.observe
     vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
+    # Created before the index loads, so that no change made meanwhile is missed.
+    follower = ChangeFollower(vitrine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -43,9 +46,11 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
                 target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True
             ).start()
         jobs.start()
+        follower.start()
         admin.start()
         yield
         admin.stop()
+        follower.stop()
         jobs.stop()
         vitrine.close()
 
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.state.keys = KeyService(vitrine.engine)
     app.state.products = ProductService(vitrine)
     app.state.imports = jobs
+    app.state.change_feed = follower
     app.state.rate_limiter = RateLimiter(
         vitrine.settings.api_rate_limit, vitrine.settings.api_rate_burst
     )

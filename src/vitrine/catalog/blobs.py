@@ -1,6 +1,7 @@
 """Blob stores for product photos: one interface, chosen by URL.
 
-``file:///path`` keeps photos in a local directory (the embedded default). Keys are
+``file:///path`` keeps photos in a local directory (the embedded default);
+``s3://bucket/prefix`` in an S3-compatible bucket (``catalog/s3.py``). Keys are
 content-addressed (``images/ab/cd/<sha256>.jpg``), so storing the same photo twice
 costs nothing and a key never changes meaning.
 """
@@ -11,8 +12,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
+
+if TYPE_CHECKING:
+    from vitrine.catalog.s3 import S3Options
 
 _EXTENSIONS = {
     "JPEG": "jpg",
@@ -46,6 +50,14 @@ class BlobStore(Protocol):
     def keys(self, prefix: str = "") -> Iterator[str]: ...
 
 
+def check_key(key: str) -> str:
+    """A blob key must be a relative '/'-separated path with no '..' or empty parts."""
+    parts = key.split("/")
+    if not key or "\\" in key or any(p in {"", ".", ".."} for p in parts):
+        raise ValueError(f"blob key {key!r} is not a relative path")
+    return key
+
+
 def image_key(content_hash: str, image_format: str) -> str:
     """The content-addressed key of a photo."""
     ext = _EXTENSIONS.get(image_format.upper(), "bin")
@@ -61,7 +73,7 @@ class LocalBlobStore:
         self.url = self.root.as_uri()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise ValueError(f"blob key {key!r} escapes the store")
         return path
@@ -98,11 +110,16 @@ class LocalBlobStore:
                     yield key
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """Open the blob store a URL names (``file:///dir`` or a plain path)."""
+def open_blob_store(url: str, s3: S3Options | None = None) -> BlobStore:
+    """Open the blob store a URL names (``file:///dir``, a plain path, or ``s3://bucket/prefix``)."""
     parsed = urlparse(url)
     if parsed.scheme in {"", "file"}:
         return LocalBlobStore(Path(unquote(parsed.path) if parsed.scheme else url))
+    if parsed.scheme == "s3":
+        from vitrine.catalog.s3 import S3BlobStore
+
+        return S3BlobStore(url, s3)
     raise ValueError(
-        f"blob store URL {url!r}: scheme {parsed.scheme!r} is not supported; use file:///path"
+        f"blob store URL {url!r}: scheme {parsed.scheme!r} is not supported;"
+        " use file:///path or s3://bucket/prefix"
     )

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+from vitrine.catalog.change_feed import install_triggers
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -44,5 +46,10 @@ def migrate(engine: Engine) -> None:
     """Bring the schema up to the newest migration."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several processes may start at once: one migrates, the others wait for it.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7469727269)"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        # A later migration that rebuilds a table (SQLite batch mode) drops its triggers.
+        install_triggers(connection)

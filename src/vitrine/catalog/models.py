@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -164,6 +165,24 @@ class ImportJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ChangeEvent(Base):
+    """One change to a product (row written by database triggers, see catalog/change_feed.py).
+
+    Every API process follows this feed to keep its in-memory index in step with
+    changes made through the others.
+    """
+
+    __tablename__ = "change_feed"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    op: Mapped[str] = mapped_column(String(8), nullable=False)  # insert | update | delete
+    created_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)  # epoch s
 
 
 class User(Base):

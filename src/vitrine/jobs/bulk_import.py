@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
+from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
 from vitrine.services.records import aspect_rows, image_records, image_sizes
@@ -97,6 +98,7 @@ def _init_worker(
     known: set[tuple[str, str]],
     limits: DecodeLimits,
     blob_url: str,
+    s3: S3Options,
     model_dir: Path,
     precision: str,
     analyzer: ImageAnalyzer | None = None,
@@ -112,7 +114,7 @@ def _init_worker(
     if analyzer is None:
         analyzer = ImageAnalyzer(Embedder(model_dir, precision=precision, threads=1), limits)  # type: ignore[arg-type]
     _worker_state.update(
-        known=known, limits=limits, blobs=open_blob_store(blob_url), analyzer=analyzer
+        known=known, limits=limits, blobs=open_blob_store(blob_url, s3), analyzer=analyzer
     )
 
 
@@ -295,6 +297,7 @@ def import_catalog(
         known,
         vitrine.limits,
         vitrine.settings.resolved_blob_url,
+        S3Options.from_settings(vitrine.settings),
         vitrine.settings.model_dir,
         vitrine.settings.embedding_precision,
     )

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vitrine.catalog.blobs import image_key
+from vitrine.catalog.blobs import BlobNotFoundError, check_key, image_key
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import ImageAnalysis, prepare
+from vitrine.vision.decode import ImageDecodeError, ImageTooLargeError
 
 
 class ProductExistsError(Exception):
@@ -26,10 +27,19 @@ class ProductNotFoundError(KeyError):
     """No product with this id."""
 
 
+class MissingPhotoError(ImageDecodeError):
+    """A photo referenced by blob key is not in the blob store."""
+
+    kind = "missing_photo"
+
+
 @dataclass(frozen=True)
 class Upload:
+    """A photo's bytes; ``blob_key`` is set when it already lies in the blob store."""
+
     data: bytes
     filename: str
+    blob_key: str | None = None
 
 
 class ProductService:
@@ -51,10 +61,7 @@ class ProductService:
         analyses = self.analyze(uploads)
         records: list[ImageRecord] = []
         for position, (upload, analysis) in enumerate(zip(uploads, analyses, strict=True)):
-            key = image_key(analysis.prepared.content_hash, analysis.prepared.format)
-            if not self.vitrine.blobs.exists(key):
-                self.vitrine.blobs.put(key, upload.data)
-            record = image_records(analysis, product.id, key)
+            record = image_records(analysis, product.id, self._store_blob(upload, analysis))
             record.is_primary = position == 0
             record.position = position
             records.append(record)
@@ -63,6 +70,53 @@ class ProductService:
         assert saved is not None
         self._reindex(saved, analyses[0] if analyses else None)
         return saved, analyses
+
+    def stored_uploads(self, keys: Sequence[str]) -> list[Upload]:
+        """Photos already in the blob store, referenced by key instead of uploaded.
+
+        Raises ImageDecodeError naming a key that is missing or larger than the limit.
+        """
+        uploads = []
+        limit = self.vitrine.settings.max_image_bytes
+        for key in keys:
+            try:
+                data = self.vitrine.blobs.get(check_key(key))
+            except (BlobNotFoundError, ValueError) as exc:
+                raise MissingPhotoError(key, f"no such photo in the blob store ({exc})") from exc
+            if len(data) > limit:
+                raise ImageTooLargeError(key, f"file is larger than the limit of {limit} bytes")
+            uploads.append(Upload(data, key, blob_key=key))
+        return uploads
+
+    def add_photo(self, product: ProductRecord, upload: Upload) -> tuple[dict[str, Any], bool]:
+        """Add one photo to a product, creating the product when it does not exist.
+
+        Idempotent: a photo the product already has (same content) changes nothing. The
+        photo becomes primary only for a product without photos. Returns the stored
+        product and whether the photo was new.
+        """
+        existing = self.vitrine.store.get_product(product.id)
+        if existing is None:
+            saved, _ = self.save(product, [upload], replace=False)
+            return saved, True
+        (analysis,) = self.analyze([upload])
+        record = image_records(analysis, product.id, self._store_blob(upload, analysis))
+        record.is_primary = not existing["images"]
+        record.position = len(existing["images"])
+        added = self.vitrine.store.add_images([record]) > 0
+        saved = self.vitrine.store.get_product(product.id)
+        assert saved is not None
+        self._reindex(saved, analysis if record.is_primary else None)
+        return saved, added
+
+    def _store_blob(self, upload: Upload, analysis: ImageAnalysis) -> str:
+        """The photo's blob key; uploaded bytes are stored under their content hash."""
+        if upload.blob_key is not None:
+            return upload.blob_key
+        key = image_key(analysis.prepared.content_hash, analysis.prepared.format)
+        if not self.vitrine.blobs.exists(key):
+            self.vitrine.blobs.put(key, upload.data)
+        return key
 
     def update(self, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         if not self.vitrine.store.update_product(product_id, changes):

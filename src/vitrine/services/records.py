@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,24 +22,38 @@ ASPECT_VERSIONS: dict[str, str] = {
 }
 
 
+def feature_records(
+    model_version: str,
+    embedding: np.ndarray,
+    labels: list[dict[str, Any]],
+    summary: dict[str, Any],
+    vectors: dict[str, np.ndarray],
+    feature_version: str = FEATURE_VERSION,
+) -> list[FeatureRecord]:
+    """One photo's feature rows: the embedding (with its labels), the summary, each vector
+    (tagged with its kind's version, ``feature_version`` for kinds not listed)."""
+    features = [
+        FeatureRecord(
+            kind=EMBEDDING_KIND, version=model_version, vector=embedding, data={"labels": labels}
+        ),
+        FeatureRecord(kind="summary", version=feature_version, data=summary),
+    ]
+    return features + [
+        FeatureRecord(kind=kind, version=ASPECT_VERSIONS.get(kind, feature_version), vector=vector)
+        for kind, vector in vectors.items()
+    ]
+
+
 def image_records(analysis: ImageAnalysis, product_id: str, blob_key: str) -> ImageRecord:
     """The rows that store one analysed photo and all of its features."""
     p = analysis.prepared
-    features = [
-        FeatureRecord(
-            kind=EMBEDDING_KIND,
-            version=analysis.model_version,
-            vector=analysis.embedding,
-            data={
-                "labels": [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels]
-            },
-        ),
-        FeatureRecord(kind="summary", version=FEATURE_VERSION, data=p.features.summary()),
-    ]
-    features += [
-        FeatureRecord(kind=kind, version=ASPECT_VERSIONS[kind], vector=vector)
-        for kind, vector in p.aspect_vectors().items()
-    ]
+    features = feature_records(
+        analysis.model_version,
+        analysis.embedding,
+        [{"name": lb.name, "confidence": lb.confidence} for lb in analysis.labels],
+        p.features.summary(),
+        p.aspect_vectors(),
+    )
     return ImageRecord(
         product_id=product_id,
         content_hash=p.content_hash,

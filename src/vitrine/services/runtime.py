@@ -12,6 +12,7 @@ from functools import cached_property
 
 from vitrine.catalog.blobs import BlobStore, open_blob_store
 from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings, load_settings
 from vitrine.services.batcher import MicroBatcher
@@ -30,7 +31,9 @@ class Vitrine:
         self.engine = make_engine(self.settings.resolved_database_url)
         migrate(self.engine)
         self.store = CatalogStore(self.engine)
-        self.blobs: BlobStore = open_blob_store(self.settings.resolved_blob_url)
+        self.blobs: BlobStore = open_blob_store(
+            self.settings.resolved_blob_url, S3Options.from_settings(self.settings)
+        )
         self._lock = threading.Lock()
         # Called with the size of every CNN batch the service runs (metrics hook).
         self.on_batch: Callable[[int], None] | None = None

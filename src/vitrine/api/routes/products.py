@@ -23,6 +23,10 @@ from vitrine.services.products import (
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 MAX_ID_LENGTH = 128
+IMAGE_KEYS_HELP = (
+    "Photos already in the blob store (e.g. S3 keys under the store's prefix), used in place "
+    "of uploads; repeatable. They come after any uploaded images."
+)
 
 
 def service(request: Request) -> ProductService:
@@ -71,7 +75,8 @@ async def _save(
     request: Request,
     products: ProductService,
     product_id: str,
-    images: list[UploadFile],
+    images: list[UploadFile] | None,
+    image_keys: list[str] | None,
     title: str | None,
     description: str | None,
     price: float | None,
@@ -79,8 +84,10 @@ async def _save(
     attributes: str | None,
     replace: bool,
 ) -> ProductCreated:
-    if not images:
-        raise Problem(422, "at least one image is required", "invalid-fields")
+    if not images and not image_keys:
+        raise Problem(
+            422, "at least one image (or an image_keys entry) is required", "invalid-fields"
+        )
     if price is not None and price < 0:
         raise Problem(422, "price must not be negative", "invalid-fields")
     record = ProductRecord(
@@ -91,8 +98,11 @@ async def _save(
         available=available,
         attributes=parse_attributes(attributes),
     )
-    uploads = await read_uploads(request, images)
     from starlette.concurrency import run_in_threadpool
+
+    uploads = await read_uploads(request, images or [])
+    if image_keys:
+        uploads += await run_in_threadpool(products.stored_uploads, image_keys)
 
     try:
         saved, analyses = await run_in_threadpool(products.save, record, uploads, replace=replace)
@@ -112,8 +122,9 @@ async def create_product(
     products: Annotated[ProductService, Depends(service)],
     id: Annotated[str, Form(description="The shop's product id / SKU.")],
     images: Annotated[
-        list[UploadFile], File(description="One or more photos; the first is primary.")
-    ],
+        list[UploadFile] | None, File(description="One or more photos; the first is primary.")
+    ] = None,
+    image_keys: Annotated[list[str] | None, Form(description=IMAGE_KEYS_HELP)] = None,
     title: Annotated[str | None, Form()] = None,
     description: Annotated[str | None, Form()] = None,
     price: Annotated[float | None, Form()] = None,
@@ -126,6 +137,7 @@ async def create_product(
         products,
         id,
         images,
+        image_keys,
         title,
         description,
         price,
@@ -142,7 +154,8 @@ async def replace_product(
     request: Request,
     product_id: str,
     products: Annotated[ProductService, Depends(service)],
-    images: Annotated[list[UploadFile], File()],
+    images: Annotated[list[UploadFile] | None, File()] = None,
+    image_keys: Annotated[list[str] | None, Form(description=IMAGE_KEYS_HELP)] = None,
     title: Annotated[str | None, Form()] = None,
     description: Annotated[str | None, Form()] = None,
     price: Annotated[float | None, Form()] = None,
@@ -155,6 +168,7 @@ async def replace_product(
         products,
         product_id,
         images,
+        image_keys,
         title,
         description,
         price,

@@ -1,0 +1,164 @@
+"""Keeps this process's index in step with changes made through other processes.
+
+Several `vitrine serve` processes share one database and one blob store; each has its
+own in-memory index. A follower thread reads the database's change feed (woken by
+PostgreSQL NOTIFY, or polling on SQLite) and applies each changed product's current
+state from the database through ``VisualSearch.reload`` / ``upsert``. Applying a state
+is idempotent, so changes this process made itself, or saw twice, cost one read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from vitrine.catalog.change_feed import CHANNEL, FeedCursor, latest_id, prune
+from vitrine.catalog.models import Product
+from vitrine.catalog.store import EMBEDDING_KIND, filterable_attributes
+from vitrine.services.runtime import Vitrine
+
+log = logging.getLogger(__name__)
+APPLY_CHUNK = 500
+PRUNE_EVERY_S = 60.0
+
+
+class ChangeFollower:
+    """Follows the change feed from the moment it is created (the index loads after that)."""
+
+    def __init__(self, vitrine: Vitrine) -> None:
+        self.vitrine = vitrine
+        self.cursor = FeedCursor(last_id=latest_id(vitrine.engine))
+        self.poll_s = max(0.01, vitrine.settings.change_feed_poll_ms / 1000)
+        self.applied = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: Any = None
+        self._last_prune = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._close_listener()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.catch_up()
+                if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                    self._last_prune = time.monotonic()
+                    prune(self.vitrine.engine, self.vitrine.settings.change_feed_retention_s)
+            except Exception:  # the database may be away for a moment: keep following
+                log.exception("change feed: could not apply changes; retrying")
+                self._stop.wait(1.0)
+            self._wait()
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        """Sleep until the poll interval ends, or until PostgreSQL notifies a change."""
+        if self.vitrine.engine.dialect.name != "postgresql":
+            self._stop.wait(self.poll_s)
+            return
+        try:
+            if self._listener is None:
+                self._listener = self._listen()
+            for _ in self._listener.notifies(timeout=self.poll_s, stop_after=1):
+                pass
+        except Exception as exc:  # fall back to polling until it reconnects
+            log.warning("change feed: LISTEN failed (%s); polling", type(exc).__name__)
+            self._close_listener()
+            self._stop.wait(self.poll_s)
+
+    def _listen(self) -> Any:
+        import psycopg
+
+        url = self.vitrine.engine.url.set(drivername="postgresql")
+        conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                self._listener.close()
+            self._listener = None
+
+    # -- applying ---------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply every change not applied yet; returns how many products were refreshed."""
+        total = 0
+        while True:
+            rows = self.cursor.read(self.vitrine.engine)
+            if not rows:
+                return total
+            # Until the index is loaded there is nothing to update: it will load from
+            # the database, which already holds these changes.
+            if "search" in self.vitrine.__dict__:
+                ids = list(dict.fromkeys(pid for _, pid, _ in rows))
+                for start in range(0, len(ids), APPLY_CHUNK):
+                    self.refresh(ids[start : start + APPLY_CHUNK])
+                total += len(ids)
+                self.applied += len(ids)
+
+    def refresh(self, product_ids: Sequence[str]) -> None:
+        """Make the index hold exactly what the database holds now for these products.
+
+        Products whose primary embedding is unchanged (most often: changes this process
+        made itself) only get their fields refreshed; the others are reloaded, vector and
+        re-ranking descriptors included, so an ANN index gains no needless tombstones.
+        """
+        search = self.vitrine.search
+        with self.vitrine.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    Product.id, Product.title, Product.attributes, Product.price, Product.available
+                ).where(Product.id.in_(list(product_ids)))
+            ).all()
+        present = {r.id: r for r in rows}
+        ids, matrix = self.vitrine.store.primary_vectors(
+            EMBEDDING_KIND, search.model_version, present
+        )
+        vectors = dict(zip(ids, matrix, strict=True))
+        stale = [
+            pid
+            for pid in product_ids
+            if pid not in present
+            or (pid in vectors and not _same(search.vectors.vector(pid), vectors[pid]))
+            or (pid not in vectors and pid in search.vectors)
+        ]
+        if stale:
+            search.reload(stale)
+        fresh = {pid: r for pid, r in present.items() if pid not in set(stale)}
+        if fresh:
+            search.upsert(
+                (),
+                None,
+                {
+                    pid: filterable_attributes(r.attributes, r.price, r.available)
+                    for pid, r in fresh.items()
+                },
+                {pid: r.title for pid, r in fresh.items()},
+            )
+
+
+def _same(current: np.ndarray | None, stored: np.ndarray) -> bool:
+    return current is not None and np.allclose(current, stored, atol=1e-6)

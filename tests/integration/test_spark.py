@@ -1,0 +1,213 @@
+"""Spark jobs in local[2] mode on small slices of the real data: embed, import, analytics, ALS."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyspark", reason="Spark tests need the spark extra (make test installs it)")
+import pyarrow.parquet as pq
+
+from backends import Backend
+from vitrine.jobs.import_features import import_features
+from vitrine.jobs.sources import list_photos
+from vitrine.jobs.spark.als import AlsParams, train_als
+from vitrine.jobs.spark.analytics import analytics
+from vitrine.jobs.spark.embed import embed
+from vitrine.jobs.spark.tables import EventColumns, load_events
+from vitrine.services.runtime import Vitrine
+from vitrine.vision.decode import DecodeLimits
+
+pytestmark = pytest.mark.integration
+PHOTOS = 12
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from vitrine.jobs.spark import spark_session
+
+    session = spark_session("local[2]", "vitrine-tests", **{"spark.driver.host": "127.0.0.1"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def styles(data_dir: Path) -> dict[str, dict[str, str]]:
+    with (data_dir / "fashion-small" / "styles.csv").open(newline="") as handle:
+        rows = itertools.islice(csv.DictReader(handle), 400)
+        return {r["id"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def embedded(
+    spark: Any,
+    data_dir: Path,
+    model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    styles: dict[str, dict[str, str]],
+) -> Path:
+    """A folder of 12 real photos and one broken file, embedded by Spark."""
+    photos = tmp_path_factory.mktemp("photos")
+    ids = [i for i in styles if (data_dir / "fashion-small" / "images" / f"{i}.jpg").is_file()]
+    for pid in ids[:PHOTOS]:
+        sub = photos / pid[:2]  # nested folders are found too
+        sub.mkdir(exist_ok=True)
+        shutil.copy(data_dir / "fashion-small" / "images" / f"{pid}.jpg", sub / f"{pid}.jpg")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path_factory.mktemp("embed") / "features.parquet"
+    result = embed(spark, str(photos), str(out), model_dir=model_dir, partitions=2, chunk=5)
+    assert result == {"photos": PHOTOS + 1, "embedded": PHOTOS, "failed": 1, "output": str(out)}
+    return out
+
+
+def test_embed_matches_the_service_pipeline(embedded: Path, model_dir: Path) -> None:
+    table = pq.read_table(str(embedded)).to_pylist()
+    bad = [r for r in table if r["error"] is not None]
+    assert [r["product_id"] for r in bad] == ["broken"] and "broken.jpg" in bad[0]["path"]
+    good = sorted((r for r in table if r["error"] is None), key=lambda r: r["product_id"])
+    from vitrine.vision.analyzer import ImageAnalyzer
+    from vitrine.vision.embedding import Embedder
+
+    analyzer = ImageAnalyzer(Embedder(model_dir, threads=1))
+    row = good[0]
+    expected = analyzer.analyze(Path(row["path"]).read_bytes(), row["path"])
+    vector = np.frombuffer(row["embedding"], "<f4")
+    assert abs(np.linalg.norm(vector) - 1) < 1e-4
+    assert float(vector @ expected.embedding) > 0.9999
+    assert row["model_version"] == expected.model_version
+    assert (
+        json.loads(row["summary"])["color"]
+        == json.loads(json.dumps(expected.prepared.features.summary()))["color"]
+    )
+    assert set(dict(row["vectors"])) == set(expected.prepared.aspect_vectors())
+
+
+def test_import_features_then_analytics(
+    spark: Any,
+    embedded: Path,
+    backend: Backend,
+    tmp_path: Path,
+    model_dir: Path,
+    data_dir: Path,
+    styles: dict[str, dict[str, str]],
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(model_dir, target_is_directory=True)
+    vitrine = Vitrine(backend.settings(home))
+    try:
+        report = import_features(vitrine, embedded)
+        assert (report.imported, report.skipped, len(report.rejected)) == (PHOTOS, 0, 1)
+        assert import_features(vitrine, embedded).skipped == PHOTOS  # resumable
+        ids = sorted(vitrine.store.product_ids())
+        assert len(ids) == PHOTOS and len(vitrine.search) == PHOTOS
+        product = vitrine.store.get_product(ids[0])
+        assert product is not None
+        assert vitrine.blobs.get(product["images"][0]["blob_key"])[:2] == b"\xff\xd8"
+        hits = vitrine.search.similar(ids[0], k=3)
+        assert len(hits) == 3 and ids[0] not in {h.product_id for h in hits}
+        # Give the products their catalog attributes, then compute the statistics.
+        for pid in ids:
+            row = styles[pid]
+            vitrine.store.update_product(
+                pid, {"attributes": {"masterCategory": row["masterCategory"]}}
+            )
+        events = tmp_path / "events.csv"
+        with events.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["user", "item", "kind", "when", "strategy"])
+            for n in range(40):
+                kind = ("view", "view", "cart", "purchase")[n % 4]
+                writer.writerow(
+                    [
+                        f"u{n % 5}",
+                        ids[n % PHOTOS],
+                        kind,
+                        f"2026-11-{1 + n % 3:02d}",
+                        "s" + str(n % 2),
+                    ]
+                )
+        columns = EventColumns("user", "item", "kind", "when", "strategy")
+        result = analytics(
+            spark, vitrine, tmp_path / "stats", events=str(events), event_columns=columns
+        )
+    finally:
+        vitrine.close()
+    assert result["skipped"] == ["labels"] or result["skipped"] == []
+    stats = tmp_path / "stats"
+
+    def read_csv(name: str) -> list[dict[str, str]]:
+        with (stats / f"{name}.csv").open(newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    per_category = {
+        (r["field"], r["value"]): int(r["products"]) for r in read_csv("products_per_attribute")
+    }
+    expected = Counter(styles[pid]["masterCategory"] for pid in ids)
+    assert per_category == {("masterCategory", k): v for k, v in expected.items()}
+    assert sum(int(r["products"]) for r in read_csv("cnn_labels")) == PHOTOS
+    per_day = {(r["day"], r["type"]): int(r["events"]) for r in read_csv("events_per_day")}
+    assert sum(per_day.values()) == 40 and per_day[("2026-11-01", "view")] == 7
+    strategies = {r["strategy"]: r for r in read_csv("conversion_per_strategy")}
+    assert strategies["s0"]["views"] == "10" and strategies["s0"]["purchases"] == "0"
+    assert strategies["s1"]["purchases"] == "10" and float(strategies["s1"]["purchase_rate"]) == 1.0
+    assert (stats / "events_per_day").is_dir()  # Parquet beside the CSV
+
+
+def test_train_als_on_real_purchases(spark: Any, data_dir: Path, tmp_path: Path) -> None:
+    source = data_dir / "hm" / "transactions.csv"
+    sample = tmp_path / "purchases.csv"
+    with source.open() as src, sample.open("w") as dst:
+        dst.writelines(itertools.islice(src, 4001))
+    columns = EventColumns("customer_id", "article_id", None, "t_dat")
+    events = load_events(spark, str(sample), columns)
+    result = train_als(
+        spark, events, tmp_path / "als", AlsParams(rank=8, iterations=8, reg=0.01, alpha=40)
+    )
+    with sample.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    users = {r["customer_id"] for r in rows}
+    items = {r["article_id"] for r in rows}
+    assert (result["users"], result["items"]) == (len(users), len(items))
+    factors = np.load(tmp_path / "als" / "als_factors.npz")
+    assert factors["item_factors"].shape == (len(items), 8)
+    assert set(factors["item_ids"]) == items and sorted(items)[0][0] == "0"  # leading zeros kept
+    # Bought items score higher for their buyers than the catalog average.
+    u_pos = {u: i for i, u in enumerate(factors["user_ids"])}
+    i_pos = {a: i for i, a in enumerate(factors["item_ids"])}
+    scores = factors["user_factors"] @ factors["item_factors"].T
+    bought = np.mean([scores[u_pos[r["customer_id"]], i_pos[r["article_id"]]] for r in rows])
+    assert bought > scores.mean() + 3 * scores.std() / np.sqrt(len(rows)) and bought > 0.3
+
+
+def test_list_photos_on_s3(backend: Backend, tmp_path: Path) -> None:
+    if backend.name == "embedded":
+        assert list_photos(str(tmp_path)) == []
+        with pytest.raises(ValueError, match="no such folder"):
+            list_photos(str(tmp_path / "none"))
+        return
+    from vitrine.catalog.s3 import S3Options
+    from vitrine.jobs.sources import PhotoReader
+
+    settings = backend.settings(tmp_path)
+    options = S3Options.from_settings(settings)
+    from vitrine.catalog.blobs import open_blob_store
+
+    blobs = open_blob_store(settings.resolved_blob_url, options)
+    for key in ("in/a.jpg", "in/b/c.PNG", "in/notes.txt"):
+        blobs.put(key, b"x" * 10)
+    location = settings.resolved_blob_url.replace("s3://", "s3a://") + "/in"
+    found = list_photos(location, options)
+    assert [f.rsplit("/", 2)[-2:] for f in found] == [["in", "a.jpg"], ["b", "c.PNG"]]
+    reader = PhotoReader(DecodeLimits(max_bytes=5), options)
+    with pytest.raises(ValueError, match="larger than the limit"):
+        reader.read(found[0])
