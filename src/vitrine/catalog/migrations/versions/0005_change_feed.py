@@ -13,7 +13,7 @@ from alembic import op
 from vitrine.catalog.change_feed import drop_triggers, install_triggers
 
 revision = "0005_change_feed"
-down_revision = "0006_admin_users"  # lead: re-point to 0004_events on merge (main's head today)
+down_revision = "0006_admin_users"
 branch_labels = None
 depends_on = None
 
