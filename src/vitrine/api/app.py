@@ -12,7 +12,7 @@ from vitrine import __version__
 from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import imports, ops, products, search
+from vitrine.api.routes import imports, models, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.keys import KeyService
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
         jobs.start()
+        vitrine.classification.start()  # background retraining, when configured
         yield
+        vitrine.classification.stop()
         jobs.stop()
         vitrine.close()
 
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     install_problem_handlers(app)
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
+    app.include_router(models.router)
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -208,9 +208,7 @@ class CatalogStore:
             product["images"] = [dict(i._mapping) for i in images]
             product["label_rows"] = [
                 dict(r._mapping)
-                for r in conn.execute(
-                    select(*_LABEL_COLUMNS).where(Label.product_id == product_id)
-                )
+                for r in conn.execute(select(*_LABEL_COLUMNS).where(Label.product_id == product_id))
             ]
             for image in product["images"]:
                 feats = conn.execute(
@@ -413,4 +411,3 @@ class CatalogStore:
             query = query.where(Label.updated_at > since)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-

@@ -27,8 +27,11 @@ class UnknownModelError(KeyError):
 TAG_PREFIX = "tag:"  # fields of tag models (pattern, ...) as opposed to the shop's own fields
 
 
-def _row(model: Any) -> dict[str, Any]:
-    return {c.name: getattr(model, c.name) for c in ClassifierModel.__table__.columns}
+TABLE = ClassifierModel.__table__
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
 
 
 class ModelRegistry:
@@ -112,19 +115,17 @@ class ModelRegistry:
 
     def get(self, model_id: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(ClassifierModel).where(ClassifierModel.id == model_id)
-            ).scalar_one_or_none()
+            row = conn.execute(select(TABLE).where(ClassifierModel.id == model_id)).first()
             if row is None:
                 raise UnknownModelError(model_id)
             return _row(row)
 
     def list(self, field: str | None = None) -> list[dict[str, Any]]:
-        query = select(ClassifierModel).order_by(ClassifierModel.field, ClassifierModel.id)
+        query = select(TABLE).order_by(ClassifierModel.field, ClassifierModel.id)
         if field is not None:
             query = query.where(ClassifierModel.field == field)
         with self.engine.connect() as conn:
-            return [_row(m) for m in conn.execute(query).scalars()]
+            return [_row(m) for m in conn.execute(query)]
 
     def active(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -133,7 +134,7 @@ class ModelRegistry:
                 .where(ClassifierModel.active)
                 .order_by(ClassifierModel.field)
             )
-            return [_row(m) for m in conn.execute(query).scalars()]
+            return [_row(m) for m in conn.execute(query)]
 
     def active_for(self, field: str) -> dict[str, Any] | None:
         return next((m for m in self.active() if m["field"] == field), None)

@@ -192,6 +192,7 @@ class _Writer:
         self.products: list[ProductRecord] = []
         self.images: list[ImageRecord] = []
         self.vectors: list[tuple[str, np.ndarray]] = []
+        self.analyses: list[ImageAnalysis] = []
 
     def add(self, product: ProductRecord, outcome: _Outcome) -> None:
         if outcome.skipped:
@@ -205,6 +206,7 @@ class _Writer:
             self.products.append(product)
             self.images.append(image_records(analysis, product.id, outcome.blob_key or ""))
             self.vectors.append((product.id, analysis.embedding))
+            self.analyses.append(analysis)
         if len(self.products) >= self.db_batch:
             self.flush()
 
@@ -224,9 +226,11 @@ class _Writer:
         titles = {p.id: p.title for p in self.products}
         self.vitrine.search.upsert(ids, matrix, attributes, titles)
         t2 = time.perf_counter()
+        self.vitrine.classification.label_analyses(ids, self.analyses)
+        self.report.stage_seconds["classify"] += time.perf_counter() - t2
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1
-        self.products, self.images, self.vectors = [], [], []
+        self.products, self.images, self.vectors, self.analyses = [], [], [], []
 
 
 def _write_rejects(path: Path, rejected: Iterable[RejectedRow]) -> None:
