@@ -89,7 +89,7 @@ class ModelRegistry:
         return self.get(model_id)
 
     def rollback(self, field: str) -> dict[str, Any]:
-        """Re-activate the version that was active before the current one."""
+        """Re-activate the newest older version (by id) that had been active before."""
         current = self.active_for(field)
         if current is None:
             raise UnknownModelError(f"no active model for field {field!r}")
@@ -98,11 +98,10 @@ class ModelRegistry:
                 select(ClassifierModel.id)
                 .where(
                     ClassifierModel.field == field,
-                    ClassifierModel.id != current["id"],
+                    ClassifierModel.id < current["id"],
                     ClassifierModel.activated_at.is_not(None),
-                    ClassifierModel.activated_at <= current["activated_at"],
                 )
-                .order_by(ClassifierModel.activated_at.desc(), ClassifierModel.id.desc())
+                .order_by(ClassifierModel.id.desc())
                 .limit(1)
             ).scalar()
         if previous is None:

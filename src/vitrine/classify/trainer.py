@@ -121,7 +121,11 @@ def _choose_groups(
     best: tuple[str, ...] = CANDIDATE_GROUPS[0]
     if len(np.unique(y[sub])) < 2 or len(calib) == 0:
         return best, scores
-    for groups in CANDIDATE_GROUPS:
+    available = set(data.features.blocks)
+    candidates = [g for g in CANDIDATE_GROUPS if set(g) <= available]
+    if len(candidates) == 1:
+        return candidates[0], {}
+    for groups in candidates:
         head = LinearHead(groups, C=config.C).fit(data.features.take(sub), y[sub], data.weight[sub])
         score = _macro_f1(y[calib], head.predict(data.features.take(calib)))
         scores["+".join(groups)] = round(score, 4)
@@ -294,15 +298,25 @@ def _field_metrics(
 
 
 def compare(
-    old: FieldModel, new: FieldModel, features: FeatureBlocks, y_true: np.ndarray
+    old: FieldModel,
+    new: FieldModel,
+    features: FeatureBlocks,
+    y_true: np.ndarray,
+    weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Both heads alone on the same evaluation rows: accuracy and macro-F1."""
+    """Both heads alone on the same evaluation rows: (weighted) accuracy and macro-F1."""
+    weight = np.ones(len(y_true)) if weight is None else weight
     out = {}
     for name, model in (("old", old), ("new", new)):
         pred = model.head.predict(features)
         out[name] = {
-            "accuracy": round(float((pred == y_true).mean()), 4),
-            "macro_f1": round(_macro_f1(y_true, pred), 4),
+            "accuracy": round(float(np.average(pred == y_true, weights=weight)), 4),
+            "macro_f1": round(
+                float(
+                    f1_score(y_true, pred, average="macro", zero_division=0, sample_weight=weight)
+                ),
+                4,
+            ),
         }
     return out
 
@@ -330,6 +344,10 @@ def train_and_register(
     if len(features) == 0:
         raise TrainingError("no product has stored photo features yet: import a catalog first")
     labels = labels if labels is not None else read_field_labels(store, fields)
+    missing = [f for f in fields if f not in labels]
+    if missing:
+        raise TrainingError(f"no labels given for fields {missing}")
+    labels = {f: labels[f] for f in fields}
     trained = train_heads(features, labels, config)
     rows = []
     for f, result in trained.items():
@@ -392,7 +410,9 @@ def _decide(
     except (UnknownModelError, KeyError, OSError) as exc:
         return {**base, "reason": f"the active model cannot be loaded: {exc}"}
     y_true = np.array([labels.values[p] for p in ids], dtype=object)
-    scores = compare(old, model, features.select(ids), y_true)
+    # Corrected rows weigh as in training: a person's correction outweighs a stale label.
+    weight = np.array([config.correction_weight if p in labels.corrected else 1.0 for p in ids])
+    scores = compare(old, model, features.select(ids), y_true, weight)
     tol = config.activation_tolerance
     better = (
         scores["new"]["accuracy"] >= scores["old"]["accuracy"] - tol
@@ -402,6 +422,8 @@ def _decide(
         **base,
         "activated": better,
         "rows": len(ids),
+        "corrected_rows": int((weight != 1.0).sum()),
+        "correction_weight": config.correction_weight,
         "tolerance": tol,
         **scores,
         "reason": "not worse on accuracy and macro-F1"

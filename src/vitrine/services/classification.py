@@ -54,8 +54,9 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 class ClassificationService:
-    def __init__(self, vitrine: Vitrine) -> None:
+    def __init__(self, vitrine: Vitrine, embedding_version: str | None = None) -> None:
         self.vitrine = vitrine
+        self._embedding_version = embedding_version
         self.registry = ModelRegistry(vitrine.engine, vitrine.blobs)
         self._lock = threading.Lock()
         self._train_lock = threading.Lock()
@@ -64,6 +65,11 @@ class ClassificationService:
         self._checked = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def embedding_version(self) -> str:
+        """The CNN version whose stored embeddings the models read (loads the model)."""
+        return self._embedding_version or self.vitrine.embedder.model_version
 
     # -- serving ----------------------------------------------------------------------
 
@@ -81,7 +87,7 @@ class ClassificationService:
             return self._predictor
 
     def _load(self) -> Predictor | None:
-        version = self.vitrine.embedder.model_version
+        version = self.embedding_version
         models = []
         for row in self.registry.active():
             if row["embedding_version"] != version:
@@ -179,7 +185,7 @@ class ClassificationService:
                 self.vitrine.store,
                 self.registry,
                 fields,
-                self.vitrine.embedder.model_version,
+                self.embedding_version,
                 train_config(self.vitrine, **overrides),
                 trigger=trigger,
                 activate=activate,
