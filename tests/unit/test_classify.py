@@ -19,7 +19,7 @@ from vitrine.classify.predictor import OTHER, Predictor
 from vitrine.classify.registry import ModelRegistry, UnknownModelError
 from vitrine.classify.split import stratified_split
 from vitrine.classify.trainer import TrainConfig, train_and_register, train_heads
-from vitrine.config import load_settings
+from vitrine.config import ConfigError, load_settings
 from vitrine.services.classification import ClassificationService
 from vitrine.services.runtime import Vitrine
 
@@ -302,3 +302,25 @@ def test_feedback_is_validated(vitrine: Vitrine) -> None:
     with pytest.raises(ValueError, match="field"):
         service.feedback("a", "", "Shirts")
     assert service.predict(FeatureBlocks(["a"], {"embedding": np.zeros((1, 24))})) == [{}]
+
+
+def test_classification_settings_from_the_environment() -> None:
+    s = load_settings(
+        env={"VITRINE_CLASSIFY_REVIEW_PRECISION": "0.95", "VITRINE_CLASSIFY_RARE_POLICY": "drop"}
+    )
+    assert s.classify_review_precision == 0.95 and s.classify_rare_policy == "drop"
+    with pytest.raises(ConfigError, match="classify_review_precision"):
+        load_settings(env={"VITRINE_CLASSIFY_REVIEW_PRECISION": "high"})
+    with pytest.raises(ConfigError, match="classify_rare_policy"):
+        load_settings(env={"VITRINE_CLASSIFY_RARE_POLICY": "ignore"})
+
+
+def test_drop_policy_leaves_rare_classes_unpredicted_but_counted() -> None:
+    blocks, labels = synthetic(per_class=20)
+    config = TrainConfig(groups=["embedding"], min_support=5, rare_policy="drop")
+    trained = train_heads(blocks, {"articleType": labels["articleType"]}, config)["articleType"]
+    assert OTHER not in trained.model.head.classes_ and "Anklet" not in trained.model.head.classes_
+    m = trained.metrics
+    assert m["rare"]["policy"] == "drop" and m["all"]["per_class"]["Anklet"]["recall"] == 0.0
+    with pytest.raises(ValueError, match="policy"):
+        train_heads(blocks, labels, TrainConfig(rare_policy="keep"))
