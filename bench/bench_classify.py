@@ -197,8 +197,8 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     head = (
         f"{'field':28s} {'test':>6s} {'cls':>4s} | {'majority':>8s} | {'emb-LR acc':>10s} "
-        f"{'F1':>6s} | {'Vitrine acc':>11s} {'F1':>6s} {'freq':>6s} (excl) | {'cover':>6s} "
-        f"{'acc@cov':>7s} {'ECE':>6s}  groups"
+        f"{'F1':>6s} {'freq':>6s} | {'Vitrine acc':>11s} {'F1':>6s} {'freq':>6s} (excl) | "
+        f"{'cover':>6s} {'acc@cov':>7s} {'ECE':>6s}  groups"
     )
     print(head)
     print("-" * len(head))
@@ -206,7 +206,8 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         v, b = r["vitrine"], r["embedding_logreg"]
         print(
             f"{r['field']:28s} {r['test_rows']:6d} {r['classes']:4d} | "
-            f"{r['majority']['accuracy']:8.4f} | {b['accuracy']:10.4f} {b['macro_f1']:6.4f} | "
+            f"{r['majority']['accuracy']:8.4f} | {b['accuracy']:10.4f} {b['macro_f1']:6.4f} "
+            f"{b['accuracy_frequent']:6.4f} | "
             f"{v['accuracy']:11.4f} {v['macro_f1']:6.4f} {v['accuracy_frequent']:6.4f} "
             f"({r['rare_test_rows_excluded_from_frequent']:4d}) | {v['coverage']:6.4f} "
             f"{v['accuracy_when_accepted'] or 0:7.4f} {v['ece']:6.4f}  {v['groups']}"
