@@ -3,13 +3,14 @@ metrics, the split, the registry and a stream of corrections that fixes a wrong 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from vitrine.catalog.store import HUMAN, ProductRecord
+from vitrine.catalog.store import HUMAN, FeatureRecord, ImageRecord, ProductRecord
 from vitrine.classify.dataset import FieldLabels
 from vitrine.classify.features import FeatureBlocks
 from vitrine.classify.heads import LinearHead, fit_temperature
@@ -22,6 +23,7 @@ from vitrine.classify.trainer import TrainConfig, train_and_register, train_head
 from vitrine.config import ConfigError, load_settings
 from vitrine.services.classification import ClassificationService
 from vitrine.services.runtime import Vitrine
+from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
 
 # article -> (sub, master); "Anklet" is rare (3 products)
 TAXONOMY = {
@@ -324,3 +326,47 @@ def test_drop_policy_leaves_rare_classes_unpredicted_but_counted() -> None:
     assert m["rare"]["policy"] == "drop" and m["all"]["per_class"]["Anklet"]["recall"] == 0.0
     with pytest.raises(ValueError, match="policy"):
         train_heads(blocks, labels, TrainConfig(rare_policy="keep"))
+
+
+def _store_synthetic(vitrine: Vitrine, blocks: FeatureBlocks, attributes: dict) -> None:
+    """Products with stored features, as an import would leave them (no photos needed)."""
+    rng = np.random.default_rng(0)
+    images = []
+    for i, pid in enumerate(blocks.ids):
+        features = [FeatureRecord("embedding", EMB_VERSION, blocks.blocks["embedding"][i])]
+        features += [
+            FeatureRecord(kind, FEATURE_VERSION, rng.normal(size=dim).astype(np.float32))
+            for kind, dim in VECTOR_DIMS.items()
+        ]
+        images.append(ImageRecord(pid, f"h{i}", f"k{i}", "JPEG", 60, 80, 100, features=features))
+    vitrine.store.upsert_products([ProductRecord(p, attributes=attributes[p]) for p in blocks.ids])
+    vitrine.store.add_images(images)
+
+
+def test_background_retraining_after_enough_corrections(tmp_path: Path) -> None:
+    settings = load_settings(env={}).with_overrides(
+        home=tmp_path / "home", classify_retrain_after=20, classify_retrain_check_seconds=0.2
+    )
+    vitrine = Vitrine(settings)
+    blocks, labels = synthetic(per_class=30, seed=5)
+    article = labels["articleType"].values
+    _store_synthetic(vitrine, blocks, {p: {"articleType": v} for p, v in article.items()})
+    service = ClassificationService(vitrine, embedding_version=EMB_VERSION)
+    first = service.train(["articleType"], groups=["embedding"], min_support=5)[0]
+    assert first["active"] and first["trigger"] == "manual"
+    for pid in [p for p, v in article.items() if v == "Jeans"][:20]:
+        service.feedback(pid, "articleType", "Jeans")  # confirmations count as corrections
+    service.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(service.registry.list("articleType")) < 2:
+            time.sleep(0.2)
+    finally:
+        service.stop()
+    models = service.registry.list("articleType")
+    assert len(models) == 2, "the background retrainer did not run"
+    second = models[1]
+    assert second["trigger"] == "auto" and second["corrections_used"] > 0
+    assert second["comparison"]["against"]["id"] == first["id"]
+    assert service.due_for_retraining() == []
+    vitrine.close()
