@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import tempfile
 import time
 from collections import Counter
@@ -215,6 +216,7 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="an imported fashion-small home to reuse")
     parser.add_argument("--limit", type=int, help="products to import / use (default: all)")

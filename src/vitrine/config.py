@@ -74,6 +74,7 @@ class Settings:
     classify_retrain_interval_hours: float = 0.0  # also retrain on this schedule (0: never)
     classify_retrain_check_seconds: float = 60.0  # how often the background retrainer looks
     classify_activation_tolerance: float = 0.0  # how much worse a retrained model may be
+    classify_feature_groups: str = ""  # e.g. "embedding+color"; empty: chosen per field
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -345,7 +345,10 @@ def _store_synthetic(vitrine: Vitrine, blocks: FeatureBlocks, attributes: dict) 
 
 def test_background_retraining_after_enough_corrections(tmp_path: Path) -> None:
     settings = load_settings(env={}).with_overrides(
-        home=tmp_path / "home", classify_retrain_after=20, classify_retrain_check_seconds=0.2
+        home=tmp_path / "home",
+        classify_retrain_after=20,
+        classify_retrain_check_seconds=0.2,
+        classify_feature_groups="embedding",
     )
     vitrine = Vitrine(settings)
     blocks, labels = synthetic(per_class=30, seed=5)

@@ -42,6 +42,7 @@ def train_config(vitrine: Vitrine, **overrides: Any) -> TrainConfig:
         "review_precision": s.classify_review_precision,
         "correction_weight": s.classify_correction_weight,
         "activation_tolerance": s.classify_activation_tolerance,
+        "groups": [g for g in s.classify_feature_groups.split("+") if g] or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
