@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean system-deps
+.PHONY: run test lint bench bench-classify install clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_foundation.py
+
+bench-classify: $(STAMP)
+	$(PY) bench/bench_classify.py
 
 clean:
 	rm -rf $(VENV) var .cache

@@ -22,11 +22,15 @@ index_app = typer.Typer(help="The visual index.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="People who sign in to the admin UI.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Classification models: list, activate, roll back.", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
 app.add_typer(index_app, name="index")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
 
 FilterOption = Annotated[
     list[str] | None,
@@ -138,7 +142,7 @@ def analyze(image: Annotated[Path, typer.Argument(help="An image file.")]) -> No
         analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
     except ImageDecodeError as exc:
         _fail(str(exc))
-    _print_json(analysis.to_json())
+    _print_json({**analysis.to_json(), **vitrine.classification.describe(analysis)})
 
 
 @app.command()
@@ -594,6 +598,235 @@ def users_list() -> None:
             for u in _users().list()
         ]
     )
+# -- classification -------------------------------------------------------------------
+
+
+def _fields(text: str) -> list[str]:
+    fields = [f.strip() for f in text.split(",") if f.strip()]
+    if not fields:
+        _fail("name at least one field, e.g. --fields masterCategory,articleType")
+    return fields
+
+
+@app.command()
+def train(
+    fields: Annotated[
+        str, typer.Option(help="Comma-separated label fields, e.g. masterCategory,articleType.")
+    ],
+    groups: Annotated[
+        str | None,
+        typer.Option(help="Feature groups, e.g. embedding+color (default: chosen per field)."),
+    ] = None,
+    activate: Annotated[
+        str, typer.Option(help="if-better (default), always or never.")
+    ] = "if-better",
+    min_support: Annotated[int | None, typer.Option(help="Rare below this many examples.")] = None,
+) -> None:
+    """Train one head per field on the stored features; activate it when not worse."""
+    from vitrine.classify.trainer import TrainingError
+
+    if activate not in {"if-better", "always", "never"}:
+        _fail("--activate must be if-better, always or never")
+    vitrine = _open()
+    chosen = groups.split("+") if groups else None
+    try:
+        rows = vitrine.classification.train(
+            _fields(fields), activate=activate, groups=chosen, min_support=min_support
+        )
+    except (TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        vitrine.close()
+    _print_json([_model_line(r) for r in rows])
+
+
+def _model_line(row: dict[str, Any]) -> dict[str, Any]:
+    from vitrine.api.routes.models import summary
+
+    line = summary(row)
+    line.pop("comparison", None)
+    line["decision"] = (row.get("comparison") or {}).get("reason")
+    return line
+
+
+@app.command()
+def evaluate(
+    field: Annotated[str, typer.Option(help="The label field.")],
+    model_id: Annotated[
+        int | None, typer.Option("--id", help="A model id (default: active).")
+    ] = None,
+    full: Annotated[bool, typer.Option(help="Print every metric as JSON.")] = False,
+) -> None:
+    """Print a field model's held-out evaluation."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    vitrine = _open()
+    registry = ModelRegistry(vitrine.engine, vitrine.blobs)
+    try:
+        row = registry.get(model_id) if model_id is not None else registry.active_for(field)
+    except UnknownModelError:
+        row = None
+    if row is None or row["field"] != field:
+        _fail(f"no {'such' if model_id else 'active'} model for field {field!r}")
+    assert row is not None
+    if full:
+        _print_json({**_model_line(row), "metrics": row["metrics"], "params": row["params"]})
+        return
+    typer.echo(format_evaluation(row))
+
+
+def format_evaluation(row: dict[str, Any]) -> str:
+    """A readable report of a model's metrics."""
+    m = row["metrics"]
+    out = [f"{row['version']} ({'active' if row['active'] else 'inactive'}): {m['field']}"]
+    split = m["split"]
+    out.append(
+        f"train {split['train']}  calibration {split['calibration']}  "
+        f"evaluation {split['evaluation']}  features {'+'.join(row['feature_groups'])}"
+    )
+    a = m.get("all")
+    if not a:
+        return "\n".join([*out, m.get("note", "no evaluation")])
+    out.append(
+        f"accuracy {a['accuracy']:.4f}  top-k {a.get('top_k')}\n"
+        f"macro    P {a['macro']['precision']:.4f}  R {a['macro']['recall']:.4f}  "
+        f"F1 {a['macro']['f1']:.4f}\n"
+        f"weighted P {a['weighted']['precision']:.4f}  R {a['weighted']['recall']:.4f}  "
+        f"F1 {a['weighted']['f1']:.4f}"
+    )
+    rare = m["rare"]
+    if rare["classes"]:
+        fc = m.get("frequent_classes", {})
+        out.append(
+            f"rare classes ({rare['policy']}, < {rare['min_support']} examples): "
+            f"{len(rare['classes'])}, {rare['evaluation_rows']} evaluation rows "
+            f"(counted as errors); accuracy on the other rows {fc.get('accuracy')}"
+        )
+    cal = m["all"]["calibration"]
+    out.append(
+        f"calibration: ECE {cal['ece']} (head before/after temperature "
+        f"{m.get('head_calibration_ece')}); review: {m['review']}"
+    )
+    out.append(f"{'class':32s} {'P':>7s} {'R':>7s} {'F1':>7s} {'support':>8s}")
+    for name, c in sorted(a["per_class"].items(), key=lambda kv: -kv[1]["support"]):
+        flag = " (rare)" if c.get("rare") else ""
+        out.append(
+            f"{name[:32]:32s} {c['precision']:7.3f} {c['recall']:7.3f} {c['f1']:7.3f} "
+            f"{c['support']:8d}{flag}"
+        )
+    return "\n".join(out)
+
+
+@app.command()
+def feedback(
+    product_id: Annotated[str, typer.Argument(help="The product.")],
+    field: Annotated[str, typer.Argument(help="The label field.")],
+    value: Annotated[str, typer.Argument(help="Its correct value.")],
+) -> None:
+    """Record a correction: the product's label changes at once and trains the next model."""
+    from vitrine.services.classification import UnknownProductError
+
+    vitrine = _open()
+    try:
+        _print_json(vitrine.classification.feedback(product_id, field, value))
+    except UnknownProductError:
+        _fail(f"product {product_id!r} does not exist")
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@app.command("export-labels")
+def export_labels(
+    out: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    fields: Annotated[str | None, typer.Option(help="Fields (default: all labelled).")] = None,
+) -> None:
+    """One row per product: each field's value, source (human / model) and confidence."""
+    from vitrine.services.label_export import export_labels_csv
+
+    vitrine = _open()
+    chosen = _fields(fields) if fields else None
+    count = export_labels_csv(vitrine, out, chosen)
+    typer.echo(f"wrote {count} products to {out}")
+
+
+@models_app.command("list")
+def models_list(field: Annotated[str | None, typer.Option(help="Only this field.")] = None) -> None:
+    """Model versions with their headline metrics."""
+    from vitrine.classify.registry import ModelRegistry
+
+    vitrine = _open()
+    _print_json([_model_line(r) for r in ModelRegistry(vitrine.engine, vitrine.blobs).list(field)])
+
+
+@models_app.command("activate")
+def models_activate(model_id: Annotated[int, typer.Argument(help="Model id.")]) -> None:
+    """Make a model version its field's active one."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    vitrine = _open()
+    try:
+        _print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).activate(model_id)))
+    except UnknownModelError:
+        _fail(f"model {model_id} does not exist")
+
+
+@models_app.command("rollback")
+def models_rollback(field: Annotated[str, typer.Argument(help="Label field.")]) -> None:
+    """Re-activate the field's previously active version."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    vitrine = _open()
+    try:
+        _print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).rollback(field)))
+    except UnknownModelError as exc:
+        _fail(str(exc.args[0]))
+
+
+@app.command("train-tag")
+def train_tag(
+    name: Annotated[str, typer.Argument(help="Tag name, e.g. pattern.")],
+    csv_path: Annotated[Path, typer.Option("--csv", help="A labelled catalog CSV.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of its photos.")],
+    column: Annotated[
+        str, typer.Option(help="Column with the tag, e.g. graphical_appearance_name.")
+    ],
+    id_column: Annotated[str, typer.Option(help="Column with the product id.")] = "id",
+    image_path: Annotated[str | None, typer.Option(help="Image path template.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many rows.")] = None,
+    groups: Annotated[
+        str | None, typer.Option(help="Feature groups, e.g. pattern+texture.")
+    ] = None,
+) -> None:
+    """Train a tag model (e.g. the pattern) from any labelled catalog, usable on every catalog.
+
+    The catalog's photos are analysed here and not stored; only the model is kept.
+    """
+    from vitrine.classify.trainer import TrainingError
+    from vitrine.jobs.catalog_source import ColumnMapping
+    from vitrine.services.tag_training import train_tag_model
+
+    if not csv_path.is_file():
+        _fail(f"{csv_path}: no such CSV file")
+    if not images.is_dir():
+        _fail(f"{images}: no such image folder")
+    vitrine = _open()
+    mapping = ColumnMapping(id_column=id_column, image_path=image_path)
+    try:
+        rows = train_tag_model(
+            vitrine,
+            name,
+            csv_path,
+            images,
+            mapping,
+            column,
+            limit=limit,
+            groups=groups.split("+") if groups else None,
+        )
+    except (TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        vitrine.close()
+    _print_json([_model_line(r) for r in rows])
 
 
 def main() -> None:

@@ -86,6 +86,17 @@ class Settings:
     admin_lockout_minutes: int = 15  # how long a locked account stays locked
     admin_cookie_secure: bool = False  # set true when the UI is served over HTTPS
     admin_recall_check_minutes: int = 10  # approximate-vs-exact index recall check period
+    # Classification (the shop's own categories and tags).
+    classify_min_support: int = 10  # classes with fewer training examples are "rare"
+    classify_rare_policy: Literal["other", "drop"] = "other"  # merge rare classes, or drop them
+    classify_holdout: float = 0.2  # share of labelled products held out (calibration + eval)
+    classify_review_precision: float = 0.9  # abstain threshold: this precision when accepted
+    classify_correction_weight: float = 3.0  # training weight of a human correction
+    classify_retrain_after: int = 50  # corrections of a field that trigger a retrain (0: never)
+    classify_retrain_interval_hours: float = 0.0  # also retrain on this schedule (0: never)
+    classify_retrain_check_seconds: float = 60.0  # how often the background retrainer looks
+    classify_activation_tolerance: float = 0.0  # how much worse a retrained model may be
+    classify_feature_groups: str = ""  # e.g. "embedding+color"; empty: chosen per field
 
     config_file: Path | None = field(default=None, compare=False)
 
@@ -120,6 +131,8 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             return Path(str(raw)).expanduser()
         if target is int:
             return int(raw)
+        if target is float:
+            return float(raw)
         if target is bool:
             if isinstance(raw, bool):
                 return raw

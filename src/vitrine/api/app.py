@@ -15,7 +15,7 @@ from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import imports, ops, products, search
+from vitrine.api.routes import imports, models, ops, products, search
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.backfill import backfill_layouts
@@ -48,7 +48,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         jobs.start()
         follower.start()
         admin.start()
+        vitrine.classification.start()  # background retraining, when configured
         yield
+        vitrine.classification.stop()
         admin.stop()
         follower.stop()
         jobs.stop()
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
+    app.include_router(models.router)
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -41,6 +41,13 @@ class ProductOut(BaseModel):
     images: list[ImageOut] = Field(default_factory=list)
     colors: list[NamedColor] = Field(default_factory=list)
     labels: list[LabelOut] = Field(default_factory=list)
+    categories: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Label fields: the winning value (human over model), source, confidence.",
+    )
+    tags: dict[str, Any] = Field(
+        default_factory=dict, description="Named colours, ImageNet labels, tag models (pattern)."
+    )
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -73,6 +80,8 @@ class Analysis(BaseModel):
     embedding: dict[str, Any]
     feature_version: str
     vector_dims: dict[str, int]
+    categories: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tags: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProductCreated(BaseModel):
@@ -105,3 +114,51 @@ class ImportJobOut(BaseModel):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class ModelSummary(BaseModel):
+    id: int
+    field: str
+    kind: str
+    version: str
+    active: bool
+    algorithm: str
+    feature_groups: list[str]
+    embedding_version: str
+    train_size: int
+    validation_size: int
+    corrections_used: int
+    trigger: str
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    review_threshold: float | None = None
+    comparison: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    activated_at: datetime | None = None
+
+
+class ModelDetail(ModelSummary):
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class Feedback(BaseModel):
+    """A person's correct value of one label field of a product."""
+
+    model_config = {"extra": "forbid"}
+
+    product_id: str = Field(min_length=1, max_length=128)
+    field: str = Field(min_length=1, max_length=128)
+    value: str = Field(min_length=1, max_length=256)
+
+
+class FeedbackOut(BaseModel):
+    product_id: str
+    field: str
+    value: str
+    source: str
+    categories: dict[str, dict[str, Any]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitrine.api.schemas import ImageOut, LabelOut, NamedColor, ProductOut
+from vitrine.classify.labels import product_tags, resolve_categories
 
 
 def product_out(product: dict[str, Any]) -> ProductOut:
@@ -44,6 +45,13 @@ def product_out(product: dict[str, Any]) -> ProductOut:
         ],
         colors=colors,
         labels=labels,
+        categories=resolve_categories(
+            product.get("attributes") or {}, product.get("label_rows", [])
+        ),
+        tags=product_tags(
+            primary.get("features", []) if primary is not None else [],
+            product.get("label_rows", []),
+        ),
         created_at=product.get("created_at"),
         updated_at=product.get("updated_at"),
     )

@@ -126,6 +126,8 @@ class Label(Base):
     source: Mapped[str] = mapped_column(String(16), nullable=False)  # human | model
     confidence: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(96))
+    # A model label below its field's abstain threshold (or a rare class): a person should look.
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -212,3 +214,32 @@ class AdminSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+class ClassifierModel(Base):
+    """One trained classification head of a label field (or a tag): the model registry."""
+
+    __tablename__ = "classifier_models"
+    __table_args__ = (
+        UniqueConstraint("version", name="uq_classifier_models_version"),
+        Index("ix_classifier_models_field_active", "field", "active"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    field: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # field | tag
+    version: Mapped[str] = mapped_column(String(96), nullable=False)
+    algorithm: Mapped[str] = mapped_column(String(64), nullable=False)
+    feature_groups: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    embedding_version: Mapped[str] = mapped_column(String(96), nullable=False)
+    feature_version: Mapped[str] = mapped_column(String(32), nullable=False)
+    train_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    validation_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    corrections_used: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artifact_key: Mapped[str] = mapped_column(String(512), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(32), default="manual", nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

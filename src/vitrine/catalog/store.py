@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
 
+HUMAN, MODEL = "human", "model"  # label sources
+
 EMBEDDING_KIND = "embedding"
 
 
@@ -63,6 +65,18 @@ def filterable_attributes(
         merged["price"] = price
     merged["available"] = bool(available)
     return merged
+
+
+_LABEL_COLUMNS = (
+    Label.product_id,
+    Label.field,
+    Label.value,
+    Label.source,
+    Label.confidence,
+    Label.model_version,
+    Label.needs_review,
+    Label.updated_at,
+)
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -205,6 +219,10 @@ class CatalogStore:
                 .order_by(Image.is_primary.desc(), Image.position)
             ).all()
             product["images"] = [dict(i._mapping) for i in images]
+            product["label_rows"] = [
+                dict(r._mapping)
+                for r in conn.execute(select(*_LABEL_COLUMNS).where(Label.product_id == product_id))
+            ]
             for image in product["images"]:
                 feats = conn.execute(
                     select(Feature.kind, Feature.version, Feature.dim, Feature.data).where(
@@ -380,3 +398,55 @@ class CatalogStore:
                 .where(Image.is_primary, Feature.kind == EMBEDDING_KIND, Feature.version == version)
             ).one()
         return f"{version}|{count}|{max_id}"
+
+    # -- labels -----------------------------------------------------------------------
+
+    def upsert_labels(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or overwrite labels: dicts with product_id, field, value, source and
+        optionally confidence, model_version, needs_review (one row per field and source)."""
+        if not rows:
+            return
+        now = utcnow()
+        values = [
+            {
+                "confidence": None,
+                "model_version": None,
+                "needs_review": False,
+                **row,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for row in rows
+        ]
+        stmt = self._insert(Label)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["product_id", "field", "source"],
+            set_={
+                name: getattr(stmt.excluded, name)
+                for name in ("value", "confidence", "model_version", "needs_review", "updated_at")
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, values)
+
+    def labels(
+        self,
+        *,
+        fields: Iterable[str] | None = None,
+        source: str | None = None,
+        product_ids: Iterable[str] | None = None,
+        since: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Label rows, optionally of some fields, one source, some products, or updated
+        after ``since``."""
+        query = select(*_LABEL_COLUMNS).order_by(Label.product_id, Label.field)
+        if fields is not None:
+            query = query.where(Label.field.in_(list(fields)))
+        if source is not None:
+            query = query.where(Label.source == source)
+        if product_ids is not None:
+            query = query.where(Label.product_id.in_(list(product_ids)))
+        if since is not None:
+            query = query.where(Label.updated_at > since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

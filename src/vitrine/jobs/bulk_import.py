@@ -234,6 +234,8 @@ class _Writer:
             sizes=image_sizes(analyses) if analyses else None,
         )
         t2 = time.perf_counter()
+        self.vitrine.classification.label_analyses(ids, analyses)
+        self.report.stage_seconds["classify"] += time.perf_counter() - t2
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1
         self.products, self.images, self.analyses = [], [], []

@@ -66,6 +66,8 @@ class ProductService:
             record.position = position
             records.append(record)
         store.save_product(product, records, replace_images=replace and bool(records))
+        if analyses:  # label on arrival (once a model exists); human labels still win
+            self.vitrine.classification.label_analyses([product.id], analyses[:1])
         saved = store.get_product(product.id)
         assert saved is not None
         self._reindex(saved, analyses[0] if analyses else None)

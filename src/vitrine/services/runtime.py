@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from vitrine.catalog.blobs import BlobStore, open_blob_store
 from vitrine.catalog.database import make_engine, migrate
@@ -20,6 +21,9 @@ from vitrine.services.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalyzer
 from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
+
+if TYPE_CHECKING:
+    from vitrine.services.classification import ClassificationService
 
 
 class Vitrine:
@@ -77,7 +81,17 @@ class Vitrine:
             search.load_or_rebuild()
             return search
 
+    @cached_property
+    def classification(self) -> ClassificationService:
+        """Label fields and tags: active models, corrections, (re)training."""
+        from vitrine.services.classification import ClassificationService
+
+        with self._lock:
+            return ClassificationService(self)
+
     def close(self) -> None:
+        if "classification" in self.__dict__:
+            self.classification.stop()
         if "batcher" in self.__dict__:
             self.batcher.close()
         if "search" in self.__dict__:

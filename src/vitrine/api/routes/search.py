@@ -45,7 +45,8 @@ async def analyze(request: Request, image: Annotated[UploadFile, File()]) -> Ana
     products: ProductService = request.app.state.products
     analysis = (await run_in_threadpool(products.analyze, uploads))[0]
     request.app.state.metrics.images.inc()
-    return Analysis(**analysis.to_json())
+    described = await run_in_threadpool(request.app.state.vitrine.classification.describe, analysis)
+    return Analysis(**analysis.to_json(), **described)
 
 
 @router.post("/v1/search/image", response_model=SearchResults)

@@ -1,0 +1,109 @@
+"""/v1/models (the classification model registry) and /v1/feedback (corrections)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from vitrine.api.auth import require
+from vitrine.api.problems import Problem
+from vitrine.api.schemas import Feedback, FeedbackOut, ModelDetail, ModelList, ModelSummary
+from vitrine.classify.labels import resolve_categories
+from vitrine.classify.registry import UnknownModelError
+from vitrine.services.classification import ClassificationService, UnknownProductError
+
+router = APIRouter(tags=["classification"])
+
+
+def _service(request: Request) -> ClassificationService:
+    return request.app.state.vitrine.classification
+
+
+def summary(row: dict[str, Any]) -> dict[str, Any]:
+    overall = (row.get("metrics") or {}).get("all") or {}
+    return {
+        **{k: row[k] for k in ModelSummary.model_fields if k in row},
+        "accuracy": overall.get("accuracy"),
+        "macro_f1": (overall.get("macro") or {}).get("f1"),
+        "review_threshold": (row.get("params") or {}).get("threshold"),
+    }
+
+
+@router.get("/v1/models", response_model=ModelList, dependencies=[Depends(require("read"))])
+def list_models(
+    request: Request,
+    field: Annotated[str | None, Query(description="Only this field's versions.")] = None,
+    active: Annotated[bool | None, Query(description="Only active (or inactive) ones.")] = None,
+) -> ModelList:
+    """Every trained model version with its headline metrics."""
+    rows = _service(request).registry.list(field)
+    if active is not None:
+        rows = [r for r in rows if r["active"] == active]
+    return ModelList(models=[ModelSummary(**summary(r)) for r in rows])
+
+
+def _get(request: Request, model_id: int) -> dict[str, Any]:
+    try:
+        return _service(request).registry.get(model_id)
+    except UnknownModelError as exc:
+        raise Problem(404, f"model {model_id} does not exist", "unknown-model") from exc
+
+
+@router.get(
+    "/v1/models/{model_id}", response_model=ModelDetail, dependencies=[Depends(require("read"))]
+)
+def get_model(request: Request, model_id: int) -> ModelDetail:
+    """One model version: all of its evaluation metrics and parameters."""
+    row = _get(request, model_id)
+    return ModelDetail(**summary(row), metrics=row["metrics"], params=row["params"])
+
+
+@router.post(
+    "/v1/models/{model_id}/activate",
+    response_model=ModelSummary,
+    dependencies=[Depends(require("admin"))],
+)
+def activate_model(request: Request, model_id: int) -> ModelSummary:
+    """Make this version its field's active model."""
+    _get(request, model_id)
+    return ModelSummary(**summary(_service(request).registry.activate(model_id)))
+
+
+@router.post(
+    "/v1/models/rollback",
+    response_model=ModelSummary,
+    dependencies=[Depends(require("admin"))],
+)
+def rollback_model(
+    request: Request, field: Annotated[str, Query(min_length=1, description="The label field.")]
+) -> ModelSummary:
+    """Re-activate the field's previously active version."""
+    try:
+        return ModelSummary(**summary(_service(request).registry.rollback(field)))
+    except UnknownModelError as exc:
+        raise Problem(404, str(exc.args[0]), "no-model-to-roll-back-to") from exc
+
+
+@router.post(
+    "/v1/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    dependencies=[Depends(require("write"))],
+)
+async def feedback(request: Request, body: Feedback) -> FeedbackOut:
+    """Record the correct value of a product's field; it wins at once and trains the next
+    model (automatically after enough corrections, when configured)."""
+    service = _service(request)
+    try:
+        saved = await run_in_threadpool(service.feedback, body.product_id, body.field, body.value)
+    except UnknownProductError as exc:
+        raise Problem(
+            404, f"product {body.product_id!r} does not exist", "unknown-product"
+        ) from exc
+    except ValueError as exc:
+        raise Problem(422, str(exc), "invalid-fields") from exc
+    product = request.app.state.vitrine.store.get_product(body.product_id) or {}
+    categories = resolve_categories(product.get("attributes") or {}, product.get("label_rows", []))
+    return FeedbackOut(**saved, categories=categories)

@@ -1,0 +1,86 @@
+"""The feature groups a classification head can use, gathered per product.
+
+A product is described by its primary photo: the CNN embedding plus the hand-crafted
+colour, texture, shape and pattern descriptors. Groups are kept apart (not concatenated
+here) so that each head can use the ones that help its field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
+from vitrine.vision.analyzer import ImageAnalysis
+from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
+
+FEATURE_GROUPS: tuple[str, ...] = (EMBEDDING_KIND, *VECTOR_DIMS)
+
+
+@dataclass
+class FeatureBlocks:
+    """Row-aligned feature matrices by group, for the products in ``ids``."""
+
+    ids: list[str]
+    blocks: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> FeatureBlocks:
+        rows = np.asarray(rows, dtype=np.int64)
+        return FeatureBlocks(
+            [self.ids[i] for i in rows], {k: v[rows] for k, v in self.blocks.items()}
+        )
+
+    def select(self, ids: Sequence[str]) -> FeatureBlocks:
+        """The rows of ``ids`` (each must be present), in that order."""
+        position = {pid: i for i, pid in enumerate(self.ids)}
+        return self.take([position[pid] for pid in ids])
+
+
+def check_groups(groups: Sequence[str]) -> list[str]:
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if unknown:
+        raise ValueError(
+            f"unknown feature groups {unknown}; choose from {', '.join(FEATURE_GROUPS)}"
+        )
+    return list(groups)
+
+
+def load_features(
+    store: CatalogStore,
+    embedding_version: str,
+    groups: Sequence[str] = FEATURE_GROUPS,
+    product_ids: Sequence[str] | None = None,
+) -> FeatureBlocks:
+    """The stored features of every product (or of ``product_ids``) that has all ``groups``."""
+    matrices: dict[str, tuple[list[str], np.ndarray]] = {}
+    for group in check_groups(groups):
+        version = embedding_version if group == EMBEDDING_KIND else FEATURE_VERSION
+        matrices[group] = store.primary_vectors(group, version, product_ids)
+    common: set[str] | None = None
+    for ids, _ in matrices.values():
+        common = set(ids) if common is None else common & set(ids)
+    ordered = sorted(common or ())
+    blocks: dict[str, np.ndarray] = {}
+    for group, (ids, matrix) in matrices.items():
+        if not ordered:
+            blocks[group] = np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), np.float32)
+            continue
+        position = {pid: i for i, pid in enumerate(ids)}
+        blocks[group] = matrix[[position[pid] for pid in ordered]]
+    return FeatureBlocks(ordered, blocks)
+
+
+def blocks_from_analyses(ids: Sequence[str], analyses: Sequence[ImageAnalysis]) -> FeatureBlocks:
+    """Feature blocks of freshly analysed photos (one per id), before anything is stored."""
+    if not analyses:
+        return FeatureBlocks([], {})
+    vectors = [a.prepared.features.vectors() for a in analyses]
+    blocks = {EMBEDDING_KIND: np.stack([a.embedding for a in analyses]).astype(np.float32)}
+    for group in VECTOR_DIMS:
+        blocks[group] = np.stack([v[group] for v in vectors]).astype(np.float32)
+    return FeatureBlocks(list(ids), blocks)

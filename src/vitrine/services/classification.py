@@ -1,0 +1,256 @@
+"""Classification in the running service: label on arrival, corrections, training, retraining.
+
+Active models are cached and reloaded when the registry changes (checked at most every
+``RELOAD_SECONDS``, so several processes converge quickly). Training runs one at a time;
+the background retrainer starts a run when a field has collected enough corrections
+or its schedule is due, and the run activates the new models only when they are not worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vitrine.catalog.store import HUMAN, MODEL
+from vitrine.classify.dataset import clean_value
+from vitrine.classify.features import FeatureBlocks, blocks_from_analyses
+from vitrine.classify.labels import color_tags
+from vitrine.classify.predictor import OTHER, FieldModel, Predictor
+from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
+from vitrine.classify.trainer import TrainConfig, train_and_register
+from vitrine.services.runtime import Vitrine
+from vitrine.vision.analyzer import ImageAnalysis
+
+log = logging.getLogger(__name__)
+RELOAD_SECONDS = 2.0
+
+
+class UnknownProductError(KeyError):
+    """Feedback for a product that does not exist."""
+
+
+def train_config(vitrine: Vitrine, **overrides: Any) -> TrainConfig:
+    s = vitrine.settings
+    values: dict[str, Any] = {
+        "min_support": s.classify_min_support,
+        "rare_policy": s.classify_rare_policy,
+        "holdout": s.classify_holdout,
+        "review_precision": s.classify_review_precision,
+        "correction_weight": s.classify_correction_weight,
+        "activation_tolerance": s.classify_activation_tolerance,
+        "groups": [g for g in s.classify_feature_groups.split("+") if g] or None,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return moment
+
+
+class ClassificationService:
+    def __init__(self, vitrine: Vitrine, embedding_version: str | None = None) -> None:
+        self.vitrine = vitrine
+        self._embedding_version = embedding_version
+        self.registry = ModelRegistry(vitrine.engine, vitrine.blobs)
+        self._lock = threading.Lock()
+        self._train_lock = threading.Lock()
+        self._predictor: Predictor | None = None
+        self._generation: tuple[Any, ...] | None = None
+        self._checked = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def embedding_version(self) -> str:
+        """The CNN version whose stored embeddings the models read (loads the model)."""
+        return self._embedding_version or self.vitrine.embedder.model_version
+
+    # -- serving ----------------------------------------------------------------------
+
+    def predictor(self) -> Predictor | None:
+        """The active models (None when there are none), reloaded when they change."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked < RELOAD_SECONDS and self._generation is not None:
+                return self._predictor
+            self._checked = now
+            generation = self.registry.generation()
+            if generation != self._generation:
+                self._predictor = self._load()
+                self._generation = generation
+            return self._predictor
+
+    def _load(self) -> Predictor | None:
+        version = self.embedding_version
+        models = []
+        for row in self.registry.active():
+            if row["embedding_version"] != version:
+                log.warning(
+                    "model %s was trained on embeddings %s, not %s: not used",
+                    row["version"],
+                    row["embedding_version"],
+                    version,
+                )
+                continue
+            head = self.registry.load_head(row)
+            models.append(FieldModel.from_params(row["field"], head, row["params"], row["version"]))
+        return Predictor(models) if models else None
+
+    def predict(self, features: FeatureBlocks) -> list[dict[str, dict[str, Any]]]:
+        """Per product: field -> prediction (value, confidence, needs_review, ...)."""
+        predictor = self.predictor()
+        if predictor is None or len(features) == 0:
+            return [{} for _ in features.ids]
+        by_field = predictor.predict(features)
+        return [{f: p.row(i) for f, p in by_field.items()} for i in range(len(features))]
+
+    def describe(self, analysis: ImageAnalysis) -> dict[str, Any]:
+        """Categories and tags of one analysed photo (``/v1/analyze``, ``vitrine analyze``)."""
+        prediction = self.predict(blocks_from_analyses(["<photo>"], [analysis]))[0]
+        categories = {f: p for f, p in prediction.items() if not f.startswith(TAG_PREFIX)}
+        tags: dict[str, Any] = {
+            "colors": color_tags(analysis.prepared.features.summary()),
+            "imagenet": [
+                {"name": lb.name, "confidence": round(lb.confidence, 4)} for lb in analysis.labels
+            ],
+        }
+        tags.update(
+            {f[len(TAG_PREFIX) :]: p for f, p in prediction.items() if f.startswith(TAG_PREFIX)}
+        )
+        return {"categories": categories, "tags": tags}
+
+    def label_products(self, features: FeatureBlocks) -> int:
+        """Store model labels for freshly analysed products; returns how many were written."""
+        predictions = self.predict(features)
+        rows = [
+            {
+                "product_id": pid,
+                "field": f,
+                "value": OTHER if p["value"] is None else p["value"],
+                "source": MODEL,
+                "confidence": p["confidence"],
+                "model_version": p["model_version"],
+                "needs_review": p["needs_review"],
+            }
+            for pid, prediction in zip(features.ids, predictions, strict=True)
+            for f, p in prediction.items()
+        ]
+        self.vitrine.store.upsert_labels(rows)
+        return len(rows)
+
+    def label_analyses(self, ids: Sequence[str], analyses: Sequence[ImageAnalysis]) -> int:
+        if self.predictor() is None or not ids:
+            return 0
+        return self.label_products(blocks_from_analyses(ids, analyses))
+
+    # -- corrections ------------------------------------------------------------------
+
+    def feedback(self, product_id: str, field: str, value: Any) -> dict[str, Any]:
+        """Record a person's correct value of a field; it wins at once and trains next."""
+        field = (field or "").strip()
+        if not field or len(field) > 128:
+            raise ValueError("field must be 1 to 128 characters")
+        text = clean_value(value)
+        if text is None or len(text) > 256:
+            raise ValueError("value must be a non-empty text of at most 256 characters")
+        if self.vitrine.store.get_product(product_id) is None:
+            raise UnknownProductError(product_id)
+        self.vitrine.store.upsert_labels(
+            [{"product_id": product_id, "field": field, "value": text, "source": HUMAN}]
+        )
+        return {"product_id": product_id, "field": field, "value": text, "source": HUMAN}
+
+    def corrections_since(self, field: str, since: datetime | None) -> int:
+        rows = self.vitrine.store.labels(fields=[field], source=HUMAN, since=since)
+        return len(rows)
+
+    # -- training ---------------------------------------------------------------------
+
+    def train(
+        self,
+        fields: Sequence[str],
+        *,
+        trigger: str = "manual",
+        activate: str = "if-better",
+        **overrides: Any,
+    ) -> list[dict[str, Any]]:
+        with self._train_lock:
+            rows = train_and_register(
+                self.vitrine.store,
+                self.registry,
+                fields,
+                self.embedding_version,
+                train_config(self.vitrine, **overrides),
+                trigger=trigger,
+                activate=activate,
+            )
+        self._checked = 0.0  # pick the new models up at once
+        return rows
+
+    def due_for_retraining(self, now: datetime | None = None) -> list[list[str]]:
+        """Groups of fields to retrain together (a hierarchy's fields go together)."""
+        s = self.vitrine.settings
+        now = now or datetime.now(UTC)
+        active = [m for m in self.registry.active() if not m["field"].startswith(TAG_PREFIX)]
+        due: set[str] = set()
+        for model in active:
+            # Since the field's last run, kept or not (a rejected run must not loop).
+            trained_at = max(
+                (_aware(m["created_at"]) for m in self.registry.list(model["field"])),
+                key=lambda t: t or datetime.min.replace(tzinfo=UTC),
+            )
+            corrections = self.corrections_since(model["field"], trained_at)
+            by_count = 0 < s.classify_retrain_after <= corrections
+            by_schedule = (
+                s.classify_retrain_interval_hours > 0
+                and trained_at is not None
+                and now - trained_at >= timedelta(hours=s.classify_retrain_interval_hours)
+            )
+            if by_count or by_schedule:
+                due.add(model["field"])
+        groups: list[list[str]] = []
+        for model in active:
+            if model["field"] not in due or any(model["field"] in g for g in groups):
+                continue
+            hierarchy = (model["params"] or {}).get("hierarchy")
+            members = hierarchy["fields"] if hierarchy else [model["field"]]
+            groups.append([f for f in members if any(m["field"] == f for m in active)])
+        return groups
+
+    def retrain_due(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for fields in self.due_for_retraining():
+            log.info("retraining %s in the background", ",".join(fields))
+            rows += self.train(fields, trigger="auto")
+        return rows
+
+    def start(self) -> None:
+        """Start the background retrainer (when retraining is configured)."""
+        s = self.vitrine.settings
+        if s.classify_retrain_after <= 0 and s.classify_retrain_interval_hours <= 0:
+            return
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="vitrine-retrain", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.vitrine.settings.classify_retrain_check_seconds):
+            try:
+                self.retrain_due()
+            except Exception:  # a failed run must not stop the retrainer
+                log.exception("background retraining failed")
