@@ -11,7 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from vitrine.admin.monitor import SystemMonitor
-from vitrine.admin.ports import AdminBackends, LabelAgreementInsights, StoreLabelFeedback
+from vitrine.admin.ports import (
+    AdminBackends,
+    ClassifierFeedback,
+    LabelAgreementInsights,
+    RegistryInsights,
+)
 from vitrine.admin.routes import (
     analytics,
     auth,
@@ -65,8 +70,10 @@ def install_admin(app: FastAPI, vitrine: Vitrine, registry: object) -> AdminUI:
             recall_minutes=s.admin_recall_check_minutes,  # type: ignore[arg-type]
         ),
         backends=AdminBackends(
-            labels=StoreLabelFeedback(vitrine.engine),
-            classification=LabelAgreementInsights(vitrine.engine),
+            labels=ClassifierFeedback(vitrine.classification),
+            classification=RegistryInsights(
+                vitrine.classification, LabelAgreementInsights(vitrine.engine)
+            ),
         ),
     )
     app.state.admin = ui

@@ -13,23 +13,13 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from vitrine.services.label_corrections import record_correction
+from vitrine.services.classification import ClassificationService, UnknownProductError
 from vitrine.services.label_metrics import ClassMetrics, LabelStatistics
 
 
 class LabelFeedback(Protocol):
     def correct(self, product_id: str, field: str, value: str, *, user: str) -> None:
         """Record that a person set ``field=value`` for a product (raises ValueError)."""
-
-
-@dataclass
-class StoreLabelFeedback:
-    """Corrections written as human label rows of the catalog."""
-
-    engine: Engine
-
-    def correct(self, product_id: str, field: str, value: str, *, user: str) -> None:
-        record_correction(self.engine, product_id, field, value)
 
 
 class ClassificationInsights(Protocol):
@@ -45,6 +35,61 @@ class LabelAgreementInsights:
 
     def class_metrics(self) -> list[ClassMetrics]:
         return LabelStatistics(self.engine).agreement()
+
+
+@dataclass
+class ClassifierFeedback:
+    """Corrections through the classification service: a human label that wins at once
+    and that the next retraining learns from."""
+
+    classification: ClassificationService
+
+    def correct(self, product_id: str, field: str, value: str, *, user: str) -> None:
+        try:
+            self.classification.feedback(product_id, field, value)
+        except UnknownProductError as exc:
+            raise ValueError(f"unknown product {product_id!r}") from exc
+
+
+@dataclass
+class RegistryInsights:
+    """Held-out metrics of the active classification models and of the one before each;
+    the model-vs-people agreement while no model is trained."""
+
+    classification: ClassificationService
+    fallback: ClassificationInsights
+
+    def class_metrics(self) -> list[ClassMetrics]:
+        registry = self.classification.registry
+        out: list[ClassMetrics] = []
+        for active in registry.active():
+            earlier = [m for m in registry.list(active["field"]) if m["id"] < active["id"]]
+            for model in [active, *earlier[-1:]]:
+                metrics = _class_metrics(model)
+                if metrics is not None:
+                    out.append(metrics)
+        return out or self.fallback.class_metrics()
+
+
+def _class_metrics(model: dict[str, Any]) -> ClassMetrics | None:
+    metrics = model.get("metrics") or {}
+    confusion = metrics.get("confusion") or {}
+    per_class = metrics.get("per_class") or {}
+    classes = list(confusion.get("labels") or [])
+    if not classes:
+        return None
+    rows = [per_class.get(c, {}) for c in classes]
+    return ClassMetrics(
+        model_version=str(model["version"]),
+        field=str(model["field"]),
+        classes=classes,
+        precision=[float(r.get("precision", 0.0)) for r in rows],
+        recall=[float(r.get("recall", 0.0)) for r in rows],
+        f1=[float(r.get("f1", 0.0)) for r in rows],
+        support=[int(r.get("support", 0)) for r in rows],
+        confusion=confusion.get("matrix") or [],
+        evaluated_on=f"{metrics.get('rows', 0)} held-out products",
+    )
 
 
 @dataclass(frozen=True)
