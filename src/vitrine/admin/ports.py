@@ -48,7 +48,7 @@ class ClassifierFeedback:
         try:
             self.classification.feedback(product_id, field, value)
         except UnknownProductError as exc:
-            raise ValueError(f"unknown product {product_id!r}") from exc
+            raise ValueError(f"product {product_id!r} does not exist") from exc
 
 
 @dataclass

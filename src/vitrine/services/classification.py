@@ -156,10 +156,10 @@ class ClassificationService:
         """Record a person's correct value of a field; it wins at once and trains next."""
         field = (field or "").strip()
         if not field or len(field) > 128:
-            raise ValueError("field must be 1 to 128 characters")
+            raise ValueError("a label field is 1 to 128 characters")
         text = clean_value(value)
         if text is None or len(text) > 256:
-            raise ValueError("value must be a non-empty text of at most 256 characters")
+            raise ValueError("a label value is 1 to 256 characters of text")
         if self.vitrine.store.get_product(product_id) is None:
             raise UnknownProductError(product_id)
         self.vitrine.store.upsert_labels(
