@@ -64,6 +64,14 @@ class Settings:
     batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
     log_level: str = "INFO"
 
+    # Recommendations (see README "Recommendations").
+    # Custom event types and weights, merged over the built-in ones: "wishlist=3,return=-4".
+    recommend_event_weights: str = ""
+    recommend_half_life_days: float = 30.0  # recency weighting of a customer's history
+    recommend_category_field: str = ""  # product attribute naming the category; "" = detect
+    recommend_default_strategy: str = "default"
+    recommend_retrain_minutes: int = 60  # background retraining period; 0: only on demand
+
     config_file: Path | None = field(default=None, compare=False)
 
     @property
@@ -97,6 +105,8 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             return Path(str(raw)).expanduser()
         if target is int:
             return int(raw)
+        if target is float:
+            return float(raw)
         if target is bool:
             if isinstance(raw, bool):
                 return raw

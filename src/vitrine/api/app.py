@@ -13,6 +13,7 @@ from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, ops, products, search
+from vitrine.api.routes import recommend as recommend_routes
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.keys import KeyService
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
         jobs.start()
+        vitrine.recommendations.start()  # loads or trains the models in the background
         yield
         jobs.stop()
         vitrine.close()
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     install_problem_handlers(app)
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
+    app.include_router(recommend_routes.router)
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

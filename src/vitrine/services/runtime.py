@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from vitrine.catalog.blobs import BlobStore, open_blob_store
 from vitrine.catalog.database import make_engine, migrate
@@ -19,6 +20,9 @@ from vitrine.services.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalyzer
 from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
+
+if TYPE_CHECKING:
+    from vitrine.recommend.service import RecommendationService
 
 
 class Vitrine:
@@ -71,7 +75,16 @@ class Vitrine:
             search.load_or_rebuild()
             return search
 
+    @cached_property
+    def recommendations(self) -> RecommendationService:
+        """Events and recommendations (models load or train on ``start()`` / first use)."""
+        from vitrine.recommend.service import RecommendationService
+
+        return RecommendationService(self.settings, self.engine, self.store)
+
     def close(self) -> None:
+        if "recommendations" in self.__dict__:
+            self.recommendations.stop()
         if "batcher" in self.__dict__:
             self.batcher.close()
         if "search" in self.__dict__:

@@ -1,0 +1,105 @@
+"""A trained snapshot of every algorithm the strategies use, saved and swapped whole.
+
+A :class:`ModelSet` is built from the database (catalog + event log), fitted, saved
+under ``HOME/recommend/`` with a fingerprint of the data it saw, and replaced atomically
+(one reference assignment) by the service when a newer one is ready: serving never
+waits for training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitrine.recommend.base import Recommender
+from vitrine.recommend.data import Dataset, History
+from vitrine.recommend.strategies import ALGORITHMS
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@dataclass
+class ModelSet:
+    data: Dataset
+    algorithms: dict[str, Recommender]
+    fingerprint: str
+    snapshot_seq: int = 0
+    trained_at: float = field(default_factory=time.time)
+    train_seconds: dict[str, float] = field(default_factory=dict)
+    histories: list[History] = field(default_factory=list)
+
+    @classmethod
+    def train(
+        cls,
+        data: Dataset,
+        names: Iterable[str],
+        fingerprint: str,
+        params: dict[str, dict[str, Any]] | None = None,
+        snapshot_seq: int = 0,
+    ) -> ModelSet:
+        algorithms: dict[str, Recommender] = {}
+        seconds: dict[str, float] = {}
+        for name in dict.fromkeys(names):
+            started = time.perf_counter()
+            algorithms[name] = ALGORITHMS[name](**(params or {}).get(name, {})).fit(data)
+            seconds[name] = round(time.perf_counter() - started, 3)
+            log.info("trained %s in %.1f s", name, seconds[name])
+        return cls(data, algorithms, fingerprint, snapshot_seq, time.time(), seconds,
+                   data.histories())
+
+    @property
+    def reference_day(self) -> float:
+        """Serving measures recency from the newest event seen (the wall clock for a live
+        shop; the end of the log for an imported history)."""
+        return self.data.last_day + 1e-6
+
+    def history(self, user_id: str) -> History:
+        row = self.data.user_index.get(user_id)
+        return self.histories[row] if row is not None else History.empty()
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "models.pkl"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            pickle.dump({"format": FORMAT, "models": self}, handle, protocol=5)
+        os.replace(tmp, path)
+        return path
+
+    @staticmethod
+    def load(directory: Path, fingerprint: str | None = None) -> ModelSet | None:
+        """The saved set (our own file under HOME) if it matches ``fingerprint``."""
+        path = directory / "models.pkl"
+        if not path.is_file():
+            return None
+        try:
+            with path.open("rb") as handle:
+                saved = pickle.load(handle)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("saved recommendation models unreadable (%s); retraining", exc)
+            return None
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            return None
+        models: ModelSet = saved["models"]
+        if fingerprint is not None and models.fingerprint != fingerprint:
+            return None
+        return models
+
+
+def fallback_list(models: ModelSet, name: str, k: int) -> np.ndarray:
+    algorithm = models.algorithms[name]
+    items, _ = algorithm.recommend(History.empty(), k, models.reference_day,
+                                   models.data.available)
+    return items
