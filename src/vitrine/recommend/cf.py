@@ -8,6 +8,7 @@ without retraining.
 
 from __future__ import annotations
 
+import warnings
 from typing import Self
 
 import numpy as np
@@ -74,13 +75,14 @@ class ALS(Recommender):
     def fit(self, data: Dataset) -> Self:
         self.data = data
         matrix = self._confidence(interaction_matrix(data, self.half_life_days))
-        model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            iterations=self.iterations,
-            random_state=self.seed,
-        )
-        with threadpoolctl.threadpool_limits(1, "blas"):
+        with threadpoolctl.threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # BLAS is limited right here
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.seed,
+            )
             model.fit(matrix, show_progress=False)
         self.model = model
         factors = model.item_factors.astype(np.float64)

@@ -102,7 +102,8 @@ class EventStore:
         if before is not None:
             query = query.where(Event.ts < before)
         with self.engine.connect() as conn:
-            yield from conn.execution_options(yield_per=20_000).execute(query).tuples()
+            for row in conn.execution_options(yield_per=20_000).execute(query):
+                yield tuple(row)  # type: ignore[misc]
 
     def user_events(self, user_id: str) -> list[tuple[str, str, datetime]]:
         with self.engine.connect() as conn:

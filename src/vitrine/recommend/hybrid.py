@@ -140,6 +140,7 @@ class CandidateSources:
             "visual_profile": self.profile.scores(history, now),
             "similar": self.similar.scores(history, now),
         }
+        profile_similarity = self.profile.similarity(history, now)
         chosen: list[np.ndarray] = []
         for name, n in self.sources.items():
             if n <= 0:
@@ -165,7 +166,7 @@ class CandidateSources:
 
         col("als", finite(scores["als"]))
         col("cooccurrence", np.nan_to_num(finite(scores["cooccurrence"]), nan=0.0))
-        col("profile", finite(scores["visual_profile"]))
+        col("profile", finite(profile_similarity))
         col("similar", finite(scores["similar"]))
         col("rebuy", np.nan_to_num(finite(scores["rebuy"]), nan=0.0))
         col("pop_7", st.pop_7[items])
@@ -331,7 +332,7 @@ class Hybrid(Recommender):
 
     def rank(self, items: np.ndarray, f: np.ndarray) -> np.ndarray:
         if self.model is not None:
-            return np.asarray(self.model.predict(f, num_threads=1), np.float64)
+            return np.asarray(self.model.booster_.predict(f, num_threads=1), np.float64)
         # No model (too little history): ALS and profile, ranks summed.
         names = BASE_FEATURES
         s = np.zeros(len(items))
@@ -369,7 +370,7 @@ class Hybrid(Recommender):
         cooc = s1.cooc.scores(history, now)[item]
         if np.isfinite(cooc) and cooc > 0.05:
             return s1.cooc.explain(history, item, now)
-        profile = s1.profile.scores(history, now)[item]
+        profile = s1.profile.similarity(history, now)[item]
         if np.isfinite(profile) and profile > 0.8:
             return s1.profile.explain(history, item, now)
         als = s1.als.scores(history, now)[item]

@@ -195,17 +195,31 @@ class VisualProfile(Recommender):
         keep = mass > 0
         return centroids[keep], mass[keep] / mass[keep].sum(), items
 
+    def similarity(self, history: History, now: float) -> np.ndarray:
+        """Per catalog item: its best cosine to one of the customer's interests."""
+        data = self.dataset
+        s = self.empty_scores()
+        centroids, _, _ = self.interests(history, now)
+        if len(centroids):
+            best = (data.embeddings @ centroids.T).max(axis=1)
+            s[data.has_embedding] = best[data.has_embedding]
+        return s
+
     def scores(self, history: History, now: float) -> np.ndarray:
+        """Interests interleaved in proportion to their weight: the item at rank ``r`` of
+        an interest of share ``w`` scores ``w / (r + 1)``."""
         data = self.dataset
         s = self.empty_scores()
         centroids, mass, _ = self.interests(history, now)
         if not len(centroids):
             return s
         sims = data.embeddings @ centroids.T  # catalog x interests
-        # Each interest's best item scores about 1, scaled by the interest's share, so that
-        # the top of the list interleaves interests by their weight.
-        top = np.maximum(sims.max(axis=0, keepdims=True), 1e-6)
-        combined = (sims / top * np.sqrt(mass)[None, :]).max(axis=1)
+        sims[~data.has_embedding] = -np.inf
+        ranks = np.empty_like(sims)
+        for j in range(sims.shape[1]):
+            order = np.argsort(-sims[:, j], kind="stable")
+            ranks[order, j] = np.arange(len(order))
+        combined = (mass[None, :] / (ranks + 1.0)).max(axis=1)
         s[data.has_embedding] = combined[data.has_embedding]
         return s
 
