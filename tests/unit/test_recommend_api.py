@@ -46,7 +46,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         for u in range(30) for j in range(3)
     ]
     with TestClient(app) as client:
-        r = client.post("/v1/events", json={"events": events}, headers={"X-API-Key": tokens["write"]})
+        r = client.post("/v1/events", json={"events": events}, headers=h(tokens["write"]))
         assert r.status_code == 200 and r.json()["accepted"] == 90
         client.post("/v1/recommendations/train", headers={"X-API-Key": tokens["admin"]})
         for _ in range(600):
@@ -122,8 +122,10 @@ def test_product_session_and_trending_routes(api: tuple[TestClient, dict[str, st
     r = client.get("/v1/products/D1/complementary?k=3", headers=h(keys["read"]))
     assert r.status_code == 200
     assert all(not i["product_id"].startswith("D") for i in r.json()["items"])
-    assert client.get("/v1/products/nope/complementary", headers=h(keys["read"])).status_code == 404
-    r = client.get("/v1/products/S1/similar/weighted?k=3&weights=embedding=1", headers=h(keys["read"]))
+    r = client.get("/v1/products/nope/complementary", headers=h(keys["read"]))
+    assert r.status_code == 404
+    url = "/v1/products/S1/similar/weighted?k=3&weights=embedding=1"
+    r = client.get(url, headers=h(keys["read"]))
     assert r.status_code == 200 and all(i["product_id"].startswith("S") for i in r.json()["items"])
     r = client.get("/v1/products/S1/similar/weighted?weights=smell=1", headers=h(keys["read"]))
     assert r.status_code == 422
@@ -151,7 +153,8 @@ def test_strategies_crud_preview_and_stats(api: tuple[TestClient, dict[str, str]
     assert client.delete("/v1/strategies/one-each", headers=h(keys["admin"])).status_code == 204
     assert client.delete("/v1/strategies/one-each", headers=h(keys["admin"])).status_code == 404
     assert client.delete("/v1/strategies/default", headers=h(keys["admin"])).status_code == 409
-    rec = client.get("/v1/users/u2/recommendations?k=2&strategy=als", headers=h(keys["read"])).json()
+    url = "/v1/users/u2/recommendations?k=2&strategy=als"
+    rec = client.get(url, headers=h(keys["read"])).json()
     client.post("/v1/events", headers=h(keys["write"]), json={
         "user_id": "u2", "product_id": rec["items"][0]["product_id"], "type": "click",
         "recommendation_id": rec["recommendation_id"], "strategy": "als"})
