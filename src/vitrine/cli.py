@@ -27,6 +27,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 evaluate_app = typer.Typer(help="Offline evaluation.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
+strategies_app = typer.Typer(help="Recommendation strategies.", no_args_is_help=True)
+app.add_typer(strategies_app, name="strategies")
 
 FilterOption = Annotated[
     list[str] | None,
@@ -454,6 +456,43 @@ def evaluate_recommendations(
     else:
         typer.echo(f"evaluation {run['id']}: {run['params']}")
         typer.echo(format_table(results, k))
+
+
+@strategies_app.command("list")
+def strategies_list() -> None:
+    """Every strategy with its configuration."""
+    vitrine = _open()
+    try:
+        _print_json([{"name": s.name, "description": s.description, **s.to_json()}
+                     for s in vitrine.recommendations.strategies.list()])
+    finally:
+        vitrine.close()
+
+
+@strategies_app.command("set")
+def strategies_set(
+    name: Annotated[str, typer.Argument(help="Strategy name.")],
+    config: Annotated[str, typer.Option(help="JSON: algorithm, params, weights, rules, ...")],
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+) -> None:
+    """Create or replace a strategy (models it needs train at the next retrain)."""
+    from vitrine.recommend.strategies import Strategy, StrategyError
+
+    try:
+        data = json.loads(config)
+    except json.JSONDecodeError as exc:
+        _fail(f"--config is not JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail("--config must be a JSON object")
+    vitrine = _open()
+    try:
+        strategy = Strategy.from_json(name, data, description)
+        vitrine.recommendations.strategies.put(strategy)
+    except StrategyError as exc:
+        _fail(str(exc))
+    finally:
+        vitrine.close()
+    _print_json({"name": name, **strategy.to_json()})
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ and to each of its facets such as colour or pattern, price band, customer activi
 orders them with a LightGBM LambdaRank model.
 
 Training uses a time split, as serving will: for each of ``windows`` label periods of
-``label_days`` at the end of the log, the sources are fitted on the events before the
-period and the purchases in it are the relevant items. The sources are then refitted on
-the whole log for serving.
+``label_days``, ending ``window_step`` days apart at the end of the log, the sources are
+fitted on the events before the period and the purchases in it are the relevant items.
+The sources are then refitted on the whole log for serving.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ DEFAULT_SOURCES: dict[str, int] = {
     "similar": 50,
     "popularity": 50,
     "new": 100,
+    "new_trending": 50,
 }
 BASE_FEATURES = [
     "als",
@@ -65,6 +66,8 @@ BASE_FEATURES = [
     "als_rank",
     "profile_rank",
     "similar_rank",
+    "visual_pop",
+    "item_rebuy_rate",
 ]
 
 
@@ -77,6 +80,9 @@ class _ItemStats:
     last_day: np.ndarray
     price: np.ndarray
     category_pop: np.ndarray
+    visual_pop: np.ndarray
+    rebuy_rate: np.ndarray
+    facet_pop: list[np.ndarray]
     now: float
 
 
@@ -105,7 +111,57 @@ def _item_stats(data: Dataset) -> _ItemStats:
         per_cat = np.bincount(data.category[known], pop_30[known], len(data.categories))
         share = per_cat / max(per_cat.sum(), 1e-9)
         cat_pop[known] = share[data.category[known]]
-    return _ItemStats(pop_7, pop_30, pop_all, first[:n], last[:n], price, cat_pop, now)
+    return _ItemStats(
+        pop_7, pop_30, pop_all, first[:n], last[:n], price, cat_pop,
+        _visual_popularity(data, pop_7), _rebuy_rate(data), _facet_popularity(data, pop_30), now,
+    )
+
+
+def _visual_popularity(data: Dataset, pop: np.ndarray, neighbours: int = 20) -> np.ndarray:
+    """Per item: the recent popularity of the products that look most like it, weighted by
+    likeness. A new product that looks like this week's best sellers will likely sell."""
+    n = data.n_catalog
+    out = np.zeros(n)
+    sold = np.flatnonzero((pop > 0) & data.has_embedding)
+    if not len(sold):
+        return out
+    k = min(neighbours, len(sold))
+    emb = data.embeddings
+    for start in range(0, n, 2048):
+        sims = emb[start : start + 2048] @ emb[sold].T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(sims, top, axis=1)
+        out[start : start + 2048] = (np.maximum(s, 0) * pop[sold][top]).sum(axis=1)
+    out[~data.has_embedding] = 0.0
+    return out
+
+
+def _rebuy_rate(data: Dataset) -> np.ndarray:
+    """Per item: the share of its buyers who bought it again (basics are re-bought)."""
+    n = data.n_catalog
+    keep = data.ev_purchase & (data.ev_item < n)
+    if not keep.any():
+        return np.zeros(n)
+    pairs = data.ev_user[keep].astype(np.int64) * n + data.ev_item[keep]
+    unique, counts = np.unique(pairs, return_counts=True)
+    items = unique % n
+    buyers = np.bincount(items, minlength=n)
+    repeat = np.bincount(items, weights=(counts > 1).astype(float), minlength=n)
+    return (repeat + 0.1) / (buyers + 1.0)
+
+
+def _facet_popularity(data: Dataset, pop: np.ndarray) -> list[np.ndarray]:
+    """Per facet: each item's share of recent popularity held by its facet value."""
+    out = []
+    total = max(float(pop.sum()), 1e-9)
+    for j in range(data.facet_codes.shape[1]):
+        codes = data.facet_codes[:, j]
+        known = codes >= 0
+        per_value = np.bincount(codes[known], pop[known], len(data.facet_values[j])) / total
+        values = np.zeros(data.n_catalog)
+        values[known] = per_value[codes[known]]
+        out.append(values)
+    return out
 
 
 class CandidateSources:
@@ -126,7 +182,9 @@ class CandidateSources:
 
     @property
     def feature_names(self) -> list[str]:
-        return BASE_FEATURES + [f"facet_{name}" for name in self.data.facets]
+        facets = self.data.facets
+        return (BASE_FEATURES + [f"facet_{name}" for name in facets]
+                + [f"facet_pop_{name}" for name in facets])
 
     def candidates(
         self, history: History, now: float, valid: np.ndarray
@@ -149,6 +207,8 @@ class CandidateSources:
                 s = self.popularity.scores(history, now)
             elif name == "new":
                 s = np.where(self.cold, scores["visual_profile"], -np.inf)
+            elif name == "new_trending":
+                s = np.where(self.cold, self.stats.visual_pop, -np.inf)
             else:
                 s = scores[name]
             chosen.append(top_k(s, n, valid))
@@ -177,6 +237,11 @@ class CandidateSources:
         col("days_since_first", now - st.first_day[items])
         col("days_since_last", now - st.last_day[items])
         col("category_pop", st.category_pop[items])
+        col("visual_pop", st.visual_pop[items])
+        col("item_rebuy_rate", st.rebuy_rate[items])
+        offset = len(BASE_FEATURES) + self.facet_count
+        for j, values in enumerate(st.facet_pop):
+            f[:, offset + j] = values[items]
         col("price_ratio", np.full(len(items), np.nan))
         weights = history.item_weights(now, 60.0)
         hist = np.array([i for i, w in weights.items() if w > 0 and i < data.n_catalog], np.int64)
@@ -239,7 +304,8 @@ class Hybrid(Recommender):
         self,
         sources: dict[str, int] | None = None,
         label_days: float = 28.0,
-        windows: int = 8,
+        windows: int = 16,
+        window_step: float = 7.0,
         als_params: dict[str, Any] | None = None,
         ranker_params: dict[str, Any] | None = None,
         seed: int = 0,
@@ -248,6 +314,7 @@ class Hybrid(Recommender):
         self.sources = dict(sources or DEFAULT_SOURCES)
         self.label_days = label_days
         self.windows = windows
+        self.window_step = window_step
         self.als_params = dict(als_params or {})
         self.ranker_params = dict(ranker_params or {})
         self.seed = seed
@@ -264,7 +331,7 @@ class Hybrid(Recommender):
         end = data.last_day + 1.0
         histories = None
         for w in range(self.windows):
-            stop = end - w * self.label_days
+            stop = end - w * self.window_step
             start = stop - self.label_days
             past = data.before(start)
             if len(past.ev_day) == 0:

@@ -12,7 +12,7 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,16 +42,16 @@ class ModelSet:
     def train(
         cls,
         data: Dataset,
-        names: Iterable[str],
+        models: Mapping[str, tuple[str, dict[str, Any]]],
         fingerprint: str,
-        params: dict[str, dict[str, Any]] | None = None,
         snapshot_seq: int = 0,
     ) -> ModelSet:
+        """Fit ``models``: key -> (algorithm name, its parameters)."""
         algorithms: dict[str, Recommender] = {}
         seconds: dict[str, float] = {}
-        for name in dict.fromkeys(names):
+        for name, (algorithm, params) in models.items():
             started = time.perf_counter()
-            algorithms[name] = ALGORITHMS[name](**(params or {}).get(name, {})).fit(data)
+            algorithms[name] = ALGORITHMS[algorithm](**params).fit(data)
             seconds[name] = round(time.perf_counter() - started, 3)
             log.info("trained %s in %.1f s", name, seconds[name])
         return cls(data, algorithms, fingerprint, snapshot_seq, time.time(), seconds,

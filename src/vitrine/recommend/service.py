@@ -166,11 +166,16 @@ class RecommendationService:
             sorted(self.weights)
         )
 
-    def algorithm_names(self) -> list[str]:
-        names: list[str] = []
+    def model_specs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every model the strategies need: key -> (algorithm, params)."""
+        specs: dict[str, tuple[str, dict[str, Any]]] = {n: (n, {}) for n in ALWAYS_TRAINED}
         for s in self.strategies.list():
-            names += [s.algorithm, *s.fallback]
-        return list(dict.fromkeys([*ALWAYS_TRAINED, *names]))
+            if s.variants:
+                continue
+            specs.setdefault(s.model_key, (s.algorithm, s.params))
+            for name in s.fallback:
+                specs.setdefault(name, (name, {}))
+        return specs
 
     def train(self) -> ModelSet:
         """Build and fit a new model set from the database, save it and swap it in."""
@@ -181,7 +186,7 @@ class RecommendationService:
                 self.store, self.events, self.weights,
                 category_field=self.settings.recommend_category_field,
             )
-            models = ModelSet.train(data, self.algorithm_names(), fingerprint, snapshot_seq=seq)
+            models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
             models.save(self.model_dir)
             self._swap(models)
             return models
@@ -199,7 +204,7 @@ class RecommendationService:
     def load_or_train(self) -> ModelSet:
         """The saved models when they match the data, else newly trained ones."""
         saved = ModelSet.load(self.model_dir, self.fingerprint())
-        if saved is not None and set(self.algorithm_names()) <= set(saved.algorithms):
+        if saved is not None and set(self.model_specs()) <= set(saved.algorithms):
             self._swap(saved)
             return saved
         return self.train()
@@ -345,7 +350,7 @@ class RecommendationService:
         ranked: list[int] = []
         source: dict[int, str] = {}
         fallback_used = False
-        for position, name in enumerate([strategy.algorithm, *strategy.fallback]):
+        for position, name in enumerate([strategy.model_key, *strategy.fallback]):
             algorithm = models.algorithms.get(name)
             if algorithm is None:
                 continue
@@ -365,7 +370,7 @@ class RecommendationService:
         for rank, item in enumerate(final, start=1):
             name = source[item]
             algorithm = models.algorithms[name]
-            if explain is not None and name == strategy.algorithm:
+            if explain is not None and name == strategy.model_key:
                 reason = explain(algorithm, item, now)
             else:
                 reason = algorithm.explain(history, item, now)
@@ -437,7 +442,8 @@ class RecommendationService:
         if weights is not None:
             chosen = Strategy.from_json(chosen.name, {**chosen.to_json(), "weights": weights})
         if chosen.algorithm != "similar":
-            chosen = Strategy.from_json(chosen.name, {**chosen.to_json(), "algorithm": "similar"})
+            config = {**chosen.to_json(), "algorithm": "similar", "params": {}}
+            chosen = Strategy.from_json(chosen.name, config)
         history = models.data.history_of([product_id], models.reference_day)
 
         def produce(alg: Any, pool: int, now: float, valid: np.ndarray) -> Any:
@@ -508,7 +514,7 @@ class RecommendationService:
             now = self._now(models, history)
             valid = candidate_mask(chosen.rules, data, history)
             ranked: list[int] = []
-            for name in [chosen.algorithm, *chosen.fallback]:
+            for name in [chosen.model_key, *chosen.fallback]:
                 algorithm = models.algorithms.get(name)
                 if algorithm is None:
                     continue

@@ -11,6 +11,7 @@ always sees the same variant.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,14 @@ class Strategy:
                 raise StrategyError("a strategy cannot be its own variant")
             if not math.isfinite(share) or share <= 0:
                 raise StrategyError(f"variant {name!r} share must be a number > 0")
+
+    @property
+    def model_key(self) -> str:
+        """The trained model this strategy uses: the algorithm, and a hash of its params."""
+        if not self.params:
+            return self.algorithm
+        text = json.dumps(self.params, sort_keys=True, default=str)
+        return f"{self.algorithm}#{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
     def variant_for(self, user_id: str) -> str | None:
         """The variant a customer sees (stable: the same customer, the same variant)."""

@@ -259,7 +259,7 @@ async def put_strategy(svc: Service, name: str, body: StrategyIn) -> StrategyOut
     config = body.model_dump(exclude={"description"})
     strategy = await call(Strategy.from_json, name, config, body.description)
     await call(svc.strategies.put, strategy)
-    if svc.ready and strategy.algorithm not in svc.models.algorithms:
+    if svc.ready and strategy.model_key not in svc.models.algorithms:
         svc.request_retrain()
     return _strategy_out(strategy)
 
@@ -286,7 +286,7 @@ async def preview_strategy(
 ) -> dict[str, Any]:
     """What an (unsaved) strategy would recommend to a customer; nothing is recorded."""
     strategy = await call(Strategy.from_json, name, body.model_dump(exclude={"description"}))
-    if strategy.algorithm not in svc.models.algorithms:
+    if strategy.model_key not in svc.models.algorithms:
         raise Problem(409, f"algorithm {strategy.algorithm!r} is not trained yet; save the "
                       "strategy and retrain", "not-trained")
     return (await call(svc.recommend_user, user_id, k, preview=strategy)).to_json()
