@@ -40,6 +40,7 @@ DEFAULT_SOURCES: dict[str, int] = {
     "popularity": 50,
     "new": 100,
     "new_trending": 50,
+    "variants": 50,
 }
 BASE_FEATURES = [
     "als",
@@ -68,6 +69,7 @@ BASE_FEATURES = [
     "similar_rank",
     "visual_pop",
     "item_rebuy_rate",
+    "variant",
 ]
 
 
@@ -115,6 +117,19 @@ def _item_stats(data: Dataset) -> _ItemStats:
         pop_7, pop_30, pop_all, first[:n], last[:n], price, cat_pop,
         _visual_popularity(data, pop_7), _rebuy_rate(data), _facet_popularity(data, pop_30), now,
     )
+
+
+def _variant_groups(data: Dataset) -> np.ndarray:
+    """Per catalog item, a code shared by the variants of one product (same title)."""
+    codes: dict[str, int] = {}
+    out = np.full(data.n_catalog, -1, np.int64)
+    for i, title in enumerate(data.titles):
+        key = " ".join(title.lower().split()) if title else ""
+        if key:
+            out[i] = codes.setdefault(key, len(codes))
+    counts = np.bincount(out[out >= 0], minlength=len(codes))
+    out[(out >= 0) & (counts[np.maximum(out, 0)] < 2)] = -1  # no other variant
+    return out
 
 
 def _visual_popularity(data: Dataset, pop: np.ndarray, neighbours: int = 20) -> np.ndarray:
@@ -178,7 +193,20 @@ class CandidateSources:
         self.popularity = Popularity(half_life_days=7.0).fit(data)
         self.stats = _item_stats(data)
         self.cold = np.isnan(self.stats.first_day)
+        self.variant_group = _variant_groups(data)
         self.facet_count = data.facet_codes.shape[1]
+
+    def variant_scores(self, history: History, now: float) -> np.ndarray:
+        """Other variants (same title: colours, prints) of the customer's items, weighted
+        like re-buys: shoppers often come back for a product in another colour."""
+        data = self.data
+        groups = self.variant_group
+        acc = np.zeros(data.n_catalog)
+        for item, w in history.item_weights(now, 30.0).items():
+            if item < data.n_catalog and w > 0 and groups[item] >= 0:
+                acc[groups == groups[item]] += w
+                acc[item] -= w  # the item itself is a re-buy, not a variant
+        return np.where(acc > 1e-12, acc, -np.inf)
 
     @property
     def feature_names(self) -> list[str]:
@@ -199,6 +227,7 @@ class CandidateSources:
             "similar": self.similar.scores(history, now),
         }
         profile_similarity = self.profile.similarity(history, now)
+        scores["variants"] = self.variant_scores(history, now)
         chosen: list[np.ndarray] = []
         for name, n in self.sources.items():
             if n <= 0:
@@ -238,6 +267,7 @@ class CandidateSources:
         col("days_since_last", now - st.last_day[items])
         col("category_pop", st.category_pop[items])
         col("visual_pop", st.visual_pop[items])
+        col("variant", np.nan_to_num(finite(scores["variants"]), nan=0.0))
         col("item_rebuy_rate", st.rebuy_rate[items])
         offset = len(BASE_FEATURES) + self.facet_count
         for j, values in enumerate(st.facet_pop):
