@@ -224,3 +224,13 @@ def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
     assert [i.product_id for i in fresh.recommend_user("u2", k=4).items] == [
         i.product_id for i in shop.recommend_user("u2", k=4).items
     ]
+
+
+def test_batch_in_worker_processes_matches_one_process(shop: RecommendationService) -> None:
+    ids = [f"u{i % 40}" for i in range(2100)] + ["nobody", "u3"]
+    one = list(shop.recommend_many(ids, 5, "als", workers=1))
+    two = list(shop.recommend_many(ids, 5, "als", workers=2))
+    assert one == two and [u for u, _ in two] == ids
+    assert all(len(items) == 5 for _, items in two)
+    single = [i.product_id for i in shop.recommend_user("u3", k=5, strategy="als").items]
+    assert two[-1][1] == single

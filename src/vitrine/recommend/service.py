@@ -13,11 +13,13 @@ and purchases sent with that id give click-through and conversion per strategy.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +135,54 @@ class _ServedWriter:
     def flush(self) -> None:
         self.queue.put(None)
         self.thread.join(timeout=10)
+
+
+class _BatchJob:
+    """One batch of customers: what a forked worker needs (no database access)."""
+
+    def __init__(
+        self, service: RecommendationService, models: ModelSet, strategies: dict[str, Strategy],
+        k: int,
+    ) -> None:
+        self.service = service
+        self.models = models
+        self.strategies = strategies
+        self.k = k
+
+    def run(self, plan: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        models, data, k = self.models, self.models.data, self.k
+        cold: dict[str, list[str]] = {}
+        out = []
+        for user_id, name in plan:
+            chosen = self.strategies[name]
+            history = self.service.history(user_id, models)
+            if not len(history) and name in cold:
+                out.append((user_id, cold[name]))
+                continue
+            now = self.service._now(models, history)
+            valid = candidate_mask(chosen.rules, data, history)
+            ranked: list[int] = []
+            for key in [chosen.model_key, *chosen.fallback]:
+                algorithm = models.algorithms.get(key)
+                if algorithm is None:
+                    continue
+                items, _ = algorithm.recommend(history, max(2 * k, 24), now, valid)
+                ranked += [i for i in items.tolist() if i not in ranked]
+                if len(ranked) >= k:
+                    break
+            ids = [data.items[i] for i in reshape(chosen.rules, data, ranked, k)]
+            if not len(history):
+                cold[name] = ids
+            out.append((user_id, ids))
+        return out
+
+
+_BATCH: _BatchJob | None = None  # the job forked workers inherit
+
+
+def _run_batch_chunk(plan: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    assert _BATCH is not None
+    return _BATCH.run(plan)
 
 
 class RecommendationService:
@@ -349,7 +399,6 @@ class RecommendationService:
         pool = max(4 * k, 50)
         ranked: list[int] = []
         source: dict[int, str] = {}
-        fallback_used = False
         for position, name in enumerate([strategy.model_key, *strategy.fallback]):
             algorithm = models.algorithms.get(name)
             if algorithm is None:
@@ -364,8 +413,8 @@ class RecommendationService:
                     ranked.append(item)
             if len(ranked) >= pool:
                 break
-            fallback_used = fallback_used or position > 0 or not ranked
         final = reshape(rules, data, ranked, k)
+        fallback_used = any(source[i] != strategy.model_key for i in final)
         out = []
         for rank, item in enumerate(final, start=1):
             name = source[item]
@@ -497,35 +546,43 @@ class RecommendationService:
 
     def recommend_many(
         self, user_ids: Sequence[str], k: int = 12, strategy: str | None = None,
-    ) -> Iterable[tuple[str, list[str]]]:
-        """Product ids for many customers (no explanations, not recorded as served).
+        workers: int | None = None,
+    ) -> Iterator[tuple[str, list[str]]]:
+        """Product ids for many customers, in order (no explanations, not recorded).
 
-        Customers with no history share one computed fallback list.
+        Strategies are resolved once; customers with no history share one list per
+        strategy; large batches are split over ``workers`` forked processes (default: one
+        per core), which share the models copy-on-write.
         """
         models = self.models
-        cold: list[str] | None = None
+        base = self.strategy(strategy, "any")
+        top = self.strategies.get(strategy or self.settings.recommend_default_strategy)
+        resolved: dict[str, Strategy] = {}
         for user_id in user_ids:
-            chosen = self.strategy(strategy, user_id)
-            history = self.history(user_id, models)
-            if not len(history) and cold is not None and not chosen.variants:
-                yield user_id, cold
-                continue
-            data = models.data
-            now = self._now(models, history)
-            valid = candidate_mask(chosen.rules, data, history)
-            ranked: list[int] = []
-            for name in [chosen.model_key, *chosen.fallback]:
-                algorithm = models.algorithms.get(name)
-                if algorithm is None:
-                    continue
-                items, _ = algorithm.recommend(history, max(2 * k, 24), now, valid)
-                ranked += [i for i in items.tolist() if i not in ranked]
-                if len(ranked) >= k:
-                    break
-            ids = [data.items[i] for i in reshape(chosen.rules, data, ranked, k)]
-            if not len(history):
-                cold = ids
-            yield user_id, ids
+            if top is not None and top.variants:
+                name = self.strategy(strategy, user_id).name
+            else:
+                name = base.name
+            if name not in resolved:
+                resolved[name] = self.strategy(name, user_id)
+        if top is not None and top.variants:
+            plan = [(u, self.strategy(strategy, u).name) for u in user_ids]
+        else:
+            plan = [(u, base.name) for u in user_ids]
+        job = _BatchJob(self, models, resolved, k)
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if workers <= 1 or len(plan) < 2_000:
+            yield from job.run(plan)
+            return
+        chunks = [plan[i : i + 500] for i in range(0, len(plan), 500)]
+        global _BATCH
+        _BATCH = job
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for rows in pool.imap(_run_batch_chunk, chunks):
+                    yield from rows
+        finally:
+            _BATCH = None
 
     # -- evaluation and analytics --------------------------------------------------------
 

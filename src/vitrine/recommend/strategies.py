@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,9 +174,12 @@ def builtin_strategies(default_algorithm: str = "hybrid") -> dict[str, Strategy]
 class StrategyStore:
     """The strategies table; the built-in strategies are written on first use."""
 
+    CACHE_SECONDS = 2.0  # other processes' edits are seen within this
+
     def __init__(self, engine: Engine, default_algorithm: str = "hybrid") -> None:
         self.engine = engine
         self.default_algorithm = default_algorithm
+        self._cache: dict[str, tuple[float, Strategy | None]] = {}
 
     def ensure_builtins(self) -> None:
         with self.engine.begin() as conn:
@@ -199,6 +203,15 @@ class StrategyStore:
         return [Strategy.from_json(n, c, d or "") for n, c, d in rows]
 
     def get(self, name: str) -> Strategy | None:
+        """One strategy (cached for a moment: it is read on every request)."""
+        cached = self._cache.get(name)
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
+        strategy = self._read(name)
+        self._cache[name] = (time.monotonic(), strategy)
+        return strategy
+
+    def _read(self, name: str) -> Strategy | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(RecommendationStrategy.config, RecommendationStrategy.description).where(
@@ -209,6 +222,7 @@ class StrategyStore:
 
     def put(self, strategy: Strategy) -> None:
         strategy.validate()
+        self._cache.clear()
         known = {s.name for s in self.list()} | {strategy.name}
         for variant in strategy.variants:
             if variant not in known:
@@ -229,6 +243,7 @@ class StrategyStore:
                 conn.execute(table.insert().values(name=strategy.name, created_at=now, **values))
 
     def delete(self, name: str) -> bool:
+        self._cache.clear()
         with self.engine.begin() as conn:
             return conn.execute(
                 delete(RecommendationStrategy).where(RecommendationStrategy.name == name)
