@@ -74,7 +74,11 @@ class ALS(Recommender):
 
     def fit(self, data: Dataset) -> Self:
         self.data = data
-        matrix = self._confidence(interaction_matrix(data, self.half_life_days))
+        return self.fit_matrix(interaction_matrix(data, self.half_life_days))
+
+    def fit_matrix(self, weights: sp.csr_matrix) -> Self:
+        """Fit on a users x items matrix of summed event weights."""
+        matrix = self._confidence(weights)
         with threadpoolctl.threadpool_limits(1, "blas"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # BLAS is limited right here
             model = AlternatingLeastSquares(
