@@ -8,6 +8,7 @@ waits for training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -25,7 +26,15 @@ from vitrine.recommend.strategies import ALGORITHMS
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+def _code_version() -> str:
+    """A hash of the recommender's source: a model pickled by other code is not loaded."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+FORMAT = _code_version()
 
 
 @dataclass
