@@ -97,6 +97,13 @@ class Settings:
     classify_retrain_check_seconds: float = 60.0  # how often the background retrainer looks
     classify_activation_tolerance: float = 0.0  # how much worse a retrained model may be
     classify_feature_groups: str = ""  # e.g. "embedding+color"; empty: chosen per field
+    # Recommendations (see README "Recommendations").
+    # Custom event types and weights, merged over the built-in ones: "wishlist=3,return=-4".
+    recommend_event_weights: str = ""
+    recommend_half_life_days: float = 30.0  # recency weighting of a customer's history
+    recommend_category_field: str = ""  # product attribute naming the category; "" = detect
+    recommend_default_strategy: str = "default"
+    recommend_retrain_minutes: int = 60  # background retraining period; 0: only on demand
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -16,6 +16,7 @@ from vitrine.api.auth import RateLimiter
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, models, ops, products, search
+from vitrine.api.routes import recommend as recommend_routes
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.backfill import backfill_layouts
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         follower.start()
         admin.start()
         vitrine.classification.start()  # background retraining, when configured
+        vitrine.recommendations.start()  # loads or trains the models in the background
         yield
         vitrine.classification.stop()
         admin.stop()
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         app.include_router(router)
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
     app.include_router(models.router)
+    app.include_router(recommend_routes.router)
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -243,3 +243,72 @@ class ClassifierModel(Base):
     trigger: Mapped[str] = mapped_column(String(32), default="manual", nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- recommendations (issue 5) ------------------------------------------------------------
+
+
+class Event(Base):
+    """One customer interaction; ``event_key`` (the client's event id or a hash of the
+    natural key) makes re-sent events and re-imported logs idempotent."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_user_ts", "user_id", "ts"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    product_id: Mapped[str] = mapped_column(String(128), index=True, nullable=False)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True, nullable=False)
+    session_id: Mapped[str | None] = mapped_column(String(128))
+    recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    strategy: Mapped[str | None] = mapped_column(String(64))
+    price: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RecommendationStrategy(Base):
+    """A named recommendation configuration: algorithm, weights, business rules."""
+
+    __tablename__ = "recommendation_strategies"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class RecommendationServed(Base):
+    """One served list of recommendations: the denominator of click-through per strategy."""
+
+    __tablename__ = "recommendations_served"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the recommendation id
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    session_id: Mapped[str | None] = mapped_column(String(128))
+    strategy: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
+    context: Mapped[str] = mapped_column(String(32), nullable=False)  # user, session, product
+    items: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+
+
+class RecommendationEvaluation(Base):
+    """One offline evaluation run (metrics of every algorithm), for the admin UI."""
+
+    __tablename__ = "recommendation_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    split_date: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    k: Mapped[int] = mapped_column(Integer, nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    results: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -23,6 +23,7 @@ from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
 
 if TYPE_CHECKING:
+    from vitrine.recommend.service import RecommendationService
     from vitrine.services.classification import ClassificationService
 
 
@@ -89,9 +90,18 @@ class Vitrine:
         with self._lock:
             return ClassificationService(self)
 
+    @cached_property
+    def recommendations(self) -> RecommendationService:
+        """Events and recommendations (models load or train on ``start()`` / first use)."""
+        from vitrine.recommend.service import RecommendationService
+
+        return RecommendationService(self.settings, self.engine, self.store)
+
     def close(self) -> None:
         if "classification" in self.__dict__:
             self.classification.stop()
+        if "recommendations" in self.__dict__:
+            self.recommendations.stop()
         if "batcher" in self.__dict__:
             self.batcher.close()
         if "search" in self.__dict__:

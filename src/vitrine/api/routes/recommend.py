@@ -1,0 +1,335 @@
+"""Events, recommendations, strategies and their analytics under /v1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from vitrine.api.auth import require
+from vitrine.api.problems import Problem
+from vitrine.recommend.events import EventError
+from vitrine.recommend.rules import RuleError
+from vitrine.recommend.service import NotReadyError, RecommendationService, UnknownItemError
+from vitrine.recommend.strategies import Strategy, StrategyError
+
+router = APIRouter(tags=["recommendations"])
+T = TypeVar("T")
+MAX_BATCH = 10_000
+
+
+class EventIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    user_id: str = Field(min_length=1, max_length=128)
+    product_id: str = Field(min_length=1, max_length=128)
+    type: str = Field(min_length=1, max_length=32, description="view, click, add_to_cart, ...")
+    timestamp: datetime | None = Field(default=None, description="default: now")
+    event_id: str | None = Field(default=None, max_length=128, description="for idempotency")
+    session_id: str | None = Field(default=None, max_length=128)
+    recommendation_id: str | None = Field(default=None, max_length=64)
+    strategy: str | None = Field(default=None, max_length=64)
+    price: float | None = Field(default=None, ge=0)
+
+
+class EventBatch(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class Recommended(BaseModel):
+    product_id: str
+    rank: int
+    score: float
+    source: str
+    title: str | None = None
+    explanation: dict[str, Any]
+
+
+class Recommendations(BaseModel):
+    recommendation_id: str
+    strategy: str
+    user_id: str | None = None
+    items: list[Recommended]
+    fallback_used: bool
+    took_ms: float
+    unknown_products: list[str] | None = None
+
+
+class SessionRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    product_ids: list[str] = Field(min_length=1, max_length=500)
+    k: int = Field(default=12, ge=1, le=200)
+    strategy: str | None = None
+    filter: list[str] | None = None
+    session_id: str | None = Field(default=None, max_length=128)
+
+
+class StrategyIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    description: str = ""
+    algorithm: str = "hybrid"
+    params: dict[str, Any] = Field(default_factory=dict)
+    weights: dict[str, float] = Field(default_factory=dict)
+    rules: dict[str, Any] = Field(default_factory=dict)
+    fallback: list[str] = Field(default_factory=lambda: ["visual_profile", "trending"])
+    variants: dict[str, float] = Field(default_factory=dict)
+
+
+class StrategyOut(StrategyIn):
+    name: str
+
+
+def service(request: Request) -> RecommendationService:
+    return request.app.state.vitrine.recommendations
+
+
+Service = Annotated[RecommendationService, Depends(service)]
+K = Annotated[int, Query(ge=1, le=200)]
+Filters = Annotated[list[str] | None, Query(description="field=value; repeatable")]
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a service call in the thread pool, its errors as problem documents."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except NotReadyError as exc:
+        raise Problem(503, str(exc), "not-ready", retry_after=5) from exc
+    except UnknownItemError as exc:
+        what = str(exc.args[0]) if exc.args else "product"
+        detail = f"{what} is unknown" if what.startswith("category") else (
+            f"product {what!r} is not in the catalog the recommender knows"
+        )
+        raise Problem(404, detail, "unknown-product") from exc
+    except StrategyError as exc:
+        status = 404 if str(exc).startswith("unknown strategy") else 422
+        raise Problem(status, str(exc), "invalid-strategy") from exc
+    except (EventError, RuleError) as exc:
+        raise Problem(422, str(exc), "invalid-fields") from exc
+    except ValueError as exc:  # attribute filters
+        raise Problem(422, str(exc), "invalid-filter") from exc
+
+
+def _strategy_out(s: Strategy) -> StrategyOut:
+    return StrategyOut(name=s.name, description=s.description, **s.to_json())
+
+
+@router.post(
+    "/v1/events", response_model=EventsAccepted, dependencies=[Depends(require("write"))]
+)
+async def post_events(
+    svc: Service,
+    body: Annotated[EventIn | EventBatch | list[EventIn], Body()],
+) -> EventsAccepted:
+    """One event, a list, or ``{"events": [...]}``; re-sent events are not counted twice.
+
+    The customer's next recommendations take the event into account at once.
+    """
+    events = body.events if isinstance(body, EventBatch) else body
+    events = events if isinstance(events, list) else [events]
+    if len(events) > MAX_BATCH:
+        raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
+    rows = [e.model_dump(exclude_none=True) for e in events]
+    added, duplicates = await call(svc.add_events, rows)
+    return EventsAccepted(accepted=len(added), duplicates=duplicates)
+
+
+@router.get(
+    "/v1/users/{user_id}/recommendations",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("read"))],
+)
+async def user_recommendations(
+    svc: Service,
+    user_id: str,
+    k: K = 12,
+    strategy: str | None = None,
+    filter: Filters = None,
+) -> dict[str, Any]:
+    """Personalised recommendations, each explained; unknown customers get the fallbacks."""
+    result = await call(svc.recommend_user, user_id, k, strategy, filter)
+    return result.to_json()
+
+
+@router.post(
+    "/v1/sessions/recommendations",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("read"))],
+)
+async def session_recommendations(svc: Service, body: SessionRequest) -> dict[str, Any]:
+    """Recommendations for an anonymous session from the products it looked at."""
+    result = await call(
+        svc.recommend_session, body.product_ids, body.k, body.strategy, body.filter,
+        body.session_id,
+    )
+    return result.to_json()
+
+
+@router.get(
+    "/v1/products/{product_id}/complementary",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("read"))],
+)
+async def complementary(
+    svc: Service, product_id: str, k: K = 12, filter: Filters = None,
+    strategy: str | None = None,
+) -> dict[str, Any]:
+    """Products bought together with this one, from other categories."""
+    result = await call(svc.complementary, product_id, k, filter, strategy)
+    return result.to_json()
+
+
+@router.get(
+    "/v1/products/{product_id}/similar/weighted",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("read"))],
+)
+async def similar_weighted(
+    svc: Service, product_id: str, k: K = 12, filter: Filters = None,
+    strategy: str | None = None,
+    weights: Annotated[str | None, Query(description="embedding=2,color=1,shape=0.5")] = None,
+) -> dict[str, Any]:
+    """Visually similar products by a strategy's (or these) aspect weights, explained."""
+    parsed = None
+    if weights is not None:
+        from vitrine.index.rerank import parse_weights
+
+        try:
+            parsed = parse_weights(weights)
+        except ValueError as exc:
+            raise Problem(422, str(exc), "invalid-weights") from exc
+    result = await call(svc.similar, product_id, k, strategy, parsed, filter)
+    return result.to_json()
+
+
+@router.get(
+    "/v1/trending",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("read"))],
+)
+async def trending(
+    svc: Service, k: K = 12, category: str | None = None
+) -> dict[str, Any]:
+    """The products trending now, overall or in one category."""
+    return (await call(svc.trending, k, category)).to_json()
+
+
+# -- strategies ----------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/strategies", response_model=list[StrategyOut], dependencies=[Depends(require("read"))]
+)
+async def list_strategies(svc: Service) -> list[StrategyOut]:
+    return [_strategy_out(s) for s in await call(svc.strategies.list)]
+
+
+@router.get(
+    "/v1/strategies/{name}", response_model=StrategyOut, dependencies=[Depends(require("read"))]
+)
+async def get_strategy(svc: Service, name: str) -> StrategyOut:
+    found = await call(svc.strategies.get, name)
+    if found is None:
+        raise Problem(404, f"unknown strategy {name!r}", "unknown-strategy")
+    return _strategy_out(found)
+
+
+@router.put(
+    "/v1/strategies/{name}", response_model=StrategyOut, dependencies=[Depends(require("admin"))]
+)
+async def put_strategy(svc: Service, name: str, body: StrategyIn) -> StrategyOut:
+    """Create or replace a strategy (algorithms it needs are trained in the background)."""
+    config = body.model_dump(exclude={"description"})
+    strategy = await call(Strategy.from_json, name, config, body.description)
+    await call(svc.strategies.put, strategy)
+    if svc.ready and strategy.model_key not in svc.models.algorithms:
+        svc.request_retrain()
+    return _strategy_out(strategy)
+
+
+@router.delete(
+    "/v1/strategies/{name}", status_code=204, dependencies=[Depends(require("admin"))]
+)
+async def delete_strategy(svc: Service, name: str) -> Response:
+    if name == svc.settings.recommend_default_strategy:
+        raise Problem(409, f"strategy {name!r} is the default strategy", "default-strategy")
+    if not await call(svc.strategies.delete, name):
+        raise Problem(404, f"unknown strategy {name!r}", "unknown-strategy")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/strategies/{name}/preview",
+    response_model=Recommendations,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require("admin"))],
+)
+async def preview_strategy(
+    svc: Service, name: str, body: StrategyIn, user_id: str, k: K = 12
+) -> dict[str, Any]:
+    """What an (unsaved) strategy would recommend to a customer; nothing is recorded."""
+    strategy = await call(Strategy.from_json, name, body.model_dump(exclude={"description"}))
+    if strategy.model_key not in svc.models.algorithms:
+        raise Problem(409, f"algorithm {strategy.algorithm!r} is not trained yet; save the "
+                      "strategy and retrain", "not-trained")
+    return (await call(svc.recommend_user, user_id, k, preview=strategy)).to_json()
+
+
+# -- operations and analytics -----------------------------------------------------------------
+
+
+@router.get("/v1/recommendations/status", dependencies=[Depends(require("read"))])
+async def status(svc: Service) -> dict[str, Any]:
+    """Whether models are loaded, when they were trained, what they hold."""
+    if not svc.ready:
+        return {"ready": False, "error": svc.last_error}
+    m = svc.models
+    return {
+        "ready": True,
+        "trained_at": datetime.fromtimestamp(m.trained_at).astimezone().isoformat(),
+        "algorithms": m.train_seconds,
+        "products": m.data.n_catalog,
+        "customers": m.data.n_users,
+        "events": len(m.data.ev_day),
+        "error": svc.last_error,
+    }
+
+
+@router.post(
+    "/v1/recommendations/train", status_code=202, dependencies=[Depends(require("admin"))]
+)
+async def train(svc: Service) -> dict[str, str]:
+    """Retrain every model in the background; serving goes on with the current ones."""
+    svc.request_retrain()
+    return {"status": "training requested"}
+
+
+@router.get("/v1/recommendations/stats", dependencies=[Depends(require("admin"))])
+async def stats(
+    svc: Service, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per strategy: lists served, attributed clicks and purchases, CTR and conversion."""
+    return await call(svc.strategy_stats, since, until)
+
+
+@router.get("/v1/recommendations/evaluations", dependencies=[Depends(require("read"))])
+async def evaluations(svc: Service, limit: K = 20) -> list[dict[str, Any]]:
+    """The latest offline evaluation runs (``vitrine evaluate-recommendations``)."""
+    return await call(svc.evaluations, limit)

@@ -1,0 +1,62 @@
+"""Building a :class:`~vitrine.recommend.data.Dataset` from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import func, select
+
+from vitrine.catalog.models import Feature, Image
+from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
+from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
+from vitrine.recommend.event_store import EventStore
+from vitrine.vision.features import FEATURE_VERSION
+
+
+def embedding_version(store: CatalogStore) -> str | None:
+    """The embedding model version most primary photos have (None: no embeddings)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(Feature.version, func.count())
+            .join(Image, Feature.image_id == Image.id)
+            .where(Image.is_primary, Feature.kind == EMBEDDING_KIND)
+            .group_by(Feature.version)
+            .order_by(func.count().desc(), Feature.version.desc())
+        ).first()
+    return None if row is None else str(row[0])
+
+
+def _by_id(ids: list[str], matrix: np.ndarray) -> dict[str, np.ndarray]:
+    return {pid: matrix[i] for i, pid in enumerate(ids)}
+
+
+def load_catalog(
+    store: CatalogStore, category_field: str = "", model_version: str | None = None
+) -> Dataset:
+    """Every product with its attributes, embedding and aspect vectors."""
+    products = [
+        CatalogProduct(pid, title, attrs) for pid, title, attrs in store.iter_attributes()
+    ]
+    products.sort(key=lambda p: p.id)
+    version = model_version or embedding_version(store)
+    embeddings: Mapping[str, np.ndarray] = {}
+    if version:
+        embeddings = _by_id(*store.primary_vectors(EMBEDDING_KIND, version))
+    aspects = {kind: _by_id(*store.primary_vectors(kind, FEATURE_VERSION)) for kind in ASPECT_KINDS}
+    return Dataset.from_catalog(products, embeddings, aspects, category_field)
+
+
+def load_dataset(
+    store: CatalogStore,
+    events: EventStore,
+    weights: Mapping[str, float],
+    *,
+    category_field: str = "",
+    before: datetime | None = None,
+    model_version: str | None = None,
+) -> Dataset:
+    """The catalog and the event log (optionally only the events before ``before``)."""
+    catalog = load_catalog(store, category_field, model_version)
+    return catalog.with_events(events.iter_events(before=before), weights)

@@ -1,0 +1,631 @@
+"""The recommendation service: events in, explained recommendations out, in real time.
+
+What the API, the command line and the admin UI call. It keeps the current
+:class:`~vitrine.recommend.models.ModelSet` (swapped atomically when a retrain in the
+background finishes), and every event that arrived since that snapshot: a customer's
+history is the snapshot's plus those, so an event changes the customer's next
+recommendations at once, without retraining. Strategies (named configurations in the
+database) choose the algorithm, aspect weights, business rules and fallback chain;
+every response has a recommendation id, and served lists are recorded so that clicks
+and purchases sent with that id give click-through and conversion per strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import threadpoolctl
+
+from vitrine.catalog.models import RecommendationEvaluation
+from vitrine.catalog.store import CatalogStore
+from vitrine.config import Settings
+from vitrine.recommend.base import Reason
+from vitrine.recommend.data import History, to_days
+from vitrine.recommend.event_store import EventColumns, EventImportReport, EventStore
+from vitrine.recommend.events import EventError, EventRecord, event_weights, make_event
+from vitrine.recommend.loading import load_dataset
+from vitrine.recommend.models import ModelSet
+from vitrine.recommend.rules import Rules, candidate_mask, reshape
+from vitrine.recommend.strategies import Strategy, StrategyError, StrategyStore
+from vitrine.recommend.visual import VisualSimilar
+
+log = logging.getLogger(__name__)
+
+ALWAYS_TRAINED = ("popularity", "trending", "similar", "complementary", "visual_profile")
+
+
+class NotReadyError(RuntimeError):
+    """The first models are still being trained."""
+
+
+class UnknownItemError(KeyError):
+    """A product that is not in the catalog the models know."""
+
+
+@dataclass
+class RecommendedItem:
+    product_id: str
+    rank: int
+    score: float
+    source: str
+    title: str | None
+    explanation: Reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "source": self.source,
+            "title": self.title,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass
+class RecommendationList:
+    id: str
+    strategy: str
+    context: str
+    items: list[RecommendedItem]
+    took_ms: float = 0.0
+    user_id: str | None = None
+    fallback: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recommendation_id": self.id,
+            "strategy": self.strategy,
+            "user_id": self.user_id,
+            "items": [i.to_json() for i in self.items],
+            "fallback_used": self.fallback,
+            "took_ms": round(self.took_ms, 3),
+            **self.extra,
+        }
+
+
+class _ServedWriter:
+    """Records served lists in the database from a background thread, in batches."""
+
+    def __init__(self, events: EventStore) -> None:
+        self.events = events
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
+        self.thread = threading.Thread(target=self._run, name="served-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, row: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(row)
+        except queue.Full:
+            log.warning("served-recommendations queue full; dropping one record")
+
+    def _run(self) -> None:
+        while True:
+            row = self.queue.get()
+            rows = [] if row is None else [row]
+            while len(rows) < 500:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    row = None
+                    break
+                rows.append(more)
+            try:
+                self.events.record_served(rows)
+            except Exception:  # keep serving even if the log cannot be written
+                log.exception("could not record served recommendations")
+            if row is None:
+                return
+
+    def flush(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=10)
+
+
+class _BatchJob:
+    """One batch of customers: what a forked worker needs (no database access)."""
+
+    def __init__(
+        self, service: RecommendationService, models: ModelSet, strategies: dict[str, Strategy],
+        k: int,
+    ) -> None:
+        self.service = service
+        self.models = models
+        self.strategies = strategies
+        self.k = k
+
+    def run(self, plan: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        models, data, k = self.models, self.models.data, self.k
+        cold: dict[str, list[str]] = {}
+        out = []
+        for user_id, name in plan:
+            chosen = self.strategies[name]
+            history = self.service.history(user_id, models)
+            if not len(history) and name in cold:
+                out.append((user_id, cold[name]))
+                continue
+            now = self.service._now(models, history)
+            valid = candidate_mask(chosen.rules, data, history)
+            ranked: list[int] = []
+            for key in [chosen.model_key, *chosen.fallback]:
+                algorithm = models.algorithms.get(key)
+                if algorithm is None:
+                    continue
+                items, _ = algorithm.recommend(history, max(2 * k, 24), now, valid)
+                ranked += [i for i in items.tolist() if i not in ranked]
+                if len(ranked) >= k:
+                    break
+            ids = [data.items[i] for i in reshape(chosen.rules, data, ranked, k)]
+            if not len(history):
+                cold[name] = ids
+            out.append((user_id, ids))
+        return out
+
+
+_BATCH: _BatchJob | None = None  # the job forked workers inherit
+
+
+def _run_batch_chunk(plan: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    assert _BATCH is not None
+    return _BATCH.run(plan)
+
+
+class RecommendationService:
+    def __init__(self, settings: Settings, engine: Any, store: CatalogStore) -> None:
+        # BLAS threads fight each other under concurrent requests and other load: one
+        # thread per call measured 5-10x faster on the 2-core machine (see README).
+        threadpoolctl.threadpool_limits(1, "blas")
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.events = EventStore(engine)
+        self.weights = event_weights(settings.recommend_event_weights)
+        self.strategies = StrategyStore(engine)
+        self.strategies.ensure_builtins()
+        self.model_dir: Path = settings.home / "recommend"
+        self._models: ModelSet | None = None
+        self._live: dict[str, list[tuple[int, int, float, float, bool]]] = {}
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._train_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._served: _ServedWriter | None = None
+        self.last_error: str | None = None
+
+    # -- models -------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        return f"{self.events.fingerprint()}|{self.store.count_products()}|" + "|".join(
+            sorted(self.weights)
+        )
+
+    def model_specs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every model the strategies need: key -> (algorithm, params)."""
+        specs: dict[str, tuple[str, dict[str, Any]]] = {n: (n, {}) for n in ALWAYS_TRAINED}
+        for s in self.strategies.list():
+            if s.variants:
+                continue
+            specs.setdefault(s.model_key, (s.algorithm, s.params))
+            for name in s.fallback:
+                specs.setdefault(name, (name, {}))
+        return specs
+
+    def train(self) -> ModelSet:
+        """Build and fit a new model set from the database, save it and swap it in."""
+        with self._train_lock:
+            seq = self._seq
+            fingerprint = self.fingerprint()
+            data = load_dataset(
+                self.store, self.events, self.weights,
+                category_field=self.settings.recommend_category_field,
+            )
+            models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
+            models.save(self.model_dir)
+            self._swap(models)
+            return models
+
+    def _swap(self, models: ModelSet) -> None:
+        with self._lock:
+            self._models = models
+            for user in list(self._live):
+                kept = [e for e in self._live[user] if e[0] > models.snapshot_seq]
+                if kept:
+                    self._live[user] = kept
+                else:
+                    del self._live[user]
+
+    def load_or_train(self) -> ModelSet:
+        """The saved models when they match the data, else newly trained ones."""
+        saved = ModelSet.load(self.model_dir, self.fingerprint())
+        if saved is not None and set(self.model_specs()) <= set(saved.algorithms):
+            self._swap(saved)
+            return saved
+        return self.train()
+
+    @property
+    def models(self) -> ModelSet:
+        models = self._models
+        if models is None:
+            raise NotReadyError("the recommendation models are still being trained")
+        return models
+
+    @property
+    def ready(self) -> bool:
+        return self._models is not None
+
+    def start(self) -> None:
+        """Load or train in the background, then retrain on schedule or on demand."""
+        if self._thread is not None:
+            return
+        self._served = _ServedWriter(self.events)
+        self._thread = threading.Thread(target=self._loop, name="recommend-trainer", daemon=True)
+        self._thread.start()
+
+    def request_retrain(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._served is not None:
+            self._served.flush()
+
+    def _loop(self) -> None:
+        period = self.settings.recommend_retrain_minutes * 60
+        try:
+            self.load_or_train()
+        except Exception as exc:
+            log.exception("recommendation training failed")
+            self.last_error = str(exc)
+        while not self._stop.is_set():
+            woke = self._wake.wait(timeout=period if period > 0 else None)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if woke or self.fingerprint() != self.models.fingerprint:
+                    self.train()
+                    self.last_error = None
+            except Exception as exc:
+                log.exception("recommendation retraining failed")
+                self.last_error = str(exc)
+
+    # -- events -------------------------------------------------------------------------
+
+    def add_events(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[EventRecord], int]:
+        """Validate (all or nothing: a bad event raises EventError naming its position),
+        store, and apply to the customers' live histories. Returns (new events, duplicates)."""
+        records = []
+        now = datetime.now().astimezone()
+        for n, data in enumerate(raw):
+            try:
+                records.append(make_event(data, self.weights, now=now))
+            except EventError as exc:
+                prefix = f"event {n}: " if len(raw) > 1 else ""
+                raise EventError(prefix + str(exc)) from None
+        added = self.events.add(records)
+        self._apply(added)
+        return added, len(records) - len(added)
+
+    def import_events(self, path: Path, columns: EventColumns) -> EventImportReport:
+        return self.events.import_csv(path, columns, self.weights, on_batch=self._apply)
+
+    def _apply(self, records: Iterable[EventRecord]) -> None:
+        models = self._models
+        if models is None:
+            return
+        with self._lock:
+            for e in records:
+                item = models.data.item_index.get(e.product_id)
+                if item is None:
+                    continue  # a product the snapshot does not know: learnt at the next retrain
+                self._seq += 1
+                self._live.setdefault(e.user_id, []).append(
+                    (self._seq, item, to_days(e.ts), self.weights[e.type], e.type == "purchase")
+                )
+
+    def history(self, user_id: str, models: ModelSet | None = None) -> History:
+        """The snapshot's history of a customer plus the events since."""
+        models = models or self.models
+        history = models.history(user_id)
+        with self._lock:
+            live = [e for e in self._live.get(user_id, ()) if e[0] > models.snapshot_seq]
+        for _, item, day, weight, purchase in live:
+            history = history.appended(item, day, weight, purchase)
+        return history
+
+    def _now(self, models: ModelSet, history: History) -> float:
+        latest = float(history.days.max()) if len(history) else 0.0
+        return max(models.reference_day, latest + 1e-6)
+
+    # -- strategies -----------------------------------------------------------------------
+
+    def strategy(self, name: str | None, user_id: str | None = None) -> Strategy:
+        name = name or self.settings.recommend_default_strategy
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            known = ", ".join(s.name for s in self.strategies.list())
+            raise StrategyError(f"unknown strategy {name!r}; known: {known}")
+        seen = {name}
+        while strategy.variants:
+            variant = strategy.variant_for(user_id or uuid.uuid4().hex)
+            if variant is None or variant in seen:
+                raise StrategyError(f"strategy {name!r}: variants form a cycle")
+            seen.add(variant)
+            chosen = self.strategies.get(variant)
+            if chosen is None:
+                raise StrategyError(f"strategy {name!r}: variant {variant!r} does not exist")
+            strategy = chosen
+        return strategy
+
+    # -- recommendations -------------------------------------------------------------------
+
+    def _run(
+        self,
+        strategy: Strategy,
+        history: History,
+        k: int,
+        rules: Rules,
+        context: str,
+        produce: Callable[[Any, int, float, np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        explain: Callable[[Any, int, float], Reason] | None = None,
+        models: ModelSet | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> RecommendationList:
+        started = time.perf_counter()
+        models = models or self.models
+        data = models.data
+        now = self._now(models, history)
+        valid = candidate_mask(rules, data, history)
+        pool = max(4 * k, 50)
+        ranked: list[int] = []
+        source: dict[int, str] = {}
+        for position, name in enumerate([strategy.model_key, *strategy.fallback]):
+            algorithm = models.algorithms.get(name)
+            if algorithm is None:
+                continue
+            if position == 0 and produce is not None:
+                items, _ = produce(algorithm, pool, now, valid)
+            else:
+                items, _ = algorithm.recommend(history, pool, now, valid)
+            for item in items.tolist():
+                if item not in source:
+                    source[item] = name
+                    ranked.append(item)
+            if len(ranked) >= pool:
+                break
+        final = reshape(rules, data, ranked, k)
+        fallback_used = any(source[i] != strategy.model_key for i in final)
+        out = []
+        for rank, item in enumerate(final, start=1):
+            name = source[item]
+            algorithm = models.algorithms[name]
+            if explain is not None and name == strategy.model_key:
+                reason = explain(algorithm, item, now)
+            else:
+                reason = algorithm.explain(history, item, now)
+            out.append(RecommendedItem(
+                data.items[item], rank, float(len(final) - rank + 1) / len(final), name,
+                data.titles[item], reason,
+            ))
+        result = RecommendationList(
+            uuid.uuid4().hex, strategy.name, context, out,
+            (time.perf_counter() - started) * 1000, fallback=fallback_used and bool(out),
+        )
+        if self._served is not None:
+            self._served.put({
+                "id": result.id, "strategy": strategy.name, "context": context,
+                "items": [i.product_id for i in out], "created_at": datetime.now().astimezone(),
+                **(record or {}),
+            })
+        return result
+
+    def _rules(self, strategy: Strategy, filters: Sequence[str] | None,
+               overrides: Mapping[str, Any] | None) -> Rules:
+        extra = dict(overrides or {})
+        if filters:
+            extra["filters"] = [*extra.get("filters", []), *filters]
+        return strategy.rules.merged(extra)
+
+    def recommend_user(
+        self, user_id: str, k: int = 12, strategy: str | None = None,
+        filters: Sequence[str] | None = None, rules: Mapping[str, Any] | None = None,
+        preview: Strategy | None = None,
+    ) -> RecommendationList:
+        """Recommendations for a customer (unknown customers get the fallback chain)."""
+        chosen = preview or self.strategy(strategy, user_id)
+        history = self.history(user_id)
+        result = self._run(chosen, history, k, self._rules(chosen, filters, rules), "user",
+                           None, record={"user_id": user_id} if preview is None else None)
+        result.user_id = user_id
+        return result
+
+    def recommend_session(
+        self, product_ids: Sequence[str], k: int = 12, strategy: str | None = None,
+        filters: Sequence[str] | None = None, session_id: str | None = None,
+    ) -> RecommendationList:
+        """Recommendations for an anonymous session that looked at these products."""
+        models = self.models
+        chosen = self.strategy(strategy, session_id)
+        history = models.data.history_of(product_ids, models.reference_day, 2.0)
+        result = self._run(chosen, history, k, self._rules(chosen, filters, None), "session",
+                           None, models=models, record={"session_id": session_id})
+        result.extra["unknown_products"] = [
+            p for p in product_ids if p not in models.data.item_index
+        ]
+        return result
+
+    def _item(self, models: ModelSet, product_id: str) -> int:
+        item = models.data.item_index.get(product_id)
+        if item is None or item >= models.data.n_catalog:
+            raise UnknownItemError(product_id)
+        return item
+
+    def similar(
+        self, product_id: str, k: int = 12, strategy: str | None = None,
+        weights: Mapping[str, float] | None = None, filters: Sequence[str] | None = None,
+    ) -> RecommendationList:
+        """Visually similar products, by embedding or by a strategy's aspect weights."""
+        models = self.models
+        item = self._item(models, product_id)
+        chosen = self.strategy(strategy or "similar")
+        if weights is not None:
+            chosen = Strategy.from_json(chosen.name, {**chosen.to_json(), "weights": weights})
+        if chosen.algorithm != "similar":
+            config = {**chosen.to_json(), "algorithm": "similar", "params": {}}
+            chosen = Strategy.from_json(chosen.name, config)
+        history = models.data.history_of([product_id], models.reference_day)
+
+        def produce(alg: Any, pool: int, now: float, valid: np.ndarray) -> Any:
+            assert isinstance(alg, VisualSimilar)
+            valid = valid.copy()
+            valid[item] = False
+            return alg.similar_items(item, pool, now, valid, weights=chosen.weights or None)
+
+        def explain(alg: Any, other: int, now: float) -> Reason:
+            from vitrine.recommend.visual import looks_like
+
+            reason = looks_like(models.data, item, other, "viewed", alg.title(item))
+            reason["text"] = reason["text"].replace(" you viewed", "")
+            return reason
+
+        rules = self._rules(chosen, filters, None)
+        return self._run(chosen, history, k, rules, "product", produce, explain, models)
+
+    def complementary(
+        self, product_id: str, k: int = 12, filters: Sequence[str] | None = None,
+        strategy: str | None = None,
+    ) -> RecommendationList:
+        """Products bought together with this one, across categories ("complete the look")."""
+        models = self.models
+        item = self._item(models, product_id)
+        chosen = self.strategy(strategy or "complementary")
+        history = models.data.history_of([product_id], models.reference_day)
+        code = int(models.data.category[item])
+        overrides: dict[str, Any] = {}
+        if code >= 0:  # complements are of other categories, whatever the fallback finds
+            overrides["exclude_categories"] = [
+                *chosen.rules.exclude_categories, models.data.categories[code]
+            ]
+
+        def produce(alg: Any, pool: int, now: float, valid: np.ndarray) -> Any:
+            return alg.similar_items(item, pool, now, valid)
+
+        rules = self._rules(chosen, filters, overrides)
+        return self._run(chosen, history, k, rules, "product", produce, None, models)
+
+    def trending(self, k: int = 12, category: str | None = None) -> RecommendationList:
+        models = self.models
+        chosen = self.strategy("trending")
+        if category is not None and category not in models.data.categories:
+            raise UnknownItemError(f"category {category!r}")
+        overrides = {"include_categories": [category]} if category else None
+        return self._run(chosen, History.empty(), k, self._rules(chosen, None, overrides),
+                         "trending", None, models=models)
+
+    # -- batch ------------------------------------------------------------------------------
+
+    def recommend_many(
+        self, user_ids: Sequence[str], k: int = 12, strategy: str | None = None,
+        workers: int | None = None,
+    ) -> Iterator[tuple[str, list[str]]]:
+        """Product ids for many customers, in order (no explanations, not recorded).
+
+        Strategies are resolved once; customers with no history share one list per
+        strategy; large batches are split over ``workers`` forked processes (default: one
+        per core), which share the models copy-on-write.
+        """
+        models = self.models
+        base = self.strategy(strategy, "any")
+        top = self.strategies.get(strategy or self.settings.recommend_default_strategy)
+        resolved: dict[str, Strategy] = {}
+        for user_id in user_ids:
+            if top is not None and top.variants:
+                name = self.strategy(strategy, user_id).name
+            else:
+                name = base.name
+            if name not in resolved:
+                resolved[name] = self.strategy(name, user_id)
+        if top is not None and top.variants:
+            plan = [(u, self.strategy(strategy, u).name) for u in user_ids]
+        else:
+            plan = [(u, base.name) for u in user_ids]
+        job = _BatchJob(self, models, resolved, k)
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if workers <= 1 or len(plan) < 2_000:
+            yield from job.run(plan)
+            return
+        chunks = [plan[i : i + 500] for i in range(0, len(plan), 500)]
+        global _BATCH
+        _BATCH = job
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for rows in pool.imap(_run_batch_chunk, chunks):
+                    yield from rows
+        finally:
+            _BATCH = None
+
+    # -- evaluation and analytics --------------------------------------------------------
+
+    def evaluate(
+        self, split: datetime, k: int = 12, algorithms: Sequence[str] | None = None,
+        test_days: float | None = None, progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Offline evaluation on the shop's own log; the result is stored for the admin UI."""
+        from vitrine.recommend.evaluate import default_algorithms, evaluate
+
+        data = load_dataset(self.store, self.events, self.weights,
+                            category_field=self.settings.recommend_category_field)
+        chosen = default_algorithms()
+        if algorithms:
+            unknown = sorted(set(algorithms) - set(chosen))
+            if unknown:
+                raise ValueError(f"unknown algorithms {unknown}; known: {', '.join(chosen)}")
+            chosen = {n: f for n, f in chosen.items() if n in algorithms or n == "popularity_4w"}
+        results, facts = evaluate(data, to_days(split), k, chosen, test_days, progress)
+        table = [r.to_json() for r in results]
+        params = {"test_days": test_days, **facts}
+        with self.engine.begin() as conn:
+            run_id = conn.execute(
+                RecommendationEvaluation.__table__.insert().values(
+                    split_date=split, k=k, params=params, results=table,
+                    created_at=datetime.now().astimezone(),
+                )
+            ).inserted_primary_key[0]
+        return {"id": run_id, "split_date": split.isoformat(), "k": k, "params": params,
+                "results": table, "_results": results}
+
+    def evaluations(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest stored evaluation runs, newest first."""
+        table = RecommendationEvaluation.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(table.select().order_by(table.c.id.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def strategy_stats(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Click-through and conversion per strategy, from attributed events."""
+        if self._served is not None:  # make what was just served count
+            while not self._served.queue.empty():
+                time.sleep(0.01)
+        return self.events.strategy_stats(since, until)

@@ -1,0 +1,236 @@
+"""Events, strategies, rules and the service on a small database (no CNN, no photos)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from recommend_synth import CATEGORIES
+
+from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.store import CatalogStore, FeatureRecord, ImageRecord, ProductRecord
+from vitrine.config import load_settings
+from vitrine.recommend.event_store import EventColumns
+from vitrine.recommend.events import EventError, event_weights, make_event
+from vitrine.recommend.rules import RuleError, Rules, candidate_mask, reshape
+from vitrine.recommend.service import RecommendationService, UnknownItemError
+from vitrine.recommend.strategies import Strategy, StrategyError
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_event_validation_names_the_problem() -> None:
+    w = event_weights()
+    ok = make_event({"user_id": "u", "product_id": "p", "type": "view"}, w)
+    assert ok.event_key.startswith("nk:") and ok.ts.tzinfo is not None
+    for data, message in [
+        ({"product_id": "p", "type": "view"}, "user_id is required"),
+        ({"user_id": "u", "product_id": "p", "type": "like"}, "unknown event type 'like'"),
+        ({"user_id": "u", "product_id": "p", "type": "view", "timestamp": "yesterday"},
+         "not an ISO date"),
+        ({"user_id": "u", "product_id": "p", "type": "view", "price": -1}, "price"),
+        ({"user_id": "u" * 200, "product_id": "p", "type": "view"}, "longer than"),
+    ]:
+        with pytest.raises(EventError, match=message):
+            make_event(data, w)
+    custom = event_weights("wishlist=3, purchase=10")
+    assert custom["wishlist"] == 3 and custom["purchase"] == 10 and custom["view"] == 1
+    with pytest.raises(EventError, match="not a number"):
+        event_weights("wishlist=lots")
+    e1 = make_event({"user_id": "u", "product_id": "p", "type": "view", "event_id": "e1"}, w)
+    assert e1.event_key == "id:e1"
+    same_day = {"user_id": "u", "product_id": "p", "type": "purchase", "timestamp": "2024-01-01"}
+    assert make_event(same_day, w).event_key != make_event(same_day, w, occurrence=1).event_key
+
+
+@pytest.fixture()
+def shop(tmp_path: Path) -> RecommendationService:
+    """30 products in 3 categories with clustered embeddings, 40 loyal customers."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    migrate(engine)
+    store = CatalogStore(engine)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 3
+    for c, cat in enumerate(CATEGORIES):
+        for j in range(10):
+            pid = f"{cat[0]}{j}"
+            product = ProductRecord(pid, f"{cat} {j}", price=10.0 + j,
+                                    attributes={"category": cat, "colour": ("Black", "Red")[j % 2]})
+            image = ImageRecord(pid, f"h{pid}", f"k{pid}", "jpeg", 10, 10, 100, features=[
+                FeatureRecord("embedding", "test-model", vector=centres[c] + rng.normal(size=16)),
+                FeatureRecord("color", "features-1", vector=rng.random(8)),
+            ])
+            store.save_product(product, [image], replace_images=True)
+    settings = load_settings(env={}).with_overrides(home=tmp_path, recommend_retrain_minutes=0)
+    service = RecommendationService(settings, engine, store)
+    rows = []
+    for u in range(40):
+        cat = CATEGORIES[u % 3]
+        for j in range(4):
+            rows.append({"user_id": f"u{u}", "product_id": f"{cat[0]}{(u + j) % 10}",
+                         "type": "purchase", "timestamp": T0 + timedelta(days=u % 20 + j)})
+    service.add_events(rows)
+    strategy = Strategy("hybrid", "hybrid", params={"windows": 1, "label_days": 5})
+    service.strategies.put(strategy)
+    service.strategies.put(Strategy("default", "als"))
+    service.train()
+    return service
+
+
+def test_events_are_idempotent_and_import_reports_bad_rows(
+    shop: RecommendationService, tmp_path: Path
+) -> None:
+    before = shop.events.count()
+    added, duplicates = shop.add_events([
+        {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
+        {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
+    ])
+    assert len(added) == 1 and duplicates == 1
+    added, duplicates = shop.add_events([{"user_id": "u1", "product_id": "D1", "type": "view",
+                                          "event_id": "x1"}])
+    assert len(added) == 0 and duplicates == 1
+    with pytest.raises(EventError, match="event 1: unknown event type"):
+        shop.add_events([{"user_id": "u", "product_id": "D1", "type": "view"},
+                         {"user_id": "u", "product_id": "D1", "type": "zap"}])
+    assert shop.events.count() == before + 1  # the bad batch wrote nothing
+    path = tmp_path / "log.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t_dat", "customer_id", "article_id", "price"])
+        w.writerow(["2024-05-01", "c1", "0001", "0.1"])
+        w.writerow(["2024-05-01", "c1", "0001", "0.1"])  # a second item: kept
+        w.writerow(["not a date", "c2", "0002", "0.1"])
+        w.writerow(["2024-05-02", "", "0003", "0.1"])
+    columns = EventColumns(user="customer_id", item="article_id", time="t_dat",
+                           type_value="purchase", price="price")
+    report = shop.import_events(path, columns)
+    assert (report.rows, report.added, len(report.rejected)) == (4, 2, 2)
+    assert report.rejected[0][0] == 4 and "ISO date" in report.rejected[0][1]
+    assert "user_id is required" in report.rejected[1][1]
+    assert shop.import_events(path, columns).added == 0
+    with pytest.raises(ValueError, match="no column 'user'"):
+        shop.import_events(path, EventColumns(user="user", item="article_id", type_value="view"))
+
+
+def test_user_recommendations_are_explained_and_follow_new_events(
+    shop: RecommendationService,
+) -> None:
+    result = shop.recommend_user("u0", k=5)  # u0 buys dresses
+    assert result.strategy == "default" and len(result.items) == 5 and len(result.id) == 32
+    assert all(i.explanation["text"] for i in result.items)
+    # a brand-new customer looks at bags: the next answer is about bags, no retraining
+    assert shop.recommend_user("new", k=5, strategy="visual").fallback
+    shop.add_events([{"user_id": "new", "product_id": f"B{j}", "type": "view"} for j in range(3)])
+    result = shop.recommend_user("new", k=5, strategy="visual")
+    assert [i.product_id[0] for i in result.items].count("B") >= 4
+    assert "looks like" in result.items[0].explanation["text"]
+    hybrid = shop.recommend_user("u1", k=5, strategy="hybrid")
+    assert len(hybrid.items) == 5
+
+
+def test_product_session_trending_and_errors(shop: RecommendationService) -> None:
+    similar = shop.similar("S1", k=4, weights={"embedding": 1, "color": 2})
+    assert "S1" not in [i.product_id for i in similar.items]
+    assert [i.product_id[0] for i in similar.items].count("S") >= 3
+    assert "color" in similar.items[0].explanation["similarities"]
+    comp = shop.complementary("D1", k=5)
+    assert all(not i.product_id.startswith("D") for i in comp.items)
+    trending = shop.trending(k=3, category="Shoes")
+    assert trending.items and all(i.product_id.startswith("S") for i in trending.items)
+    session = shop.recommend_session(["B1", "B2", "nope"], k=3, strategy="visual")
+    assert session.extra["unknown_products"] == ["nope"]
+    with pytest.raises(UnknownItemError):
+        shop.similar("nope")
+    with pytest.raises(UnknownItemError):
+        shop.trending(category="Hats")
+    with pytest.raises(StrategyError, match="unknown strategy 'nope'"):
+        shop.recommend_user("u0", strategy="nope")
+    with pytest.raises(ValueError, match="invalid filter"):
+        shop.recommend_user("u0", filters=["colour"])
+
+
+def test_rules_reshape_lists(shop: RecommendationService) -> None:
+    data = shop.models.data
+    history = shop.history("u0")
+    bought = {data.items[i] for i in history.items}
+    rules = Rules(exclude_purchased=True, price_max=14, filters=["colour=Black"])
+    mask = candidate_mask(rules, data, history)
+    allowed = {data.items[i] for i in np.flatnonzero(mask)}
+    assert allowed and not allowed & bought
+    assert all(data.attributes[data.item_index[p]]["colour"] == "Black" for p in allowed)
+    assert all(data.price[data.item_index[p]] <= 14 for p in allowed)
+    ranked = list(range(30))  # D0..D9, S0..S9, B0..B9 in catalog order
+    by_cat = reshape(Rules(max_per_category=2), data, ranked, 6)
+    assert [data.items[i][0] for i in by_cat] == ["B", "B", "D", "D", "S", "S"]
+    boosted = reshape(Rules(boost={"category=Shoes": 10}), data, ranked, 3)
+    assert all(data.items[i].startswith("S") for i in boosted)
+    buried = reshape(Rules(bury={"category=Bag": 100}), data, ranked, 20)
+    assert not any(data.items[i].startswith("B") for i in buried)
+    diverse = reshape(Rules(diversity=0.9), data, ranked, 3)
+    assert len({data.items[i][0] for i in diverse}) == 3
+    with pytest.raises(RuleError, match="unknown rules: colour"):
+        Rules.from_json({"colour": "red"})
+    with pytest.raises(RuleError, match="price_min is above price_max"):
+        Rules.from_json({"price_min": 5, "price_max": 1})
+
+
+def test_strategies_validate_and_split_customers(shop: RecommendationService) -> None:
+    with pytest.raises(StrategyError, match="unknown algorithm"):
+        Strategy.from_json("x", {"algorithm": "magic"})
+    with pytest.raises(StrategyError, match="params of als"):
+        Strategy.from_json("x", {"algorithm": "als", "params": {"colour": 1}})
+    with pytest.raises(StrategyError, match="unknown aspect weight"):
+        Strategy.from_json("x", {"algorithm": "similar", "weights": {"smell": 1}})
+    with pytest.raises(StrategyError, match="name"):
+        Strategy.from_json("Bad Name", {})
+    ab = Strategy.from_json("ab", {"variants": {"als": 1, "visual": 1}})
+    with pytest.raises(StrategyError, match="variant 'nope'"):
+        shop.strategies.put(Strategy.from_json("ab2", {"variants": {"nope": 1}}))
+    shop.strategies.put(ab)
+    picks = [ab.variant_for(f"c{i}") for i in range(400)]
+    assert picks == [ab.variant_for(f"c{i}") for i in range(400)]  # stable
+    assert 150 < picks.count("als") < 250
+    result = shop.recommend_user("u3", k=3, strategy="ab")
+    assert result.strategy == ab.variant_for("u3")
+
+
+def test_attribution_gives_ctr_and_conversion(shop: RecommendationService) -> None:
+    shop.start()
+    try:
+        shown = [shop.recommend_user("u5", k=3, strategy="visual") for _ in range(4)]
+        rec = shown[0]
+        shop.add_events([
+            {"user_id": "u5", "product_id": rec.items[0].product_id, "type": "click",
+             "recommendation_id": rec.id, "strategy": rec.strategy},
+            {"user_id": "u5", "product_id": rec.items[0].product_id, "type": "purchase",
+             "recommendation_id": rec.id, "strategy": rec.strategy},
+        ])
+        stats = {s["strategy"]: s for s in shop.strategy_stats()}
+    finally:
+        shop.stop()
+    assert stats["visual"]["served"] == 4
+    assert stats["visual"]["ctr"] == pytest.approx(0.25)
+    assert stats["visual"]["conversion"] == pytest.approx(0.25)
+
+
+def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
+    fresh = RecommendationService(shop.settings, shop.engine, shop.store)
+    loaded = fresh.load_or_train()
+    assert loaded.fingerprint == shop.models.fingerprint
+    assert loaded.trained_at == shop.models.trained_at  # loaded from disk, not retrained
+    assert [i.product_id for i in fresh.recommend_user("u2", k=4).items] == [
+        i.product_id for i in shop.recommend_user("u2", k=4).items
+    ]
+
+
+def test_batch_in_worker_processes_matches_one_process(shop: RecommendationService) -> None:
+    ids = [f"u{i % 40}" for i in range(2100)] + ["nobody", "u3"]
+    one = list(shop.recommend_many(ids, 5, "als", workers=1))
+    two = list(shop.recommend_many(ids, 5, "als", workers=2))
+    assert one == two and [u for u, _ in two] == ids
+    assert all(len(items) == 5 for _, items in two)
+    single = [i.product_id for i in shop.recommend_user("u3", k=5, strategy="als").items]
+    assert two[-1][1] == single
