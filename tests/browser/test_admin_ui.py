@@ -371,3 +371,45 @@ def test_monitoring_refreshes_and_checks_recall(tab: Tab) -> None:
         timeout=20_000,
     )
     tab.shot("monitoring")
+
+
+def _preview_ids(tab: Tab) -> list[list[str]]:
+    """Click Preview until the models are trained; the product ids of both columns."""
+    page = tab.page
+    deadline = time.monotonic() + 120
+    while True:
+        with page.expect_response(lambda r: "/preview/compare" in r.url) as response:
+            page.get_by_role("button", name="Preview").click()
+        if response.value.ok:
+            break
+        assert "still being trained" in response.value.text(), response.value.text()
+        assert time.monotonic() < deadline, "the recommendation models were never ready"
+        tab.errors.clear()  # the 422 while training is expected
+        time.sleep(1)
+    page.locator("#preview ol.preview-list").first.wait_for()
+    return [
+        [a.get_attribute("href").rsplit("/", 1)[-1] for a in col.locator("li > a").all()]
+        for col in page.locator("#preview .grid-2 > div").all()
+    ]
+
+
+def test_changing_a_strategys_weights_changes_its_preview(tab: Tab, live: Live) -> None:
+    pid = next(iter(live.photos))
+    tab.go("/admin/recommendations")
+    page = tab.page
+    page.get_by_label("Left").select_option("similar")
+    page.get_by_label("Right").select_option("trending")
+    page.get_by_label("…or product id").fill(pid)
+    before = _preview_ids(tab)
+    assert len(before) == 2 and len(before[0]) >= 8 and pid not in before[0]
+    for aspect in ("color", "texture", "shape", "pattern", "embedding"):
+        page.locator(f"#similar-v-{aspect}").fill("1" if aspect == "color" else "0")
+    page.get_by_role("button", name="Save similar").click()
+    page.locator(".strategy [role=status]", has_text="Saved.").wait_for()
+    assert page.locator("#similar-v-color").input_value() == "1.0"
+    after = _preview_ids(tab)
+    assert after[0] != before[0]  # ranked by colour alone now
+    assert after[1] == before[1]  # the other strategy did not change
+    tab.shot("recommendations-preview")
+    tab.go("/admin/recommendations")  # stored, not just shown
+    assert page.locator("#similar-v-embedding").input_value() == "0"

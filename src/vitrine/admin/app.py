@@ -17,6 +17,7 @@ from vitrine.admin.ports import (
     LabelAgreementInsights,
     RegistryInsights,
 )
+from vitrine.admin.recommendations import ServiceRecommendations
 from vitrine.admin.routes import (
     analytics,
     auth,
@@ -74,6 +75,7 @@ def install_admin(app: FastAPI, vitrine: Vitrine, registry: object) -> AdminUI:
             classification=RegistryInsights(
                 vitrine.classification, LabelAgreementInsights(vitrine.engine)
             ),
+            recommendations=ServiceRecommendations(vitrine.recommendations),
         ),
     )
     app.state.admin = ui

@@ -101,16 +101,25 @@ class RecommendedItem:
 
 @dataclass(frozen=True)
 class Strategy:
+    """What the admin edits of a strategy. The engine does not blend algorithms: it runs one,
+    and the fallback chain fills the list (in order) when it has too little to say."""
+
     name: str
-    algorithms: dict[str, float]  # algorithm -> blend weight
+    algorithm: str
+    fallback: tuple[str, ...]
     aspects: dict[str, float]  # color / texture / shape / pattern / embedding -> weight
     rules: dict[str, Any] = field(default_factory=dict)  # exclude_purchased, in_stock_only, ...
+    description: str = ""
 
 
 class RecommendationAdmin(Protocol):
     """What #5's recommendation service offers the admin UI."""
 
     def strategies(self) -> list[Strategy]: ...
+
+    def algorithms(self) -> list[str]:
+        """The algorithms a strategy may run (and fall back to)."""
+        ...
 
     def save_strategy(self, strategy: Strategy) -> None: ...
 
@@ -123,6 +132,10 @@ class RecommendationAdmin(Protocol):
         ...
 
     def start_ab_test(self, name: str, a: str, b: str, split: float) -> None: ...
+
+    def complementary(self, product_id: str, k: int) -> list[RecommendedItem]:
+        """Products bought with this one, of other categories ("complete the look")."""
+        ...
 
     def metrics(self, days: int) -> dict[str, Any]:
         """What the Overview and Analytics pages show, over the last ``days`` days:

@@ -390,6 +390,7 @@ class RecommendationService:
         explain: Callable[[Any, int, float], Reason] | None = None,
         models: ModelSet | None = None,
         record: dict[str, Any] | None = None,
+        serve: bool = True,
     ) -> RecommendationList:
         started = time.perf_counter()
         models = models or self.models
@@ -431,7 +432,7 @@ class RecommendationService:
             uuid.uuid4().hex, strategy.name, context, out,
             (time.perf_counter() - started) * 1000, fallback=fallback_used and bool(out),
         )
-        if self._served is not None:
+        if self._served is not None and serve:  # previews do not count as served
             self._served.put({
                 "id": result.id, "strategy": strategy.name, "context": context,
                 "items": [i.product_id for i in out], "created_at": datetime.now().astimezone(),
@@ -455,20 +456,22 @@ class RecommendationService:
         chosen = preview or self.strategy(strategy, user_id)
         history = self.history(user_id)
         result = self._run(chosen, history, k, self._rules(chosen, filters, rules), "user",
-                           None, record={"user_id": user_id} if preview is None else None)
+                           None, record={"user_id": user_id}, serve=preview is None)
         result.user_id = user_id
         return result
 
     def recommend_session(
         self, product_ids: Sequence[str], k: int = 12, strategy: str | None = None,
         filters: Sequence[str] | None = None, session_id: str | None = None,
+        preview: Strategy | None = None,
     ) -> RecommendationList:
         """Recommendations for an anonymous session that looked at these products."""
         models = self.models
-        chosen = self.strategy(strategy, session_id)
+        chosen = preview or self.strategy(strategy, session_id)
         history = models.data.history_of(product_ids, models.reference_day, 2.0)
         result = self._run(chosen, history, k, self._rules(chosen, filters, None), "session",
-                           None, models=models, record={"session_id": session_id})
+                           None, models=models, record={"session_id": session_id},
+                           serve=preview is None)
         result.extra["unknown_products"] = [
             p for p in product_ids if p not in models.data.item_index
         ]
@@ -483,11 +486,12 @@ class RecommendationService:
     def similar(
         self, product_id: str, k: int = 12, strategy: str | None = None,
         weights: Mapping[str, float] | None = None, filters: Sequence[str] | None = None,
+        preview: Strategy | None = None,
     ) -> RecommendationList:
         """Visually similar products, by embedding or by a strategy's aspect weights."""
         models = self.models
         item = self._item(models, product_id)
-        chosen = self.strategy(strategy or "similar")
+        chosen = preview or self.strategy(strategy or "similar")
         if weights is not None:
             chosen = Strategy.from_json(chosen.name, {**chosen.to_json(), "weights": weights})
         if chosen.algorithm != "similar":
@@ -509,16 +513,17 @@ class RecommendationService:
             return reason
 
         rules = self._rules(chosen, filters, None)
-        return self._run(chosen, history, k, rules, "product", produce, explain, models)
+        return self._run(chosen, history, k, rules, "product", produce, explain, models,
+                         serve=preview is None)
 
     def complementary(
         self, product_id: str, k: int = 12, filters: Sequence[str] | None = None,
-        strategy: str | None = None,
+        strategy: str | None = None, preview: Strategy | None = None,
     ) -> RecommendationList:
         """Products bought together with this one, across categories ("complete the look")."""
         models = self.models
         item = self._item(models, product_id)
-        chosen = self.strategy(strategy or "complementary")
+        chosen = preview or self.strategy(strategy or "complementary")
         history = models.data.history_of([product_id], models.reference_day)
         code = int(models.data.category[item])
         overrides: dict[str, Any] = {}
@@ -531,7 +536,8 @@ class RecommendationService:
             return alg.similar_items(item, pool, now, valid)
 
         rules = self._rules(chosen, filters, overrides)
-        return self._run(chosen, history, k, rules, "product", produce, None, models)
+        return self._run(chosen, history, k, rules, "product", produce, None, models,
+                         serve=preview is None)
 
     def trending(self, k: int = 12, category: str | None = None) -> RecommendationList:
         models = self.models

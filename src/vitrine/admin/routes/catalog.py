@@ -125,13 +125,8 @@ def product_page(
     similar = _similar(admin, product_id) if product["images"] else []
     complementary = None
     backend = admin.backends.recommendations
-    strategies = backend.strategies() if backend is not None else []
     if backend is not None:
-        complementary = (
-            backend.preview(strategies[0], customer_id=None, product_id=product_id, k=8)
-            if strategies
-            else []
-        )
+        complementary = backend.complementary(product_id, k=8)
     return render(
         request,
         "product.html",

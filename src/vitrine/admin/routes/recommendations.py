@@ -1,4 +1,4 @@
-"""Recommendations: strategies (algorithms, blend and aspect weights, rules), side-by-side
+"""Recommendations: strategies (algorithm, fallback chain, aspect weights, rules), side-by-side
 previews and A/B tests, through the recommendation service's admin interface."""
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def strategies(request: Request, _: Annotated[Viewer, Depends(viewer)]) -> HTMLR
     context: dict[str, Any] = {"page": "recommendations", "installed": backend is not None}
     if backend is not None:
         context.update(
-            strategies=backend.strategies(), ab_tests=backend.ab_tests(), aspects=ASPECTS
+            strategies=backend.strategies(),
+            ab_tests=backend.ab_tests(),
+            aspects=ASPECTS,
+            algorithms=backend.algorithms(),
         )
     return render(request, "recommendations.html", **context)
 
@@ -58,10 +61,19 @@ async def save_strategy(
             request, "error.html", 404, title="Not found", message=f"No strategy {name!r}."
         )
     form = await request.form()
+    algorithms = backend.algorithms()
     try:
+        algorithm = str(form.get("algorithm") or current.algorithm)
+        raw = str(form.get("fallback", ""))
+        fallback = tuple(a.strip() for a in raw.split(",") if a.strip())
+        for chosen in (algorithm, *fallback):
+            if chosen not in algorithms:
+                raise ValueError(f"unknown algorithm {chosen!r}")
         updated = Strategy(
             name=name,
-            algorithms={a: _number(form, f"algorithm:{a}") for a in current.algorithms},
+            algorithm=algorithm,
+            fallback=fallback,
+            description=current.description,
             aspects={a: _number(form, f"aspect:{a}") for a in ASPECTS},
             rules={
                 "exclude_purchased": form.get("rule:exclude_purchased") == "on",
@@ -77,10 +89,16 @@ async def save_strategy(
             422,
             strategy=current,
             aspects=ASPECTS,
+            algorithms=algorithms,
             error=str(exc),
         )
     return render(
-        request, "partials/strategy.html", strategy=updated, aspects=ASPECTS, message="Saved."
+        request,
+        "partials/strategy.html",
+        strategy=updated,
+        aspects=ASPECTS,
+        algorithms=algorithms,
+        message="Saved.",
     )
 
 
@@ -104,12 +122,15 @@ def preview(
         strategy = _strategy(backend, name)
         if strategy is None:
             return render(request, "partials/preview.html", 422, error=f"No strategy {name!r}.")
-        items = backend.preview(
-            strategy,
-            customer_id=customer_id.strip() or None,
-            product_id=product_id.strip() or None,
-            k=k,
-        )
+        try:
+            items = backend.preview(
+                strategy,
+                customer_id=customer_id.strip() or None,
+                product_id=product_id.strip() or None,
+                k=k,
+            )
+        except ValueError as exc:
+            return render(request, "partials/preview.html", 422, error=str(exc))
         cards = {
             c.id: c
             for c in request.app.state.admin.browser.cards(
