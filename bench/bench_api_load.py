@@ -89,7 +89,9 @@ def big_jpeg(path: Path) -> bytes:
     return buf.getvalue()
 
 
-async def run(base: str, key: str, product_ids: list[str], seconds: float) -> list[dict[str, Any]]:
+async def run(
+    base: str, key: str, product_ids: list[str], seconds: float, similar_rates: list[float]
+) -> list[dict[str, Any]]:
     headers = {"X-API-Key": key}
     photos = sorted((FASHION / "images").glob("*.jpg"))
     rng = random.Random(0)
@@ -123,9 +125,9 @@ async def run(base: str, key: str, product_ids: list[str], seconds: float) -> li
             )
 
         await open_loop(client, "warm-up", 50, 2, similar)
-        results.append(
-            await open_loop(client, "GET /v1/products/{id}/similar @200/s", 200, seconds, similar)
-        )
+        for rate in similar_rates:
+            name = f"GET /v1/products/{{id}}/similar @{rate:g}/s"
+            results.append(await open_loop(client, name, rate, seconds, similar))
         results.append(await open_loop(client, "POST /v1/search/image @20/s", 20, seconds, search))
     return results
 
@@ -135,6 +137,9 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="VITRINE_HOME with a catalog already imported")
     parser.add_argument("--import-limit", type=int, default=35_258)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--similar-rates", default="200", help="comma-separated request rates for similar"
+    )
     args = parser.parse_args()
 
     import tempfile
@@ -202,7 +207,8 @@ def main() -> None:
                 cursor = page["next_cursor"]
                 if not cursor:
                     break
-        results = asyncio.run(run(base, key, ids, args.seconds))
+        rates = [float(r) for r in args.similar_rates.split(",") if r.strip()]
+        results = asyncio.run(run(base, key, ids, args.seconds, rates))
     finally:
         server.terminate()
         server.wait(timeout=30)

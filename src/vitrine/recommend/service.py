@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -251,13 +252,30 @@ class RecommendationService:
                 else:
                     del self._live[user]
 
-    def load_or_train(self) -> ModelSet:
+    def load_or_train(self, *, separate_process: bool = False) -> ModelSet:
         """The saved models when they match the data, else newly trained ones."""
         saved = ModelSet.load(self.model_dir, self.fingerprint())
         if saved is not None and set(self.model_specs()) <= set(saved.algorithms):
             self._swap(saved)
             return saved
-        return self.train()
+        return self.train_separately() if separate_process else self.train()
+
+    def train_separately(self) -> ModelSet:
+        """Train in a child process at a lower CPU priority, then load its saved models.
+
+        Training is mostly Python and numpy for minutes on a large catalog; in the serving
+        process it would hold the GIL and starve the event loop (requests stall).
+        """
+        seq = self._seq
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority) as pool:
+            fingerprint = pool.submit(_train_and_save, self.settings).result()
+        models = ModelSet.load(self.model_dir, fingerprint)
+        if models is None:
+            raise RuntimeError(f"the trained models were not found in {self.model_dir}")
+        models.snapshot_seq = seq
+        self._swap(models)
+        return models
 
     @property
     def models(self) -> ModelSet:
@@ -292,7 +310,7 @@ class RecommendationService:
     def _loop(self) -> None:
         period = self.settings.recommend_retrain_minutes * 60
         try:
-            self.load_or_train()
+            self.load_or_train(separate_process=True)
         except Exception as exc:
             log.exception("recommendation training failed")
             self.last_error = str(exc)
@@ -303,7 +321,7 @@ class RecommendationService:
                 return
             try:
                 if woke or self.fingerprint() != self.models.fingerprint:
-                    self.train()
+                    self.train_separately()
                     self.last_error = None
             except Exception as exc:
                 log.exception("recommendation retraining failed")
@@ -635,3 +653,20 @@ class RecommendationService:
             while not self._served.queue.empty():
                 time.sleep(0.01)
         return self.events.strategy_stats(since, until)
+
+
+def _lower_priority() -> None:
+    os.nice(10)
+
+
+def _train_and_save(settings: Settings) -> str:
+    """In a child process: train the model set from the database and save it; its
+    fingerprint says which saved set to load."""
+    from vitrine.catalog.database import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        service = RecommendationService(settings, engine, CatalogStore(engine))
+        return service.train().fingerprint
+    finally:
+        engine.dispose()
