@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.api.auth import require
 from vitrine.api.problems import Problem
 from vitrine.api.routes.products import read_uploads
-from vitrine.api.schemas import Analysis, SearchHit, SearchResults
+from vitrine.api.schemas import Analysis, SearchResults
 from vitrine.index import Hit
 from vitrine.services.photo_search import search_by_photo
 from vitrine.services.products import ProductService
@@ -20,7 +21,9 @@ from vitrine.services.visual_search import UnknownProductError
 router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
 
 
-def _results(request: Request, hits: list[Hit], min_score: float, started: float) -> SearchResults:
+def _results(request: Request, hits: list[Hit], min_score: float, started: float) -> Response:
+    """The ``SearchResults`` document, serialised here: the hot path of similar products
+    skips a second validation of what was just built."""
     search = request.app.state.vitrine.search
     out = []
     for hit in hits:
@@ -28,14 +31,16 @@ def _results(request: Request, hits: list[Hit], min_score: float, started: float
             continue
         title, attrs = search.describe(hit.product_id)
         out.append(
-            SearchHit(
-                product_id=hit.product_id,
-                score=round(float(hit.score), 5),
-                title=title,
-                attributes=attrs,
-            )
+            {
+                "product_id": hit.product_id,
+                "score": round(float(hit.score), 5),
+                "title": title,
+                "attributes": attrs,
+            }
         )
-    return SearchResults(results=out, took_ms=round((time.perf_counter() - started) * 1000, 2))
+    took = round((time.perf_counter() - started) * 1000, 2)
+    body = json.dumps({"results": out, "took_ms": took}, separators=(",", ":"))
+    return Response(body, media_type="application/json")
 
 
 @router.post("/v1/analyze", response_model=Analysis)
@@ -63,7 +68,7 @@ async def search_image(
         str | None,
         Form(description="Photo re-ranking weights, e.g. embedding=2,color=1 (default: config)"),
     ] = None,
-) -> SearchResults:
+) -> Response:
     """Products that look like an uploaded photo, or like a product of the catalog.
 
     A photo's candidates come from the embedding index and exact scans of colour layout,
@@ -104,7 +109,7 @@ async def similar(
     k: Annotated[int, Query(ge=1, le=200)] = 10,
     filter: Annotated[list[str] | None, Query(description="field=value; repeatable")] = None,
     min_score: Annotated[float, Query(ge=-1, le=1)] = -1.0,
-) -> SearchResults:
+) -> Response:
     """Products that look most like this one."""
     started = time.perf_counter()
     try:
