@@ -130,8 +130,14 @@ class _ServedWriter:
                 self.events.record_served(rows)
             except Exception:  # keep serving even if the log cannot be written
                 log.exception("could not record served recommendations")
+            for _ in range(len(rows) + (row is None)):
+                self.queue.task_done()
             if row is None:
                 return
+
+    def wait_written(self) -> None:
+        """Until every list put so far is in the database (or failed to be written)."""
+        self.queue.join()
 
     def flush(self) -> None:
         self.queue.put(None)
@@ -650,8 +656,7 @@ class RecommendationService:
     ) -> list[dict[str, Any]]:
         """Click-through and conversion per strategy, from attributed events."""
         if self._served is not None:  # make what was just served count
-            while not self._served.queue.empty():
-                time.sleep(0.01)
+            self._served.wait_written()
         return self.events.strategy_stats(since, until)
 
 
