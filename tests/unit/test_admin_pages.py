@@ -19,7 +19,6 @@ from vitrine.catalog.models import Label, RecommendationEvaluation
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
 from vitrine.recommend.strategies import Strategy as EngineStrategy
-from vitrine.services.label_corrections import record_correction
 from vitrine.vision.features import FEATURE_VERSION
 
 PASSWORD = "correct horse battery"
@@ -264,7 +263,7 @@ def test_analytics_shows_per_class_quality_from_reviewed_labels(app_client: Any)
                 )
             )
     for pid, value in [("a", "shirt"), ("b", "dress"), ("c", "dress")]:
-        record_correction(engine, pid, "type", value)
+        app.state.admin.vitrine.classification.feedback(pid, "type", value)
     text = client.get("/admin/analytics?field=label:type").text
     assert "clf-7" in text and "3 products whose &#39;type&#39; a person reviewed" in text
     assert 'class="diag">1<' in text and 'class="off">1<' in text  # one dress taken for a shirt

@@ -19,7 +19,6 @@ from vitrine.catalog.models import Label
 from vitrine.catalog.store import CatalogStore, ProductRecord
 from vitrine.index import VectorIndex
 from vitrine.services.index_health import check_recall
-from vitrine.services.label_corrections import record_correction
 from vitrine.services.label_metrics import LabelStatistics, histogram
 from vitrine.services.thumbnails import thumbnail, thumbnail_key
 
@@ -108,6 +107,10 @@ def model_label(store: CatalogStore, pid: str, value: str, confidence: float) ->
         )
 
 
+def human_label(store: CatalogStore, pid: str, value: str) -> None:
+    store.upsert_labels([{"product_id": pid, "field": "type", "value": value, "source": "human"}])
+
+
 def test_label_agreement_gives_per_class_metrics_and_confusion(store: CatalogStore) -> None:
     for pid, predicted, truth in [
         ("p0", "shirt", "shirt"),
@@ -116,7 +119,7 @@ def test_label_agreement_gives_per_class_metrics_and_confusion(store: CatalogSto
         ("p3", "dress", "dress"),
     ]:
         model_label(store, pid, predicted, 0.8)
-        record_correction(store.engine, pid, "type", truth)
+        human_label(store, pid, truth)
     model_label(store, "p4", "shirt", 0.4)  # not reviewed: not in the metrics
     stats = LabelStatistics(store.engine)
     [metrics] = stats.agreement()
@@ -139,7 +142,7 @@ def test_browse_filters_by_text_attribute_and_label(store: CatalogStore) -> None
     assert [c.id for c in browser.cards(BrowseFilter(text="thing 3"))] == ["p3"]
     model_label(store, "p1", "shirt", 0.3)
     model_label(store, "p2", "shirt", 0.9)
-    record_correction(store.engine, "p3", "type", "shirt")
+    human_label(store, "p3", "shirt")
     found = browser.cards(BrowseFilter(label="type=shirt", min_confidence=0.5))
     assert [c.id for c in found] == ["p2", "p3"]  # p1 too unsure; a human label always counts
     assert [c.id for c in browser.cards(BrowseFilter(), after="p3", limit=2)] == ["p4", "p5"]

@@ -16,12 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select
-
 from vitrine.catalog.change_feed import CHANNEL, FeedCursor, latest_id, prune
-from vitrine.catalog.models import Product
-from vitrine.catalog.store import EMBEDDING_KIND, filterable_attributes
 from vitrine.services.runtime import Vitrine
 
 log = logging.getLogger(__name__)
@@ -120,45 +115,7 @@ class ChangeFollower:
                 self.applied += len(ids)
 
     def refresh(self, product_ids: Sequence[str]) -> None:
-        """Make the index hold exactly what the database holds now for these products.
-
-        Products whose primary embedding is unchanged (most often: changes this process
-        made itself) only get their fields refreshed; the others are reloaded, vector and
-        re-ranking descriptors included, so an ANN index gains no needless tombstones.
-        """
-        search = self.vitrine.search
-        with self.vitrine.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    Product.id, Product.title, Product.attributes, Product.price, Product.available
-                ).where(Product.id.in_(list(product_ids)))
-            ).all()
-        present = {r.id: r for r in rows}
-        ids, matrix = self.vitrine.store.primary_vectors(
-            EMBEDDING_KIND, search.model_version, present
-        )
-        vectors = dict(zip(ids, matrix, strict=True))
-        stale = [
-            pid
-            for pid in product_ids
-            if pid not in present
-            or (pid in vectors and not _same(search.vectors.vector(pid), vectors[pid]))
-            or (pid not in vectors and pid in search.vectors)
-        ]
-        if stale:
-            search.reload(stale)
-        fresh = {pid: r for pid, r in present.items() if pid not in set(stale)}
-        if fresh:
-            search.upsert(
-                (),
-                None,
-                {
-                    pid: filterable_attributes(r.attributes, r.price, r.available)
-                    for pid, r in fresh.items()
-                },
-                {pid: r.title for pid, r in fresh.items()},
-            )
-
-
-def _same(current: np.ndarray | None, stored: np.ndarray) -> bool:
-    return current is not None and np.allclose(current, stored, atol=1e-6)
+        """Make the index hold exactly what the database holds now for these products
+        (``VisualSearch.reload``: a vector already in step, most often from a change this
+        process made itself, is kept, so an ANN index gains no needless tombstones)."""
+        self.vitrine.search.reload(product_ids)
