@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import itertools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import delete, select
 
 from vitrine.catalog.models import Feature, Image
+from vitrine.catalog.store import EMBEDDING_KIND
 from vitrine.config import load_settings
 from vitrine.jobs.bulk_import import import_catalog
 from vitrine.services.backfill import backfill_layouts
@@ -151,5 +154,47 @@ def test_reload_follows_changes_made_elsewhere(
         assert victim not in other.search.aspects
         assert victim not in other.search.vectors
         assert other.search.describe(victim) == (None, {})
+    finally:
+        other.close()
+
+
+def test_reload_cannot_undo_a_delete_made_while_it_reads(
+    catalog: tuple[Vitrine, list[tuple[str, Path]]], model_dir: Path
+) -> None:
+    """A reload that read a product just before a request deleted it must not put the
+    product back into the index after the request removed it."""
+    vitrine, _ = catalog
+    other = open_vitrine(vitrine.settings.home, model_dir)
+    try:
+        victim = sorted(other.store.product_ids())[-1]
+        assert victim in other.search.vectors
+        store = other.search.store
+        read_before_delete = store.primary_vectors(
+            EMBEDDING_KIND,
+            other.search.model_version,
+            product_ids=[victim],
+        )
+        deleter = threading.Thread(
+            target=lambda: (store.delete_product(victim), other.search.remove([victim]))
+        )
+
+        fresh_read = store.primary_vectors
+
+        def stale_read(kind: str, *args: Any, **kwargs: Any) -> tuple[list[str], np.ndarray]:
+            if kind != EMBEDDING_KIND:
+                return fresh_read(kind, *args, **kwargs)
+            deleter.start()
+            deleter.join(timeout=1.0)  # without serialisation the remove finishes here
+            return read_before_delete
+
+        store.primary_vectors = stale_read  # type: ignore[method-assign]
+        try:
+            other.search.reload([victim])
+        finally:
+            del store.primary_vectors
+        deleter.join(timeout=10)
+        assert not deleter.is_alive()
+        assert victim not in other.search.vectors
+        assert victim not in other.search.aspects
     finally:
         other.close()

@@ -52,6 +52,10 @@ class VisualSearch:
         self.titles: dict[str, str | None] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+        # Serialises changes: a reload reads the database and applies what it read as
+        # one step, so a delete or upsert made meanwhile by a request cannot be undone
+        # by a reload that read the state from before it.
+        self._changes = threading.RLock()
         self.dirty = False
 
     @staticmethod
@@ -133,6 +137,18 @@ class VisualSearch:
         """Index products: ``vectors``, ``aspects`` (kind -> matrix) and ``sizes`` (N x 2
         width, height of the primary photo) have one row per id; attributes and titles
         may be given for other products too (a change of fields only)."""
+        with self._changes:
+            self._upsert(ids, vectors, attributes, titles, aspects, sizes)
+
+    def _upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray | None,
+        attributes: Mapping[str, Mapping[str, Any]] | None,
+        titles: Mapping[str, str | None] | None,
+        aspects: Mapping[str, np.ndarray] | None,
+        sizes: np.ndarray | None,
+    ) -> None:
         if aspects:
             self.aspects.upsert(list(ids), catalog_aspects(aspects))
         if sizes is not None:
@@ -155,6 +171,10 @@ class VisualSearch:
             self.typical_aspect.remove(*old)
 
     def remove(self, ids: Collection[str]) -> None:
+        with self._changes:
+            self._remove(ids)
+
+    def _remove(self, ids: Collection[str]) -> None:
         for pid in ids:
             self.attributes.remove(pid)
             self.titles.pop(pid, None)
@@ -166,6 +186,10 @@ class VisualSearch:
     def reload(self, ids: Collection[str]) -> None:
         """Make the indexes hold exactly what the database holds now for these products
         (changed elsewhere, e.g. by another process); a vector already in step is kept."""
+        with self._changes:
+            self._reload(ids)
+
+    def _reload(self, ids: Collection[str]) -> None:
         wanted = list(dict.fromkeys(ids))
         rows = {
             pid: (title, attrs)
