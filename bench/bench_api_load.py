@@ -6,7 +6,8 @@
 Scenarios (open loop: requests are sent on schedule whether or not earlier ones returned):
 single 1000x1000 JPEG uploads when idle; similar products at 200 requests/s; search by
 uploaded photo at 20 requests/s. Prints requests/s, p50/p95/p99 and errors per endpoint.
-The load generator shares the machine's cores with the server.
+The load generator shares the machine's cores with the server. Each scenario set runs
+once per ``--workers`` count (default 1 then 2 API processes; 1 is the baseline).
 """
 
 from __future__ import annotations
@@ -136,6 +137,48 @@ async def run(
     return results
 
 
+def measure(
+    cli: list[str], env: dict[str, str], key: str, workers: int, seconds: float, rates: list[float]
+) -> list[dict[str, Any]]:
+    """Start `vitrine serve --workers N`, run every scenario against it, stop it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        print(f"ready ({workers} worker(s)):", ready.json(), flush=True)
+        if workers > 1:
+            time.sleep(5)  # every worker loads its index; readiness above is one of them
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
+            ids: list[str] = []
+            cursor = None
+            while len(ids) < 5000:
+                page = c.get(
+                    "/v1/products", params={"limit": 500} | ({"cursor": cursor} if cursor else {})
+                ).json()
+                ids += [p["id"] for p in page["items"]]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        return asyncio.run(run(base, key, ids, seconds, rates))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, help="VITRINE_HOME with a catalog already imported")
@@ -143,6 +186,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument(
         "--similar-rates", default="200", help="comma-separated request rates for similar"
+    )
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated API process counts to measure, one after the other "
+        "(1 is the baseline)",
     )
     args = parser.parse_args()
 
@@ -181,46 +230,19 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    port = free_port()
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    rates = [float(r) for r in args.similar_rates.split(",") if r.strip()]
+    results = []
+    for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
+        for row in measure(cli, env, key, workers, args.seconds, rates):
+            results.append({"workers": workers, **row})
+    print(
+        f"\n{'workers':>7} {'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} {'p95':>8} "
+        f"{'p99':>8} {'err':>5}"
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"{base}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        print("ready:", ready.json(), flush=True)
-        with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
-            ids: list[str] = []
-            cursor = None
-            while len(ids) < 5000:
-                page = c.get(
-                    "/v1/products", params={"limit": 500} | ({"cursor": cursor} if cursor else {})
-                ).json()
-                ids += [p["id"] for p in page["items"]]
-                cursor = page["next_cursor"]
-                if not cursor:
-                    break
-        rates = [float(r) for r in args.similar_rates.split(",") if r.strip()]
-        results = asyncio.run(run(base, key, ids, args.seconds, rates))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    print(f"\n{'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'err':>5}")
     for r in results:
         print(
-            f"{r['endpoint']:44} {r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} "
-            f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
+            f"{r['workers']:7d} {r['endpoint']:44} {r['requests']:6d} {r['rps']:7.1f} "
+            f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
         )
     out = Path("bench/out/api_load.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1  # API processes of `vitrine serve`; each keeps its own index
 
     # Image intake limits.
     max_image_bytes: int = 20 * 1024 * 1024

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from vitrine import __version__
 from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
+from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, models, ops, products, search
@@ -22,6 +23,7 @@ from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.services.backfill import backfill_layouts
 from vitrine.services.change_feed import ChangeFollower
 from vitrine.services.keys import KeyService
+from vitrine.services.leader import Duty, Leadership, lock_for
 from vitrine.services.products import ProductService
 from vitrine.services.runtime import Vitrine
 
@@ -35,6 +37,17 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     jobs = ImportJobs(vitrine)
     # Created before the index loads, so that no change made meanwhile is missed.
     follower = ChangeFollower(vitrine)
+    duties = [Duty("import jobs", jobs.start, jobs.stop)]
+    if warm:
+        duties.append(Duty("layout backfill", lambda: _start_backfill(vitrine), lambda: None))
+    duties.append(
+        Duty(  # background retraining, when configured
+            "classifier retraining",
+            lambda: vitrine.classification.start(),
+            lambda: vitrine.classification.stop(),
+        )
+    )
+    leadership = Leadership(lock_for(vitrine.engine, vitrine.settings.home), duties)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -43,19 +56,14 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         if warm:
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018
-            threading.Thread(
-                target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True
-            ).start()
-        jobs.start()
         follower.start()
+        leadership.start()  # import jobs, backfill, retraining: in one process only
         admin.start()
-        vitrine.classification.start()  # background retraining, when configured
         vitrine.recommendations.start()  # loads or trains the models in the background
         yield
-        vitrine.classification.stop()
         admin.stop()
+        leadership.stop()
         follower.stop()
-        jobs.stop()
         vitrine.close()
 
     app = FastAPI(
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.state.products = ProductService(vitrine)
     app.state.imports = jobs
     app.state.change_feed = follower
+    app.state.leadership = leadership
     app.state.rate_limiter = RateLimiter(
         vitrine.settings.api_rate_limit, vitrine.settings.api_rate_burst
     )
@@ -97,3 +106,15 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         max_import=vitrine.settings.max_import_bytes,
     )
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as each ``vitrine serve`` process builds it (a uvicorn factory: with
+    several workers every process configures itself from the same settings)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _start_backfill(vitrine: Vitrine) -> None:
+    threading.Thread(target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True).start()

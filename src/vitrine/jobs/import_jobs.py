@@ -25,6 +25,8 @@ from vitrine.services.runtime import Vitrine
 
 log = logging.getLogger(__name__)
 MAX_REJECTS_KEPT = 1000
+# Jobs submitted through another process are picked up by the leader within this time.
+JOB_POLL_S = 1.0
 
 
 class ImportRequestError(ValueError):
@@ -123,7 +125,9 @@ class ImportJobs:
     # -- running ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the runner; jobs left running by a previous process are queued again."""
+        """Start the runner; jobs left running by a previous process are queued again
+        (only one process runs jobs: see ``services.leader``)."""
+        self._stop.clear()
         with self.vitrine.engine.begin() as conn:
             conn.execute(
                 update(ImportJob).where(ImportJob.status == "running").values(status="queued")
@@ -137,6 +141,7 @@ class ImportJobs:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            self._thread = None
 
     def _next(self) -> dict[str, Any] | None:
         with self.vitrine.engine.connect() as conn:
@@ -152,7 +157,7 @@ class ImportJobs:
         while not self._stop.is_set():
             job = self._next()
             if job is None:
-                self._wake.wait(timeout=5)
+                self._wake.wait(timeout=JOB_POLL_S)
                 self._wake.clear()
                 continue
             self.run_job(job)
