@@ -109,14 +109,14 @@ class AlsFactors(ALS):
         """MLlib's user step on the current history (strength: summed event weights)."""
         if self.model is None or not len(history):
             return None
-        weights = {
-            i: w for i, w in history.item_weights(now, 1e9).items()
-            if w > 0 and i < len(self.covered) and self.covered[i]
-        }
-        if not weights:
+        items, inverse = np.unique(history.items.astype(np.int64), return_inverse=True)
+        strength = np.bincount(inverse, history.weights.astype(np.float64))  # no decay
+        keep = (strength > 0) & (items < len(self.covered))
+        keep[keep] = self.covered[items[keep]]
+        if not keep.any():
             return None
-        items = np.fromiter(weights, np.int64)
-        c1 = self.alpha * np.fromiter(weights.values(), np.float64)
+        items = items[keep]
+        c1 = self.alpha * strength[keep]
         y = self.model.item_factors[items].astype(np.float64)
         a = self._yty + (y.T * c1) @ y + self.regularization * len(items) * np.eye(y.shape[1])
         return np.linalg.solve(a, y.T @ (1.0 + c1)).astype(np.float32)

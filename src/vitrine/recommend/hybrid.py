@@ -138,7 +138,7 @@ def _variant_groups(data: Dataset) -> np.ndarray:
         key = " ".join(title.lower().split()) if title else ""
         if key:
             out[i] = codes.setdefault(key, len(codes))
-    counts = np.bincount(out[out >= 0], minlength=len(codes))
+    counts = np.bincount(out[out >= 0], minlength=max(len(codes), 1))  # no titles: empty
     out[(out >= 0) & (counts[np.maximum(out, 0)] < 2)] = -1  # no other variant
     return out
 

@@ -27,6 +27,7 @@ class AlsParams:
     iterations: int = 10
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 7
+    blocks: int = 10  # user and item blocks (parallelism of each ALS step)
 
 
 def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = None) -> dict:
@@ -61,6 +62,8 @@ def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = 
         ratingCol="strength",
         coldStartStrategy="drop",
         seed=params.seed,
+        numUserBlocks=params.blocks,
+        numItemBlocks=params.blocks,
     ).fit(indexed)
 
     output.mkdir(parents=True, exist_ok=True)
