@@ -78,6 +78,7 @@ class AlsFactors(ALS):
                 "als_factors: no factors; set VITRINE_RECOMMEND_ALS_FACTORS or params.path"
             )
         path = Path(self.path)
+        ids, factors = read_item_factors(path)
         params = {}
         if (path / SUMMARY).is_file():
             params = json.loads((path / SUMMARY).read_text()).get("params", {})
@@ -86,7 +87,6 @@ class AlsFactors(ALS):
         if alpha is None or reg is None:
             raise AlsFactorsError(f"{path}: no {SUMMARY}; give alpha and regularization")
         self.alpha, self.regularization = float(alpha), float(reg)
-        ids, factors = read_item_factors(path)
         self.data = data
         # YtY over every trained item, as MLlib solved with it (not only the catalog's).
         wide = factors.astype(np.float64)
