@@ -674,6 +674,7 @@ def spark_train_als(
     reg: Annotated[float, typer.Option(help="Regularisation.")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Implicit-feedback confidence scale.")] = 20.0,
     iterations: Annotated[int, typer.Option(help="ALS iterations.")] = 10,
+    blocks: Annotated[int, typer.Option(help="User and item blocks (parallelism).")] = 10,
     user_column: Annotated[str, EventOptions["user_column"]] = "user_id",
     item_column: Annotated[str, EventOptions["item_column"]] = "product_id",
     type_column: Annotated[str, EventOptions["type_column"]] = "type",
@@ -693,7 +694,8 @@ def spark_train_als(
         weights = event_weights(load_settings().recommend_event_weights)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
-    params = AlsParams(rank=rank, reg=reg, alpha=alpha, iterations=iterations, weights=weights)
+    params = AlsParams(rank=rank, reg=reg, alpha=alpha, iterations=iterations, weights=weights,
+                       blocks=blocks)
     spark = _spark(master, "vitrine-als")
     try:
         with tempfile.TemporaryDirectory(prefix="vitrine-export-") as staging:
