@@ -21,6 +21,8 @@ from serve_process import free_port
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"
+# Short-lived JVMs on a small machine: C1 only (about half the start-up CPU time).
+FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 @pytest.fixture()
@@ -37,6 +39,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
+        "SPARK_DAEMON_JAVA_OPTS": FAST_JVM,
     }
     port, ui = free_port(), free_port()
     spark_class = str(home / "bin" / "spark-class")
@@ -101,6 +104,8 @@ def test_spark_submit_train_als_to_a_standalone_cluster(
             str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", master,
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", "spark.driver.host=127.0.0.1",
+            "--driver-java-options", FAST_JVM,
+            "--conf", f"spark.executor.extraJavaOptions={FAST_JVM}",
             "--conf", "spark.sql.shuffle.partitions=2",
             "--conf", f"spark.executorEnv.PYTHONPATH={env['PYTHONPATH']}",
             "--executor-memory", "512m",
