@@ -675,6 +675,9 @@ def spark_train_als(
     alpha: Annotated[float, typer.Option(help="Implicit-feedback confidence scale.")] = 20.0,
     iterations: Annotated[int, typer.Option(help="ALS iterations.")] = 10,
     blocks: Annotated[int, typer.Option(help="User and item blocks (parallelism).")] = 10,
+    checkpoint_dir: Annotated[
+        str | None, typer.Option(help="Checkpoints every 10 iterations (for long runs).")
+    ] = None,
     user_column: Annotated[str, EventOptions["user_column"]] = "user_id",
     item_column: Annotated[str, EventOptions["item_column"]] = "product_id",
     type_column: Annotated[str, EventOptions["type_column"]] = "type",
@@ -695,7 +698,7 @@ def spark_train_als(
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     params = AlsParams(rank=rank, reg=reg, alpha=alpha, iterations=iterations, weights=weights,
-                       blocks=blocks)
+                       blocks=blocks, checkpoint_dir=checkpoint_dir)
     spark = _spark(master, "vitrine-als")
     try:
         with tempfile.TemporaryDirectory(prefix="vitrine-export-") as staging:

@@ -227,7 +227,8 @@ def hm_als(spark: Any, data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         dst.writelines(itertools.islice(src, 5001))
     columns = EventColumns("customer_id", "article_id", None, "t_dat")
     events = load_events(spark, str(work / "purchases.csv"), columns)
-    params = AlsParams(rank=8, iterations=10, reg=0.05, alpha=20, blocks=2)
+    params = AlsParams(rank=8, iterations=10, reg=0.05, alpha=20, blocks=2,
+                       checkpoint_dir=str(work / "checkpoints"))
     train_als(spark, events, work / "als", params)
     return work
 

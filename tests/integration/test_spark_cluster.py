@@ -22,7 +22,7 @@ from serve_process import free_port
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"
 # Short-lived JVMs on a small machine: C1 only (about half the start-up CPU time).
-FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss8m"
 
 
 @pytest.fixture()

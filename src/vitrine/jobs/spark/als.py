@@ -28,6 +28,9 @@ class AlsParams:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 7
     blocks: int = 10  # user and item blocks (parallelism of each ALS step)
+    # Cuts the lineage every 10 iterations (long runs otherwise overflow the JVM stack);
+    # on a cluster, storage every executor reaches (HDFS, S3).
+    checkpoint_dir: str | None = None
 
 
 def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = None) -> dict:
@@ -37,6 +40,8 @@ def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = 
     from pyspark.sql import functions as F
 
     params = params or AlsParams()
+    if params.checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(params.checkpoint_dir)
     weight = F.create_map(*[F.lit(x) for kv in params.weights.items() for x in kv])
     pairs = (
         events.withColumn("w", F.coalesce(weight[F.col("type")], F.lit(0.0)))
