@@ -91,6 +91,10 @@ def test_bad_factors_are_named(tmp_path: Path, factors: tuple) -> None:
         AlsFactors().fit(data)
     with pytest.raises(AlsFactorsError, match="no item_factors"):
         AlsFactors(str(tmp_path / "nothing")).fit(data)
+    (tmp_path / "broken" / "item_factors").mkdir(parents=True)
+    (tmp_path / "broken" / "item_factors" / "part-0.parquet").write_bytes(b"not parquet")
+    with pytest.raises(AlsFactorsError, match="not readable as"):
+        AlsFactors(str(tmp_path / "broken")).fit(data)
     _, ids, y = factors
     bare = write_factors(tmp_path / "bare", ids, y)
     with pytest.raises(AlsFactorsError, match="als_summary.json; give alpha"):

@@ -42,12 +42,17 @@ class _Factors:
 
 def read_item_factors(path: Path) -> tuple[list[str], np.ndarray]:
     """(product ids, factors) from ``PATH/item_factors`` (Spark's Parquet folder)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     location = path / "item_factors"
     if not location.exists():
         raise AlsFactorsError(f"{path}: no item_factors (the output of `vitrine spark train-als`)")
-    table = pq.read_table(str(location), columns=["id", "features"])
+    try:
+        table = pq.read_table(str(location), columns=["id", "features"])
+    except (OSError, pa.ArrowException) as exc:
+        message = f"{location}: not readable as (id, features) Parquet: {exc}"
+        raise AlsFactorsError(message) from None
     ids = [str(x) for x in table.column("id").to_pylist()]
     flat = table.column("features").combine_chunks().flatten()
     values = np.asarray(flat.to_numpy(zero_copy_only=False), np.float32)
