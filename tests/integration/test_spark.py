@@ -233,7 +233,9 @@ def hm_als(spark: Any, data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return work
 
 
-def test_als_factors_serve_recommendations(hm_als: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_als_factors_serve_recommendations(
+    hm_als: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Spark factors behind the recommender: MLlib's own ranking for known customers
     (recommendForUserSubset is the top of user_factors . item_factors), live events folded
     in, and the fallback chain for what the factors do not cover."""
@@ -251,7 +253,7 @@ def test_als_factors_serve_recommendations(hm_als: Path, data_dir: Path, tmp_pat
     with (data_dir / "hm" / "articles.csv").open(newline="") as handle:
         titles = {r["article_id"]: r["prod_name"] for r in csv.DictReader(handle)}
     new = sorted(set(titles) - set(bought))[:5]  # in the catalog, never bought
-    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'vitrine.db'}")  # HOME's default database
     migrate(engine)
     store = CatalogStore(engine)
     for pid in bought + new:
@@ -327,3 +329,16 @@ def test_als_factors_serve_recommendations(hm_als: Path, data_dir: Path, tmp_pat
     assert len(only_new.items) == 5 and {i.source for i in only_new.items} == {"popularity"}
     mixed = service.recommend_user(user, k=5, strategy="hybrid")
     assert len(mixed.items) == 5
+
+    # The command line: one training run with the factors, and a folder that is not one.
+    from typer.testing import CliRunner
+
+    from vitrine.cli import app
+
+    monkeypatch.setenv("VITRINE_HOME", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train-recommendations", "--als-factors", str(hm_als / "als")])
+    assert result.exit_code == 0, result.output
+    assert "als" in json.loads(result.stdout)["trained"]
+    result = runner.invoke(app, ["train-recommendations", "--als-factors", str(tmp_path)])
+    assert result.exit_code == 2 and "no item_factors folder" in result.output
