@@ -1,8 +1,10 @@
 """Scale-out benchmark: the embedded default beside PostgreSQL + S3, in one run.
 
-For each backend: bulk import throughput (fashion-small photos, end to end), then two
-`vitrine serve` processes on the same database and blob store: request latency of
-similar-product search, photo search, product reads (database) and photo reads (blob
+For each backend: bulk import throughput (fashion-small photos, end to end), a slice
+of the real H&M catalog with its buyers' purchases (imported, then the recommenders
+trained once), then two `vitrine serve` processes on the same database and blob store:
+request latency of similar-product search, photo search, recommendations for a
+customer (the default strategy), product reads (database) and photo reads (blob
 store), and the time until a product added or deleted through one process is visible
 through the other.
 
@@ -16,8 +18,10 @@ for the tests, and stopped at the end.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +35,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION = REPO.parent / "shared" / "data" / "fashion-small"
+HM = REPO.parent / "shared" / "data" / "hm"
 sys.path.insert(0, str(REPO / "tests"))
 
 from serve_process import create_key, process_env, serving  # noqa: E402
@@ -98,6 +103,68 @@ def bench_import(env: dict[str, str], limit: int) -> dict[str, Any]:
     return json.loads(out)
 
 
+def hm_slice(work: Path, articles: int, customers: int) -> tuple[Path, Path, list[str]]:
+    """The most bought H&M articles with a photo, and all purchases of some of their buyers."""
+    with (HM / "articles.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        catalog = {r["article_id"]: r for r in reader}
+    with (HM / "transactions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    sold: dict[str, int] = {}
+    for r in rows:
+        if r["article_id"] in catalog:
+            sold[r["article_id"]] = sold.get(r["article_id"], 0) + 1
+    chosen = sorted(sold, key=lambda a: (-sold[a], a))[:articles]
+    buyers = sorted({r["customer_id"] for r in rows if r["article_id"] in set(chosen)})
+    buyers = buyers[:customers]
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "articles.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(catalog[a] for a in chosen)
+    keep = set(buyers)
+    with (work / "transactions.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["customer_id"] in keep)
+    return work / "articles.csv", work / "transactions.csv", buyers
+
+
+def vitrine_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "vitrine.cli", *args], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def bench_recommend_setup(env_a: dict, env_b: dict, work: Path, args: Any) -> dict[str, Any]:
+    """Import the H&M slice and its purchases, train once; both processes load the models."""
+    catalog, log, buyers = hm_slice(work / "hm", args.hm_articles, args.hm_customers)
+    vitrine_cli(env_a, "import-catalog", str(catalog), "--images", str(HM / "images"),
+                "--id-column", "article_id", "--title-column", "prod_name",
+                "--image-path", "{article_id[:3]}/{article_id}.jpg", "--no-progress")
+    events = vitrine_cli(env_a, "import-events", str(log), "--user", "customer_id",
+                         "--item", "article_id", "--time", "t_dat", "--type", "purchase",
+                         "--price", "price")
+    started = time.perf_counter()
+    vitrine_cli(env_a, "train-recommendations")
+    seconds = time.perf_counter() - started
+    # Same database, same fingerprint: B loads A's models instead of training again.
+    saved = Path(env_a["VITRINE_HOME"]) / "recommend"
+    shutil.copytree(saved, Path(env_b["VITRINE_HOME"]) / "recommend", dirs_exist_ok=True)
+    return {"customers": buyers, "events": events["added"], "train_seconds": seconds}
+
+
+def ready(client: httpx.Client, timeout: float = 300.0) -> None:
+    """Until the process has loaded its recommendation models."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if client.get("/v1/recommendations/status").json().get("ready"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("recommendation models not loaded")
+
+
 def timed(call: Any, n: int) -> list[float]:
     times = []
     for _ in range(n):
@@ -117,7 +184,9 @@ def visible_after(check: Any, timeout: float = 10.0) -> float:
     return float("inf")
 
 
-def bench_processes(env_a: dict, env_b: dict, key: str, requests: int, changes: int) -> dict:
+def bench_processes(
+    env_a: dict, env_b: dict, key: str, requests: int, changes: int, customers: list[str]
+) -> dict:
     ids = sorted(p.stem for p in FASHION.glob("images/*.jpg"))
     with (
         serving(env_a, [key]) as base_a,
@@ -131,9 +200,13 @@ def bench_processes(env_a: dict, env_b: dict, key: str, requests: int, changes: 
         image_url = product["images"][0]["url"]
         photo = b.get(image_url).content
         rng = np.random.default_rng(0)
+        ready(b)
 
         def pick() -> str:
             return pids[int(rng.integers(len(pids)))]
+
+        def customer() -> str:
+            return customers[int(rng.integers(len(customers)))]
 
         out: dict[str, Any] = {}
         for name, call in (
@@ -145,6 +218,10 @@ def bench_processes(env_a: dict, env_b: dict, key: str, requests: int, changes: 
                     data={"k": "10"},
                     files={"image": ("q.jpg", photo, "image/jpeg")},
                 ),
+            ),
+            (
+                "recommend for a customer k=12",
+                lambda: b.get(f"/v1/users/{customer()}/recommendations", params={"k": 12}),
             ),
             ("read product (database)", lambda: b.get(f"/v1/products/{pick()}")),
             ("read photo (blob store)", lambda: b.get(image_url)),
@@ -178,8 +255,12 @@ def run_backend(name: str, work: Path, servers: dict[str, str], args: Any) -> di
     env_a = process_env(work / "a", shared)
     env_b = process_env(work / "b", shared)
     result: dict[str, Any] = {"import": bench_import(env_a, args.limit)}
+    recommend = bench_recommend_setup(env_a, env_b, work, args)
+    result["recommend"] = {k: v for k, v in recommend.items() if k != "customers"}
     key = create_key(env_a)
-    result |= bench_processes(env_a, env_b, key, args.requests, args.changes)
+    result |= bench_processes(
+        env_a, env_b, key, args.requests, args.changes, recommend["customers"]
+    )
     return result
 
 
@@ -188,6 +269,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="photos to import")
     parser.add_argument("--requests", type=int, default=300, help="requests per latency figure")
     parser.add_argument("--changes", type=int, default=20, help="adds and deletes to time")
+    parser.add_argument("--hm-articles", type=int, default=300,
+                        help="most bought H&M articles imported for recommendations")
+    parser.add_argument("--hm-customers", type=int, default=400,
+                        help="their buyers whose purchases are imported")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -215,8 +300,11 @@ def main() -> None:
     print(f"{'measure':44} {'embedded (SQLite+files)':>24} {'PostgreSQL + S3':>18}")
     emb_ips, srv_ips = emb["import"]["images_per_second"], srv["import"]["images_per_second"]
     print(f"{'import, images/s end to end':44} {emb_ips:>24.1f} {srv_ips:>18.1f}")
+    emb_rec, srv_rec = emb["recommend"], srv["recommend"]
+    label = f"train recommenders ({emb_rec['events']} events), s"
+    print(f"{label:44} {emb_rec['train_seconds']:>24.1f} {srv_rec['train_seconds']:>18.1f}")
     for measure, value in emb.items():
-        if measure == "import":
+        if measure in ("import", "recommend"):
             continue
         for stat in value:
             label = f"{measure}, {stat.replace('_ms', '')} ms"

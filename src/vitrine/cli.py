@@ -51,11 +51,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _open() -> Any:
+def _open(**overrides: Any) -> Any:
+    from dataclasses import replace
+
     from vitrine.services.runtime import Vitrine
 
     try:
-        return Vitrine(load_settings())
+        return Vitrine(replace(load_settings(), **overrides))
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -444,11 +446,24 @@ def recommend(
 
 
 @app.command("train-recommendations")
-def train_recommendations() -> None:
+def train_recommendations(
+    als_factors: Annotated[
+        Path | None,
+        typer.Option(help="`vitrine spark train-als` output to serve ALS from (this run; "
+                     "VITRINE_RECOMMEND_ALS_FACTORS for the server)."),
+    ] = None,
+) -> None:
     """Train every recommendation model now (the server also retrains on its own)."""
-    vitrine = _open()
+    overrides = {}
+    if als_factors is not None:
+        if not (als_factors / "item_factors").is_dir():
+            _fail(f"--als-factors {als_factors}: no item_factors folder (train-als output)")
+        overrides["recommend_als_factors"] = str(als_factors.resolve())
+    vitrine = _open(**overrides)
     try:
         models = vitrine.recommendations.train()
+    except ValueError as exc:  # e.g. factors that cannot be read
+        _fail(str(exc))
     finally:
         vitrine.close()
     _print_json({"trained": models.train_seconds, "customers": models.data.n_users,
@@ -667,6 +682,10 @@ def spark_train_als(
     reg: Annotated[float, typer.Option(help="Regularisation.")] = 0.05,
     alpha: Annotated[float, typer.Option(help="Implicit-feedback confidence scale.")] = 20.0,
     iterations: Annotated[int, typer.Option(help="ALS iterations.")] = 10,
+    blocks: Annotated[int, typer.Option(help="User and item blocks (parallelism).")] = 10,
+    checkpoint_dir: Annotated[
+        str | None, typer.Option(help="Checkpoints every 10 iterations (for long runs).")
+    ] = None,
     user_column: Annotated[str, EventOptions["user_column"]] = "user_id",
     item_column: Annotated[str, EventOptions["item_column"]] = "product_id",
     type_column: Annotated[str, EventOptions["type_column"]] = "type",
@@ -680,7 +699,14 @@ def spark_train_als(
     from vitrine.jobs.spark.tables import export_catalog, load_events
 
     columns = _event_columns(user_column, item_column, type_column, time_column, None, event_type)
-    params = AlsParams(rank=rank, reg=reg, alpha=alpha, iterations=iterations)
+    from vitrine.recommend.events import event_weights
+
+    try:  # the recommender's event weights, so that its fold-in matches the training
+        weights = event_weights(load_settings().recommend_event_weights)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    params = AlsParams(rank=rank, reg=reg, alpha=alpha, iterations=iterations, weights=weights,
+                       blocks=blocks, checkpoint_dir=checkpoint_dir)
     spark = _spark(master, "vitrine-als")
     try:
         with tempfile.TemporaryDirectory(prefix="vitrine-export-") as staging:

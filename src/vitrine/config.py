@@ -105,6 +105,9 @@ class Settings:
     recommend_category_field: str = ""  # product attribute naming the category; "" = detect
     recommend_default_strategy: str = "default"
     recommend_retrain_minutes: int = 60  # background retraining period; 0: only on demand
+    # Output folder of `vitrine spark train-als`: when set, "als" (and the hybrid's ALS
+    # source) use those factors instead of training ALS in-process.
+    recommend_als_factors: str = ""
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from vitrine.recommend.als_factors import AlsFactors
 from vitrine.recommend.base import Reason, Recommender, top_k
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.data import Dataset, History
@@ -137,7 +138,7 @@ def _variant_groups(data: Dataset) -> np.ndarray:
         key = " ".join(title.lower().split()) if title else ""
         if key:
             out[i] = codes.setdefault(key, len(codes))
-    counts = np.bincount(out[out >= 0], minlength=len(codes))
+    counts = np.bincount(out[out >= 0], minlength=max(len(codes), 1))  # no titles: empty
     out[(out >= 0) & (counts[np.maximum(out, 0)] < 2)] = -1  # no other variant
     return out
 
@@ -192,11 +193,12 @@ def _facet_popularity(data: Dataset, pop: np.ndarray) -> list[np.ndarray]:
 class CandidateSources:
     """The fitted stage-1 algorithms and per-item statistics of one snapshot of the log."""
 
-    def __init__(self, data: Dataset, sources: dict[str, int], als_params: dict[str, Any]):
+    def __init__(self, data: Dataset, sources: dict[str, int], als_params: dict[str, Any],
+                 als: ALS | None = None):
         self.data = data
         self.sources = sources
         self.rebuy = Rebuy().fit(data)
-        self.als = ALS(**als_params).fit(data)
+        self.als = als or ALS(**als_params).fit(data)
         self.cooc = Cooccurrence().fit(data)
         self.profile = VisualProfile().fit(data)
         self.similar = VisualSimilar().fit(data)
@@ -349,6 +351,7 @@ class Hybrid(Recommender):
         als_params: dict[str, Any] | None = None,
         ranker_params: dict[str, Any] | None = None,
         seed: int = 0,
+        als_factors: str | None = None,
     ) -> None:
         super().__init__()
         self.sources = dict(sources or DEFAULT_SOURCES)
@@ -358,6 +361,9 @@ class Hybrid(Recommender):
         self.als_params = dict(als_params or {})
         self.ranker_params = dict(ranker_params or {})
         self.seed = seed
+        # Serve ALS from `vitrine spark train-als` factors; the ranker's time windows still
+        # fit their own ALS on each window's past (the factors saw the label periods).
+        self.als_factors = als_factors
         self.model: Any = None
         self.stage1: CandidateSources | None = None
         self.training_report: dict[str, Any] = {}
@@ -402,7 +408,8 @@ class Hybrid(Recommender):
 
         self.data = data
         features, labels, groups = self._training_rows(data)
-        self.stage1 = CandidateSources(data, self.sources, self.als_params)
+        als = AlsFactors(self.als_factors).fit(data) if self.als_factors else None
+        self.stage1 = CandidateSources(data, self.sources, self.als_params, als)
         self.training_report = {"groups": len(groups), "rows": int(sum(groups))}
         if len(groups) < 5:
             log.warning("hybrid: too few training groups (%d); ranking by ALS + profile",

@@ -32,6 +32,7 @@ import threadpoolctl
 from vitrine.catalog.models import RecommendationEvaluation
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings
+from vitrine.recommend.als_factors import als_factors_stamp, with_als_factors
 from vitrine.recommend.base import Reason
 from vitrine.recommend.data import History, to_days
 from vitrine.recommend.event_store import EventColumns, EventImportReport, EventStore
@@ -221,7 +222,7 @@ class RecommendationService:
     def fingerprint(self) -> str:
         return f"{self.events.fingerprint()}|{self.store.count_products()}|" + "|".join(
             sorted(self.weights)
-        )
+        ) + als_factors_stamp(self.settings.recommend_als_factors)
 
     def model_specs(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Every model the strategies need: key -> (algorithm, params)."""
@@ -232,7 +233,8 @@ class RecommendationService:
             specs.setdefault(s.model_key, (s.algorithm, s.params))
             for name in s.fallback:
                 specs.setdefault(name, (name, {}))
-        return specs
+        path = self.settings.recommend_als_factors
+        return {k: with_als_factors(a, p, path) for k, (a, p) in specs.items()}
 
     def train(self) -> ModelSet:
         """Build and fit a new model set from the database, save it and swap it in."""

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, delete, select
 
 from vitrine.catalog.models import RecommendationStrategy, utcnow
 from vitrine.index.rerank import DEFAULT_WEIGHTS
+from vitrine.recommend.als_factors import AlsFactors
 from vitrine.recommend.base import Recommender
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.complementary import Complementary
@@ -33,6 +34,7 @@ from vitrine.recommend.visual import VisualProfile, VisualSimilar
 ALGORITHMS: dict[str, Callable[..., Recommender]] = {
     "hybrid": Hybrid,
     "als": ALS,
+    "als_factors": AlsFactors,
     "cooccurrence": Cooccurrence,
     "visual_profile": VisualProfile,
     "similar": VisualSimilar,

@@ -1,11 +1,12 @@
 """``vitrine spark train-als``: MLlib ALS on the event log, for catalogs one process cannot hold.
 
-Events are weighted by type (a purchase says more than a view), summed per
-(customer, product) and factorised with implicit-feedback ALS. The factors are
-written with the original ids, as Parquet (``user_factors``, ``item_factors``) and
-as one ``als_factors.npz`` (``user_ids``, ``user_factors``, ``item_ids``,
-``item_factors``) in the layout of implicit's ``AlternatingLeastSquares`` factor
-matrices, so that the recommender can load them in place of its own training.
+Events are weighted by type with the recommender's own weights (a purchase says more
+than a view; negative types take interest away), summed per (customer, product), and
+the pairs with a positive strength are factorised with implicit-feedback ALS. The
+factors are written with the original ids as Parquet (``user_factors``,
+``item_factors``: ``id``, ``features``), with ``als_summary.json`` (the parameters);
+the recommender's ``als_factors`` algorithm serves from them
+(``VITRINE_RECOMMEND_ALS_FACTORS``). Nothing is collected to the driver.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-DEFAULT_WEIGHTS = {"view": 1.0, "click": 1.0, "cart": 3.0, "purchase": 5.0}
+from vitrine.recommend.events import DEFAULT_EVENT_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,12 @@ class AlsParams:
     reg: float = 0.05
     alpha: float = 20.0
     iterations: int = 10
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 7
+    blocks: int = 10  # user and item blocks (parallelism of each ALS step)
+    # Cuts the lineage every 10 iterations (long runs otherwise overflow the JVM stack);
+    # on a cluster, storage every executor reaches (HDFS, S3).
+    checkpoint_dir: str | None = None
 
 
 def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = None) -> dict:
@@ -37,12 +40,14 @@ def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = 
     from pyspark.sql import functions as F
 
     params = params or AlsParams()
+    if params.checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(params.checkpoint_dir)
     weight = F.create_map(*[F.lit(x) for kv in params.weights.items() for x in kv])
     pairs = (
         events.withColumn("w", F.coalesce(weight[F.col("type")], F.lit(0.0)))
-        .where(F.col("w") > 0)
         .groupBy("user_id", "product_id")
         .agg(F.sum("w").alias("strength"))
+        .where(F.col("strength") > 0)
     )
     if pairs.limit(1).count() == 0:
         raise ValueError("no events of a weighted type: nothing to train on")
@@ -62,10 +67,11 @@ def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = 
         ratingCol="strength",
         coldStartStrategy="drop",
         seed=params.seed,
+        numUserBlocks=params.blocks,
+        numItemBlocks=params.blocks,
     ).fit(indexed)
 
     output.mkdir(parents=True, exist_ok=True)
-    tables = {}
     for name, factors, labels in (
         ("user_factors", model.userFactors, users.labels),
         ("item_factors", model.itemFactors, items.labels),
@@ -73,18 +79,6 @@ def train_als(spark: Any, events: Any, output: Path, params: AlsParams | None = 
         ids = spark.createDataFrame(list(enumerate(labels)), ["id", "key"])
         frame = factors.join(ids, "id").select(F.col("key").alias("id"), "features")
         frame.write.mode("overwrite").parquet(str(output / name))
-        rows = sorted(frame.collect(), key=lambda r: r["id"])
-        tables[name] = (
-            np.array([r["id"] for r in rows], dtype=object),
-            np.array([r["features"] for r in rows], dtype=np.float32).reshape(len(rows), -1),
-        )
-    np.savez(
-        output / "als_factors.npz",
-        user_ids=tables["user_factors"][0].astype(str),
-        user_factors=tables["user_factors"][1],
-        item_ids=tables["item_factors"][0].astype(str),
-        item_factors=tables["item_factors"][1],
-    )
     summary = {
         "users": len(users.labels),
         "items": len(items.labels),
