@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from bench_classify import FASHION_FIELDS, MIN_SUPPORT, is_test, open_home, scores
 
 ROOT = Path(__file__).resolve().parents[1]
