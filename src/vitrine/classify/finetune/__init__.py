@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from vitrine.classify.finetune.export import (
 )
 from vitrine.classify.finetune.network import NUM_BLOCKS, check_trainable_blocks
 from vitrine.classify.finetune.training import FineTuneConfig, FineTuneResult, fine_tune
+from vitrine.vision.embedding import _default_threads as default_threads
 
 __all__ = [
     "Activations",
@@ -51,15 +51,6 @@ def load_base_network() -> Any:
     from vitrine.vision.onnx_export import load_torch_model
 
     return load_torch_model()
-
-
-def _threads(threads: int) -> int:
-    if threads:
-        return threads
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def catalog_activations(
@@ -89,7 +80,8 @@ def catalog_activations(
         else:
             lower_dir = cache_dir if cache_dir is not None else Path(tmp)
             name = f"lower-{base_version()}-{cut}.onnx"
-            runner = onnx_lower_runner(net, cut, lower_dir / name, _threads(config.threads))
+            threads = config.threads or default_threads()
+            runner = onnx_lower_runner(net, cut, lower_dir / name, threads)
         return compute_activations(
             blobs,
             photos,
