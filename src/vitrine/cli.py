@@ -844,12 +844,28 @@ def train(
         str, typer.Option(help="if-better (default), always or never.")
     ] = "if-better",
     min_support: Annotated[int | None, typer.Option(help="Rare below this many examples.")] = None,
+    finetune: Annotated[
+        bool, typer.Option("--finetune", help="First fine-tune the CNN's last blocks (slow).")
+    ] = False,
+    budget_minutes: Annotated[
+        float, typer.Option(help="Fine-tuning: wall-clock budget of the training loop.")
+    ] = 20.0,
+    trainable_blocks: Annotated[
+        int, typer.Option(help="Fine-tuning: how many of the CNN's last blocks to train.")
+    ] = 2,
 ) -> None:
-    """Train one head per field on the stored features; activate it when not worse."""
+    """Train one head per field on the stored features; activate it when not worse.
+
+    With --finetune: fine-tune the CNN on the labelled photos, export it as a new embedding
+    model version, re-embed the catalog with it and index it (the version in service keeps
+    serving), then train heads on the new embeddings, kept inactive until you switch."""
     from vitrine.classify.trainer import TrainingError
 
     if activate not in {"if-better", "always", "never"}:
         _fail("--activate must be if-better, always or never")
+    if finetune:
+        _train_finetuned(_fields(fields), budget_minutes, trainable_blocks, min_support)
+        return
     vitrine = _open()
     chosen = groups.split("+") if groups else None
     try:
@@ -861,6 +877,57 @@ def train(
     finally:
         vitrine.close()
     _print_json([_model_line(r) for r in rows])
+
+
+def _train_finetuned(
+    fields: list[str], budget_minutes: float, trainable_blocks: int, min_support: int | None
+) -> None:
+    from vitrine.classify.finetune import FineTuneConfig
+    from vitrine.classify.trainer import TrainingError
+    from vitrine.services.classification import ClassificationService, train_config
+    from vitrine.services.finetuning import fine_tune_catalog, reembed_catalog
+
+    if budget_minutes <= 0:
+        _fail("--budget-minutes must be positive")
+    vitrine = _open()
+    split = train_config(vitrine, min_support=min_support)
+    try:
+        config = FineTuneConfig(
+            trainable_blocks=trainable_blocks,
+            budget_seconds=budget_minutes * 60,
+            threads=vitrine.settings.embedding_threads,
+            min_support=split.min_support,
+            holdout=split.holdout,
+            correction_weight=split.correction_weight,
+        )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            typer.echo(f"{stage}: {done}/{total}", err=True)
+
+        record = fine_tune_catalog(vitrine, fields, config, progress)
+        version = record["version"]
+        report = reembed_catalog(vitrine, version, progress)
+        rows = ClassificationService(vitrine, embedding_version=version).train(
+            fields, activate="never", min_support=min_support
+        )
+    except (TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        vitrine.close()
+    _print_json(
+        {
+            "model": {k: record[k] for k in ("version", "fields", "stopped", "train_seconds")}
+            | {"metrics": record["metrics"], "products": record["products"]},
+            "reembedded": report.embedded,
+            "unreadable_photos": len(report.failed),
+            "indexed": report.indexed,
+            "heads": [_model_line(r) for r in rows],
+            "to_switch": [
+                f"set embedding_model = {version!r} (VITRINE_EMBEDDING_MODEL) and restart",
+                *(f"vitrine models activate {r['id']}" for r in rows),
+            ],
+        }
+    )
 
 
 def _model_line(row: dict[str, Any]) -> dict[str, Any]:

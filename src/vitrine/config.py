@@ -44,6 +44,7 @@ class Settings:
     embedding_threads: int = 0  # 0: all cores
     embedding_batch_size: int = 32
     top_labels: int = 5
+    embedding_model: str = ""  # a fine-tuned model version in models/ ("" = pretrained)
 
     # Visual index.
     index_hnsw_threshold: int = 5_000

@@ -380,6 +380,18 @@ class CatalogStore:
         with self.engine.connect() as conn:
             return [(i, p, k) for i, p, k in conn.execute(query)]
 
+    def primary_images(self, product_ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(product id, blob key) of every product's primary image, by product id."""
+        query = (
+            select(Image.product_id, Image.blob_key)
+            .where(Image.is_primary)
+            .order_by(Image.product_id)
+        )
+        if product_ids is not None:
+            query = query.where(Image.product_id.in_(list(product_ids)))
+        with self.engine.connect() as conn:
+            return [(p, k) for p, k in conn.execute(query)]
+
     def add_features(self, rows: Sequence[tuple[int, FeatureRecord]]) -> None:
         """Store features of existing images: (image id, feature); existing ones are kept."""
         if not rows:

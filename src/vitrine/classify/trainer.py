@@ -97,6 +97,20 @@ def _split_sides(
     return sides
 
 
+def held_out_sides(
+    labels: Mapping[str, FieldLabels], product_ids: Sequence[str], config: TrainConfig
+) -> dict[str, dict[str, str]]:
+    """field -> product id -> "train", "calibration" or "evaluation": the split that
+    :func:`train_heads` makes for these labelled products (fine-tuning holds out the same)."""
+    present = set(product_ids)
+    values = {f: {p: v for p, v in fl.values.items() if p in present} for f, fl in labels.items()}
+    hierarchies = learn_hierarchies(values) if len(values) > 1 else []
+    datasets = {
+        f: assemble(FeatureBlocks(sorted(product_ids), {}), fl) for f, fl in labels.items()
+    }
+    return _split_sides(datasets, hierarchies, config)
+
+
 def _rows(data: Dataset, side: Mapping[str, str], name: str) -> np.ndarray:
     return np.array([i for i, pid in enumerate(data.features.ids) if side[pid] == name], np.int64)
 

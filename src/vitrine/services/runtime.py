@@ -59,6 +59,7 @@ class Vitrine:
             precision=self.settings.embedding_precision,
             threads=threads,
             top_labels=self.settings.top_labels,
+            model=self.settings.embedding_model,
         )
 
     @cached_property

@@ -180,6 +180,8 @@ class Embedder:
             (create one with ``vitrine model quantize --images DIR`` / :func:`quantize_int8`).
         threads: onnxruntime intra-op threads; default: every core this process may use.
         top_labels: how many ImageNet labels to return per image (0 for none).
+        model: a fine-tuned model version in ``model_dir`` (``<version>.onnx``, made by
+            :mod:`vitrine.classify.finetune`); empty for the pretrained model.
 
     Attributes:
         model_version: identifies the weights and precision (and int8 calibration), e.g.
@@ -196,6 +198,7 @@ class Embedder:
         precision: Precision = "fp32",
         threads: int | None = None,
         top_labels: int = 5,
+        model: str = "",
     ) -> None:
         import onnxruntime as ort
 
@@ -205,7 +208,17 @@ class Embedder:
             raise ValueError(f"top_labels must be in 0..{NUM_CLASSES}, not {top_labels}")
         model_dir = Path(model_dir)
         sha12 = weights_sha12()
-        if precision == "fp32":
+        if model:
+            if precision != "fp32":
+                raise ValueError(f"the fine-tuned model {model!r} exists only in fp32")
+            self.model_path = model_dir / f"{model}.onnx"
+            if not self.model_path.is_file():
+                raise FileNotFoundError(
+                    f"embedding model {model!r} not found in {model_dir} "
+                    "(make one with `vitrine train --finetune`)"
+                )
+            self.model_version = model
+        elif precision == "fp32":
             self.model_path = export_onnx(model_dir)
             self.model_version = f"{MODEL_NAME}-fp32-{sha12}"
         else:

@@ -87,7 +87,7 @@ def load_torch_model() -> torch.nn.Module:
     return model.eval()
 
 
-def _export_module(net: Any) -> torch.nn.Module:
+def embedding_module(net: Any) -> torch.nn.Module:
     """Wrap the network: uint8 NHWC in, (pooled embedding, logits) out."""
     import torch
 
@@ -114,7 +114,7 @@ def torch_reference(images_nhwc: Any) -> tuple[Any, Any]:
     """
     import torch
 
-    module = _export_module(load_torch_model())
+    module = embedding_module(load_torch_model())
     with torch.inference_mode():
         embedding, logits = module(torch.from_numpy(images_nhwc))
     return embedding.numpy(), logits.numpy()
@@ -135,12 +135,22 @@ def export_onnx(model_dir: Path) -> Path:
     target = onnx_path(model_dir)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_onnx(embedding_module(load_torch_model()), target)
 
+
+def write_onnx(
+    module: torch.nn.Module,
+    target: Path,
+    output_names: tuple[str, ...] = OUTPUT_NAMES,
+) -> Path:
+    """Export ``module`` (uint8 NHWC 224x224 ``image`` in) to ``target``, atomically.
+
+    The graph gets a dynamic batch axis and onnxruntime's basic (portable) optimisations.
+    """
     import onnxruntime as ort
     import torch
 
-    module = _export_module(load_torch_model())
+    target.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros((1, _EXPORT_SIZE, _EXPORT_SIZE, 3), dtype=torch.uint8)
     fd, raw_name = tempfile.mkstemp(
         prefix=f".{target.stem}-", suffix=".raw.onnx", dir=target.parent
@@ -157,8 +167,8 @@ def export_onnx(model_dir: Path) -> Path:
                 str(raw),
                 dynamo=False,
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+                output_names=list(output_names),
+                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *output_names)},
                 opset_version=ONNX_OPSET,
                 do_constant_folding=True,
             )

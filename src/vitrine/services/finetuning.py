@@ -1,0 +1,130 @@
+"""``vitrine train --finetune``: a fine-tuned CNN as a new embedding version of the catalog.
+
+1. :func:`fine_tune_catalog` fine-tunes the CNN's last blocks on the stored photos and
+   labels (:mod:`vitrine.classify.finetune`) and exports it to the models directory as a
+   new model version with its record.
+2. :func:`reembed_catalog` stores an embedding of that version for every primary photo
+   that lacks one (read from the blob store; resumable: a second run does only what is
+   missing) and then builds that version's vector index file. Embeddings of the version in
+   service are untouched, so a server keeps searching with them meanwhile.
+3. The heads are then trained on the new embeddings by the usual trainer
+   (:class:`~vitrine.services.classification.ClassificationService` with that version).
+
+Switching a running service to the new version is a configuration change
+(``embedding_model``) and a restart; it is not done live.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitrine.catalog.blobs import BlobNotFoundError
+from vitrine.catalog.store import EMBEDDING_KIND, FeatureRecord
+from vitrine.classify.dataset import read_field_labels
+from vitrine.classify.finetune import (
+    FineTuneConfig,
+    catalog_activations,
+    export_finetuned,
+    fine_tune,
+    load_base_network,
+)
+from vitrine.services.runtime import Vitrine
+from vitrine.services.visual_search import VisualSearch
+from vitrine.vision.analyzer import WORKING_SIDE
+from vitrine.vision.decode import ImageDecodeError, decode_image
+from vitrine.vision.embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def fine_tune_catalog(
+    vitrine: Vitrine,
+    fields: Sequence[str],
+    config: FineTuneConfig,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fine-tune on every labelled product's primary photo; returns the new model's record."""
+    labels = read_field_labels(vitrine.store, fields)
+    for f, fl in labels.items():
+        if not fl.values:
+            raise ValueError(f"field {f!r}: no product has a value")
+    net = load_base_network()
+    t0 = time.perf_counter()
+    acts = catalog_activations(
+        vitrine.store,
+        vitrine.blobs,
+        labels,
+        config,
+        vitrine.settings.home / "cache" / "finetune",
+        net=net,
+        on_progress=(lambda d, t: on_progress("photos", d, t)) if on_progress else None,
+    )
+    activation_seconds = round(time.perf_counter() - t0, 1)
+    result = fine_tune(net, acts, labels, config)
+    return export_finetuned(
+        result,
+        vitrine.settings.model_dir,
+        {
+            "products": len(acts),
+            "unreadable_photos": len(acts.failed),
+            "activation_seconds": activation_seconds,
+        },
+    )
+
+
+@dataclass
+class ReembedReport:
+    version: str
+    embedded: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (product id, reason)
+    indexed: int = 0
+    seconds: float = 0.0
+
+
+def reembed_catalog(
+    vitrine: Vitrine, version: str, on_progress: Progress | None = None
+) -> ReembedReport:
+    """Store ``version`` embeddings of every primary photo lacking one, then build and save
+    that version's index (beside the index in service, which is left as it is)."""
+    t0 = time.perf_counter()
+    s = vitrine.settings
+    embedder = Embedder(
+        s.model_dir, model=version, threads=s.embedding_threads or None, top_labels=0
+    )
+    missing = vitrine.store.images_missing_feature(EMBEDDING_KIND, version)
+    report = ReembedReport(version)
+    for start in range(0, len(missing), CHUNK):
+        images, image_ids = [], []
+        for image_id, product_id, key in missing[start : start + CHUNK]:
+            try:
+                images.append(
+                    decode_image(vitrine.blobs.get(key), source=key, max_side=WORKING_SIDE).rgb
+                )
+                image_ids.append(image_id)
+            except (BlobNotFoundError, ImageDecodeError, OSError) as exc:
+                report.failed.append((product_id, str(exc)))
+        if images:
+            vectors = embedder.embed(images).vectors
+            vitrine.store.add_features(
+                [
+                    (i, FeatureRecord(EMBEDDING_KIND, version, vector=v, data={"labels": []}))
+                    for i, v in zip(image_ids, vectors, strict=True)
+                ]
+            )
+            report.embedded += len(images)
+        if on_progress:
+            on_progress("re-embed", min(start + CHUNK, len(missing)), len(missing))
+    if report.failed:
+        log.warning("re-embedding: %d photos could not be read", len(report.failed))
+    index = VisualSearch(vitrine.store, s, version)
+    index.rebuild()
+    report.indexed = len(index)
+    report.seconds = round(time.perf_counter() - t0, 1)
+    return report
