@@ -104,6 +104,8 @@ class Settings:
     recommend_category_field: str = ""  # product attribute naming the category; "" = detect
     recommend_default_strategy: str = "default"
     recommend_retrain_minutes: int = 60  # background retraining period; 0: only on demand
+    recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
+    recommend_precompute: int = 20_000  # most recent customers' lists computed at training
 
     config_file: Path | None = field(default=None, compare=False)
 

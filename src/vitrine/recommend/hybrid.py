@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from vitrine.recommend.base import Reason, Recommender, top_k
+from vitrine.recommend.base import Explainer, Reason, Recommender, top_k
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.data import Dataset, History
 from vitrine.recommend.popularity import Popularity, Rebuy, decayed_counts
@@ -189,6 +189,18 @@ def _facet_popularity(data: Dataset, pop: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+@dataclass
+class UserScores:
+    """One history's scores from every source at one moment, shared by candidate
+    generation, features and explanations."""
+
+    history: History
+    now: float
+    scores: dict[str, np.ndarray]
+    profile_similarity: np.ndarray
+    profile_items: list[int]
+
+
 class CandidateSources:
     """The fitted stage-1 algorithms and per-item statistics of one snapshot of the log."""
 
@@ -224,20 +236,30 @@ class CandidateSources:
         return (BASE_FEATURES + [f"facet_{name}" for name in facets]
                 + [f"facet_pop_{name}" for name in facets])
 
+    def user_scores(self, history: History, now: float) -> UserScores:
+        """Every source's scores for this history, computed once per request."""
+        centroids, mass, profile_items = self.profile.interests(history, now)
+        return UserScores(
+            history, now,
+            {
+                "rebuy": self.rebuy.scores(history, now),
+                "als": self.als.scores(history, now),
+                "cooccurrence": self.cooc.scores(history, now),
+                "visual_profile": self.profile.scores_for(centroids, mass),
+                "similar": self.similar.scores(history, now),
+                "variants": self.variant_scores(history, now),
+            },
+            self.profile.similarity_to(centroids),
+            profile_items,
+        )
+
     def candidates(
-        self, history: History, now: float, valid: np.ndarray
+        self, history: History, now: float, valid: np.ndarray, user: UserScores | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(candidate items, features matrix) for one history."""
         data, st = self.data, self.stats
-        scores = {
-            "rebuy": self.rebuy.scores(history, now),
-            "als": self.als.scores(history, now),
-            "cooccurrence": self.cooc.scores(history, now),
-            "visual_profile": self.profile.scores(history, now),
-            "similar": self.similar.scores(history, now),
-        }
-        profile_similarity = self.profile.similarity(history, now)
-        scores["variants"] = self.variant_scores(history, now)
+        user = user or self.user_scores(history, now)
+        scores, profile_similarity = user.scores, user.profile_similarity
         chosen: list[np.ndarray] = []
         for name, n in self.sources.items():
             if n <= 0:
@@ -456,14 +478,21 @@ class Hybrid(Recommender):
     def recommend(
         self, history: History, k: int, now: float, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        items, scores, _ = self.recommend_explained(history, k, now, valid)
+        return items, scores
+
+    def recommend_explained(
+        self, history: History, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explainer]:
         assert self.stage1 is not None
         mask = self.dataset.available if valid is None else valid
-        items, f = self.stage1.candidates(history, now, mask)
+        user = self.stage1.user_scores(history, now)
+        items, f = self.stage1.candidates(history, now, mask, user)
         if not len(items):
-            return self.stage1.popularity.recommend(history, k, now, mask)
+            return self.stage1.popularity.recommend_explained(history, k, now, mask)
         s = self.rank(items, f)
         order = np.lexsort((items, -s))[:k]
-        return items[order], s[order]
+        return items[order], s[order], lambda item: self._explain(user, item)
 
     def scores(self, history: History, now: float) -> np.ndarray:
         assert self.stage1 is not None
@@ -474,20 +503,24 @@ class Hybrid(Recommender):
         return out
 
     def explain(self, history: History, item: int, now: float) -> Reason:
+        assert self.stage1 is not None
+        return self._explain(self.stage1.user_scores(history, now), item)
+
+    def _explain(self, user: UserScores, item: int) -> Reason:
         """The explanation of the source that speaks most for ``item``."""
         assert self.stage1 is not None
-        s1 = self.stage1
+        s1, history, now = self.stage1, user.history, user.now
         if (history.items == item).any():
             return s1.rebuy.explain(history, item, now)
-        cooc = s1.cooc.scores(history, now)[item]
+        cooc = user.scores["cooccurrence"][item]
         if np.isfinite(cooc) and cooc > 0.05:
             return s1.cooc.explain(history, item, now)
-        profile = s1.profile.similarity(history, now)[item]
+        profile = user.profile_similarity[item]
         if np.isfinite(profile) and profile > 0.8:
-            return s1.profile.explain(history, item, now)
-        als = s1.als.scores(history, now)[item]
+            return s1.profile.explain_from(user.profile_items, history, item)
+        als = user.scores["als"][item]
         if np.isfinite(als) and als > 0.1:
             return s1.als.explain(history, item, now)
         if np.isfinite(profile):
-            return s1.profile.explain(history, item, now)
+            return s1.profile.explain_from(user.profile_items, history, item)
         return s1.popularity.explain(history, item, now)

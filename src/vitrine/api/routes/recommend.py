@@ -158,10 +158,11 @@ async def user_recommendations(
     k: K = 12,
     strategy: str | None = None,
     filter: Filters = None,
-) -> dict[str, Any]:
+) -> Response:
     """Personalised recommendations, each explained; unknown customers get the fallbacks."""
     result = await call(svc.recommend_user, user_id, k, strategy, filter)
-    return result.to_json()
+    # Serialised by the service (the items once per computed list): the hot path.
+    return Response(result.to_body(), media_type="application/json")
 
 
 @router.post(
