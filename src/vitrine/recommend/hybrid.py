@@ -41,6 +41,8 @@ DEFAULT_SOURCES: dict[str, int] = {
     "new": 100,
     "new_trending": 50,
     "variants": 50,
+    "category_trending": 50,
+    "category_new": 50,
 }
 BASE_FEATURES = [
     "als",
@@ -70,6 +72,8 @@ BASE_FEATURES = [
     "visual_pop",
     "item_rebuy_rate",
     "variant",
+    "user_item_days",
+    "user_item_events",
 ]
 
 
@@ -199,6 +203,7 @@ class UserScores:
     scores: dict[str, np.ndarray]
     profile_similarity: np.ndarray
     profile_items: list[int]
+    category_share: np.ndarray  # per category
 
 
 class CandidateSources:
@@ -251,7 +256,21 @@ class CandidateSources:
             },
             self.profile.similarity_to(centroids),
             profile_items,
+            self.category_share(history, now),
         )
+
+    def category_share(self, history: History, now: float) -> np.ndarray:
+        """The customer's recency-weighted share of interest per category."""
+        data = self.data
+        share = np.zeros(len(data.categories))
+        weights = history.item_weights(now, 60.0)
+        hist = np.array([i for i, w in weights.items() if w > 0 and i < data.n_catalog], np.int64)
+        if len(hist) and len(share):
+            codes = data.category[hist]
+            hw = np.array([weights[i] for i in hist.tolist()])
+            known = codes >= 0
+            share = np.bincount(codes[known], hw[known], len(share)) / max(hw.sum(), 1e-12)
+        return share
 
     def candidates(
         self, history: History, now: float, valid: np.ndarray, user: UserScores | None = None
@@ -270,6 +289,16 @@ class CandidateSources:
                 s = np.where(self.cold, scores["visual_profile"], -np.inf)
             elif name == "new_trending":
                 s = np.where(self.cold, self.stats.visual_pop, -np.inf)
+            elif name in ("category_trending", "category_new"):
+                # best sellers (new products: their look-alikes sell) of the customer's
+                # categories, in proportion to the customer's interest in each
+                cat = data.category
+                share = np.where(cat >= 0, user.category_share[np.maximum(cat, 0)], 0.0)
+                if name == "category_trending":
+                    s = np.where(st.pop_7 > 0, share * st.pop_7, -np.inf)
+                else:
+                    s = np.where(self.cold, share * st.visual_pop, -np.inf)
+                s[share <= 0] = -np.inf
             else:
                 s = scores[name]
             chosen.append(top_k(s, n, valid))
@@ -309,6 +338,15 @@ class CandidateSources:
         hist = np.array([i for i, w in weights.items() if w > 0 and i < data.n_catalog], np.int64)
         hw = np.array([weights[i] for i in hist.tolist()])
         col("user_events", np.full(len(items), len(history), np.float32))
+        if len(history):  # the customer's own past with each candidate
+            last_seen = np.full(data.n_items, -np.inf)
+            np.maximum.at(last_seen, history.items, history.days)
+            days = now - last_seen[items]
+            col("user_item_days", np.where(np.isfinite(days), days, np.nan))
+            counts = np.bincount(history.items, minlength=data.n_items)
+            col("user_item_events", counts[items].astype(np.float32))
+        else:
+            col("user_item_events", np.zeros(len(items), np.float32))
         col(
             "user_days_since_last",
             np.full(len(items), now - history.days.max() if len(history) else np.nan),

@@ -561,6 +561,16 @@ class RecommendationService:
         result.user_id = user_id
         return result
 
+    def list_stats(self) -> dict[str, int]:
+        """Customers' lists: how many are kept, served again, and computed."""
+        models = self._models
+        return {
+            "cached": len(self._lists),
+            "precomputed": len(models.precomputed) if models is not None else 0,
+            "served_from_cache": self._lists.hits + self.precomputed_hits,
+            "computed": self._lists.misses - self.precomputed_hits,
+        }
+
     def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
         """The default strategy's lists for the most recently active customers (and for
         customers with no history), computed exactly as a request would, so that serving

@@ -309,6 +309,7 @@ async def status(svc: Service) -> dict[str, Any]:
         "products": m.data.n_catalog,
         "customers": m.data.n_users,
         "events": len(m.data.ev_day),
+        "lists": svc.list_stats(),
         "error": svc.last_error,
     }
 
