@@ -41,8 +41,10 @@ DEFAULT_SOURCES: dict[str, int] = {
     "new": 100,
     "new_trending": 50,
     "variants": 50,
-    "category_trending": 50,
-    "category_new": 50,
+    # best sellers / new look-alikes of best sellers in the customer's categories: off by
+    # default (with 50 each the mean MAP@12 of three H&M splits fell from 0.0091 to 0.0082)
+    "category_trending": 0,
+    "category_new": 0,
 }
 BASE_FEATURES = [
     "als",
