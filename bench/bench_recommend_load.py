@@ -141,6 +141,7 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
                                            recommend(strategy)))
             results[-1]["lists"] = (await client.get("/v1/recommendations/status")).json().get(
                 "lists")
+            print(results[-1], flush=True)
         if args.event_rate > 0:
             label = f"... default @{args.rate:g}/s with events @{args.event_rate:g}/s"
             load, events = await asyncio.gather(
@@ -179,6 +180,9 @@ def main() -> None:
         status: dict[str, Any] = {}
         while time.monotonic() < deadline and not status.get("ready"):
             time.sleep(1)
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited ({server.returncode}); run `vitrine serve`"
+                                 " on this home to see why")
             with contextlib.suppress(httpx.HTTPError, json.JSONDecodeError):
                 status = httpx.get(f"{base}/v1/recommendations/status",
                                    headers={"X-API-Key": key}, timeout=2).json()

@@ -547,11 +547,7 @@ class RecommendationService:
                                record=record, serve=False)
         else:
             key = list_key(user_id if len(history) else COLD, chosen, k, merged)
-            cached = self._lists.get(key, models, seq)
-            if cached is None and seq == 0:
-                cached = models.precomputed.get(key)
-                if cached is not None:
-                    self.precomputed_hits += 1
+            cached = self._cached(key, models, seq)
             if cached is None:
                 items, fallback = self._compute(chosen, history, k, merged, None, None, models)
                 cached = cached_list(items, fallback)
@@ -560,6 +556,34 @@ class RecommendationService:
                                  record, True, cached.items_json)
         result.user_id = user_id
         return result
+
+    def cached_user_list(
+        self, user_id: str, k: int = 12, strategy: str | None = None,
+        filters: Sequence[str] | None = None,
+    ) -> RecommendationList | None:
+        """:meth:`recommend_user` when the list is cached or precomputed, else None: no
+        computing, so the server can answer it without a worker thread."""
+        started = time.perf_counter()
+        chosen = self.strategy(strategy, user_id)
+        models = self.models
+        history, seq = self._history(user_id, models)
+        merged = self._rules(chosen, filters, None)
+        key = list_key(user_id if len(history) else COLD, chosen, k, merged)
+        cached = self._cached(key, models, seq)
+        if cached is None:
+            return None
+        result = self._serve(chosen, "user", list(cached.items), cached.fallback, started,
+                             {"user_id": user_id}, True, cached.items_json)
+        result.user_id = user_id
+        return result
+
+    def _cached(self, key: tuple[Any, ...], models: ModelSet, seq: int) -> CachedList | None:
+        cached = self._lists.get(key, models, seq)
+        if cached is None and seq == 0:
+            cached = models.precomputed.get(key)
+            if cached is not None:
+                self.precomputed_hits += 1
+        return cached
 
     def list_stats(self) -> dict[str, int]:
         """Customers' lists: how many are kept, served again, and computed."""
