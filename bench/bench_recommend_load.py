@@ -134,7 +134,8 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
                 return await c.get(f"/v1/users/{draw()}/recommendations", params=params)
             return call
 
-        await open_loop(client, "warm-up", 50, 2, recommend("trending"))
+        # the server's start-up work (index load, background threads) settles first
+        await open_loop(client, "warm-up", 50, args.warm_up, recommend("trending"))
         for name, strategy in (("trending (baseline)", "trending"), ("default", None)):
             label = f"GET /v1/users/{{id}}/recommendations {name} @{args.rate:g}/s"
             results.append(await open_loop(client, label, args.rate, args.seconds,
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--cold-share", type=float, default=0.2,
                         help="share of requests for customers with no history")
     parser.add_argument("--event-rate", type=float, default=5)
+    parser.add_argument("--warm-up", type=float, default=10, help="seconds at 50/s first")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "recommend_load.json")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="vitrine-rec-load-"))
