@@ -136,6 +136,17 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
 
         # the server's start-up work (index load, background threads) settles first
         await open_loop(client, "warm-up", 50, args.warm_up, recommend("trending"))
+        # one request at a time: the floor of a request over loopback (/healthz) beside
+        # a customer's list (precomputed / cached, or computed for a cold customer)
+        for label, path in (("GET /healthz, one at a time", lambda: "/healthz"),
+                            ("GET .../recommendations default, one at a time",
+                             lambda: f"/v1/users/{draw()}/recommendations")):
+            latencies: list[float] = []
+            for _ in range(200):
+                started = time.perf_counter()
+                (await client.get(path())).raise_for_status()
+                latencies.append(time.perf_counter() - started)
+            results.append(summary(label, latencies, 0, sum(latencies)))
         for name, strategy in (("trending (baseline)", "trending"), ("default", None)):
             label = f"GET /v1/users/{{id}}/recommendations {name} @{args.rate:g}/s"
             results.append(await open_loop(client, label, args.rate, args.seconds,
