@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,45 @@ async def event_to_list(
     return out
 
 
+@dataclass
+class RawResponse:
+    status_code: int
+    body: bytes
+
+
+class RawHttp:
+    """Keep-alive HTTP/1.1 GETs over asyncio streams, for the open-loop scenarios: the
+    load generator shares the 2 cores with the server, and httpx measured ~3x the
+    server's CPU per request here (it could not send 200 requests/s itself)."""
+
+    def __init__(self, host: str, port: int, key: str) -> None:
+        self.host, self.port = host, port
+        self.headers = f"Host: {host}:{port}\r\nX-API-Key: {key}\r\n\r\n".encode()
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(self, path: str) -> RawResponse:
+        conn = self.idle.pop() if self.idle else await asyncio.open_connection(
+            self.host, self.port)
+        reader, writer = conn
+        try:
+            writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.headers)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            writer.close()
+            raise httpx.TransportError(str(exc)) from exc
+        self.idle.append(conn)
+        return RawResponse(int(head[9:12]), body)
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
 async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     rng = random.Random(0)
     known = customers()
@@ -126,12 +166,14 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
                 return f"cold-{rng.randrange(10**9)}"
             return rng.choice(known)
 
+        host, port = base.removeprefix("http://").split(":")
+        raw = RawHttp(host, int(port), key)
+
         def recommend(strategy: str | None) -> Any:
-            async def call(c: httpx.AsyncClient) -> httpx.Response:
-                params: dict[str, Any] = {"k": 12}
-                if strategy:
-                    params["strategy"] = strategy
-                return await c.get(f"/v1/users/{draw()}/recommendations", params=params)
+            query = "?k=12" + (f"&strategy={strategy}" if strategy else "")
+
+            async def call(_: Any) -> RawResponse:
+                return await raw.get(f"/v1/users/{draw()}/recommendations{query}")
             return call
 
         # the server's start-up work (index load, background threads) settles first
@@ -144,7 +186,8 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
             latencies: list[float] = []
             for _ in range(200):
                 started = time.perf_counter()
-                (await client.get(path())).raise_for_status()
+                if (await raw.get(path())).status_code != 200:
+                    raise SystemExit(f"GET {path()} failed")
                 latencies.append(time.perf_counter() - started)
             results.append(summary(label, latencies, 0, sum(latencies)))
         for name, strategy in (("trending (baseline)", "trending"), ("default", None)):
@@ -163,6 +206,7 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
             results += [load, events]
             results[-2]["lists"] = (await client.get("/v1/recommendations/status")).json().get(
                 "lists")
+        raw.close()
     return results
 
 
