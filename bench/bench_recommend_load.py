@@ -130,8 +130,14 @@ class RawHttp:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self, path: str) -> RawResponse:
-        conn = self.idle.pop() if self.idle else await asyncio.open_connection(
-            self.host, self.port)
+        if self.idle:  # a kept connection the server may have closed meanwhile: retry once
+            with contextlib.suppress(httpx.TransportError):
+                return await self._get(path, self.idle.pop())
+        return await self._get(path, await asyncio.open_connection(self.host, self.port))
+
+    async def _get(
+        self, path: str, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    ) -> RawResponse:
         reader, writer = conn
         try:
             writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.headers)
