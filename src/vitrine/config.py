@@ -109,6 +109,8 @@ class Settings:
     # Output folder of `vitrine spark train-als`: when set, "als" (and the hybrid's ALS
     # source) use those factors instead of training ALS in-process.
     recommend_als_factors: str = ""
+    recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
+    recommend_precompute: int = 20_000  # most recent customers' lists computed at training
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -234,3 +235,45 @@ def test_batch_in_worker_processes_matches_one_process(shop: RecommendationServi
     assert all(len(items) == 5 for _, items in two)
     single = [i.product_id for i in shop.recommend_user("u3", k=5, strategy="als").items]
     assert two[-1][1] == single
+
+
+def _listed(result: object) -> list[tuple[str, str, dict]]:
+    return [(i.product_id, i.source, i.explanation) for i in result.items]  # type: ignore[attr-defined]
+
+
+def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
+    shop: RecommendationService,
+) -> None:
+    models = shop.models
+    # lists precomputed at training are what a request computes (a preview is never cached)
+    assert models.precomputed
+    for user in ("u4", "u5", "nobody"):
+        served = shop.recommend_user(user, k=12)
+        computed = shop.recommend_user(user, k=12, preview=shop.strategy(None, user))
+        assert _listed(served) == _listed(computed)
+    assert shop.precomputed_hits == 3
+    hits = shop._lists.hits
+    first = shop.recommend_user("u6", k=5, strategy="hybrid")
+    again = shop.recommend_user("u6", k=5, strategy="hybrid")
+    assert shop._lists.hits == hits + 1 and again.id != first.id  # each response its own id
+    assert _listed(again) == _listed(first)
+    # an event of this customer: the very next list is computed from the new history
+    shop.add_events([{"user_id": "u6", "product_id": f"B{j}", "type": "add_to_cart"}
+                     for j in range(5)])
+    after = shop.recommend_user("u6", k=5, strategy="hybrid")
+    assert shop._lists.hits == hits + 1
+    fresh = shop.recommend_user("u6", k=5, preview=shop.strategy("hybrid"))
+    assert _listed(after) == _listed(fresh) and _listed(after) != _listed(first)
+    # another customer's event leaves this list cached; a filter is a different list
+    shop.add_events([{"user_id": "u7", "product_id": "B1", "type": "view"}])
+    shop.recommend_user("u6", k=5, strategy="hybrid")
+    assert shop._lists.hits == hits + 2
+    filtered = shop.recommend_user("u6", k=5, strategy="hybrid", filters=["colour=Red"])
+    assert all(shop.models.data.attributes[shop.models.data.item_index[i.product_id]]["colour"]
+               == "Red" for i in filtered.items)
+    # a model swap: nothing of the old set is served
+    shop.train()
+    assert shop.models is not models and len(shop._lists) == 0
+    body = json.loads(shop.recommend_user("u6", k=5, strategy="hybrid").to_body())
+    assert body["strategy"] == "hybrid" and len(body["items"]) == 5
+    assert all("explanation" in i for i in body["items"])

@@ -9,6 +9,7 @@ only (indices below ``Dataset.n_catalog``); business rules are applied by the se
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Self
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from vitrine.recommend.data import Dataset, History
 
 Reason = dict[str, Any]
+Explainer = Callable[[int], Reason]
 
 
 def top_k(scores: np.ndarray, k: int, valid: np.ndarray | None = None) -> np.ndarray:
@@ -58,6 +60,14 @@ class Recommender(ABC):
         s = self.scores(history, now)
         best = top_k(s, k, valid)
         return best, s[best]
+
+    def recommend_explained(
+        self, history: History, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explainer]:
+        """:meth:`recommend`, and a function explaining any of its items. Algorithms whose
+        explanations need the scores of the whole history compute them once here."""
+        items, scores = self.recommend(history, k, now, valid)
+        return items, scores, lambda item: self.explain(history, item, now)
 
     def similar_items(
         self, item: int, k: int, now: float, valid: np.ndarray | None = None

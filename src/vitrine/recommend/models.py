@@ -46,6 +46,8 @@ class ModelSet:
     trained_at: float = field(default_factory=time.time)
     train_seconds: dict[str, float] = field(default_factory=dict)
     histories: list[History] = field(default_factory=list)
+    # lists computed at training time, by list_cache.list_key (see the service)
+    precomputed: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     @classmethod
     def train(

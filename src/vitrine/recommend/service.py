@@ -12,6 +12,7 @@ and purchases sent with that id give click-through and conversion per strategy.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -33,10 +34,11 @@ from vitrine.catalog.models import RecommendationEvaluation
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings
 from vitrine.recommend.als_factors import als_factors_stamp, with_als_factors
-from vitrine.recommend.base import Reason
+from vitrine.recommend.base import Explainer, Reason
 from vitrine.recommend.data import History, to_days
 from vitrine.recommend.event_store import EventColumns, EventImportReport, EventStore
 from vitrine.recommend.events import EventError, EventRecord, event_weights, make_event
+from vitrine.recommend.list_cache import COLD, CachedList, ListCache, list_key
 from vitrine.recommend.loading import load_dataset
 from vitrine.recommend.models import ModelSet
 from vitrine.recommend.rules import Rules, candidate_mask, reshape
@@ -75,6 +77,10 @@ class RecommendedItem:
             "explanation": self.explanation,
         }
 
+    def to_response(self) -> dict[str, Any]:
+        """As the API sends it (no null fields)."""
+        return {k: v for k, v in self.to_json().items() if v is not None}
+
 
 @dataclass
 class RecommendationList:
@@ -86,6 +92,7 @@ class RecommendationList:
     user_id: str | None = None
     fallback: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    items_json: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +104,20 @@ class RecommendationList:
             "took_ms": round(self.took_ms, 3),
             **self.extra,
         }
+
+    def to_body(self) -> str:
+        """The API's JSON document (null fields left out), the items serialised once per
+        computed list rather than once per response."""
+        items = self.items_json
+        if items is None:
+            items = json.dumps([i.to_response() for i in self.items], separators=(",", ":"))
+        head = {k: v for k, v in self.to_json().items() if k != "items" and v is not None}
+        return json.dumps(head, separators=(",", ":"))[:-1] + ',"items":' + items + "}"
+
+
+def cached_list(items: list[RecommendedItem], fallback: bool) -> CachedList:
+    return CachedList(tuple(items), fallback,
+                      json.dumps([i.to_response() for i in items], separators=(",", ":")))
 
 
 class _ServedWriter:
@@ -215,6 +236,8 @@ class RecommendationService:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._served: _ServedWriter | None = None
+        self._lists = ListCache(settings.recommend_cache_size)
+        self.precomputed_hits = 0
         self.last_error: str | None = None
 
     # -- models -------------------------------------------------------------------------
@@ -246,6 +269,7 @@ class RecommendationService:
                 category_field=self.settings.recommend_category_field,
             )
             models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
+            models.precomputed = self.precompute(models)
             models.save(self.model_dir)
             self._swap(models)
             return models
@@ -253,6 +277,7 @@ class RecommendationService:
     def _swap(self, models: ModelSet) -> None:
         with self._lock:
             self._models = models
+            self._lists.clear()  # entries of the old set would miss anyway: free them
             for user in list(self._live):
                 kept = [e for e in self._live[user] if e[0] > models.snapshot_seq]
                 if kept:
@@ -371,13 +396,16 @@ class RecommendationService:
 
     def history(self, user_id: str, models: ModelSet | None = None) -> History:
         """The snapshot's history of a customer plus the events since."""
-        models = models or self.models
+        return self._history(user_id, models or self.models)[0]
+
+    def _history(self, user_id: str, models: ModelSet) -> tuple[History, int]:
+        """The history, and the sequence number of its latest live event (0: none)."""
         history = models.history(user_id)
         with self._lock:
             live = [e for e in self._live.get(user_id, ()) if e[0] > models.snapshot_seq]
         for _, item, day, weight, purchase in live:
             history = history.appended(item, day, weight, purchase)
-        return history
+        return history, (live[-1][0] if live else 0)
 
     def _now(self, models: ModelSet, history: History) -> float:
         latest = float(history.days.max()) if len(history) else 0.0
@@ -420,12 +448,27 @@ class RecommendationService:
     ) -> RecommendationList:
         started = time.perf_counter()
         models = models or self.models
+        items, fallback = self._compute(strategy, history, k, rules, produce, explain, models)
+        return self._serve(strategy, context, items, fallback, started, record, serve)
+
+    def _compute(
+        self,
+        strategy: Strategy,
+        history: History,
+        k: int,
+        rules: Rules,
+        produce: Callable[[Any, int, float, np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        explain: Callable[[Any, int, float], Reason] | None,
+        models: ModelSet,
+    ) -> tuple[list[RecommendedItem], bool]:
+        """The explained list and whether a fallback algorithm filled part of it."""
         data = models.data
         now = self._now(models, history)
         valid = candidate_mask(rules, data, history)
         pool = max(4 * k, 50)
         ranked: list[int] = []
         source: dict[int, str] = {}
+        explainers: dict[str, Explainer] = {}
         for position, name in enumerate([strategy.model_key, *strategy.fallback]):
             algorithm = models.algorithms.get(name)
             if algorithm is None:
@@ -433,7 +476,9 @@ class RecommendationService:
             if position == 0 and produce is not None:
                 items, _ = produce(algorithm, pool, now, valid)
             else:
-                items, _ = algorithm.recommend(history, pool, now, valid)
+                items, _, explainers[name] = algorithm.recommend_explained(
+                    history, pool, now, valid
+                )
             for item in items.tolist():
                 if item not in source:
                     source[item] = name
@@ -448,15 +493,25 @@ class RecommendationService:
             algorithm = models.algorithms[name]
             if explain is not None and name == strategy.model_key:
                 reason = explain(algorithm, item, now)
+            elif name in explainers:
+                reason = explainers[name](item)
             else:
                 reason = algorithm.explain(history, item, now)
             out.append(RecommendedItem(
                 data.items[item], rank, float(len(final) - rank + 1) / len(final), name,
                 data.titles[item], reason,
             ))
+        return out, fallback_used and bool(out)
+
+    def _serve(
+        self, strategy: Strategy, context: str, out: list[RecommendedItem], fallback: bool,
+        started: float, record: dict[str, Any] | None, serve: bool,
+        items_json: str | None = None,
+    ) -> RecommendationList:
+        """A response with its own recommendation id, recorded as served."""
         result = RecommendationList(
             uuid.uuid4().hex, strategy.name, context, out,
-            (time.perf_counter() - started) * 1000, fallback=fallback_used and bool(out),
+            (time.perf_counter() - started) * 1000, fallback=fallback, items_json=items_json,
         )
         if self._served is not None and serve:  # previews do not count as served
             self._served.put({
@@ -478,13 +533,95 @@ class RecommendationService:
         filters: Sequence[str] | None = None, rules: Mapping[str, Any] | None = None,
         preview: Strategy | None = None,
     ) -> RecommendationList:
-        """Recommendations for a customer (unknown customers get the fallback chain)."""
+        """Recommendations for a customer (unknown customers get the fallback chain).
+
+        The customer's last list is reused while nothing it depends on changed (see
+        :mod:`~vitrine.recommend.list_cache`); previews are always computed.
+        """
+        started = time.perf_counter()
         chosen = preview or self.strategy(strategy, user_id)
-        history = self.history(user_id)
-        result = self._run(chosen, history, k, self._rules(chosen, filters, rules), "user",
-                           None, record={"user_id": user_id}, serve=preview is None)
+        models = self.models
+        history, seq = self._history(user_id, models)
+        merged = self._rules(chosen, filters, rules)
+        record = {"user_id": user_id}
+        if preview is not None:
+            result = self._run(chosen, history, k, merged, "user", None, models=models,
+                               record=record, serve=False)
+        else:
+            key = list_key(user_id if len(history) else COLD, chosen, k, merged)
+            cached = self._cached(key, models, seq)
+            if cached is None:
+                items, fallback = self._compute(chosen, history, k, merged, None, None, models)
+                cached = cached_list(items, fallback)
+                self._lists.put(key, models, seq, cached)
+            result = self._serve(chosen, "user", list(cached.items), cached.fallback, started,
+                                 record, True, cached.items_json)
         result.user_id = user_id
         return result
+
+    def cached_user_list(
+        self, user_id: str, k: int = 12, strategy: str | None = None,
+        filters: Sequence[str] | None = None,
+    ) -> RecommendationList | None:
+        """:meth:`recommend_user` when the list is cached or precomputed, else None: no
+        computing, so the server can answer it without a worker thread."""
+        started = time.perf_counter()
+        chosen = self.strategy(strategy, user_id)
+        models = self.models
+        history, seq = self._history(user_id, models)
+        merged = self._rules(chosen, filters, None)
+        key = list_key(user_id if len(history) else COLD, chosen, k, merged)
+        cached = self._cached(key, models, seq)
+        if cached is None:
+            return None
+        result = self._serve(chosen, "user", list(cached.items), cached.fallback, started,
+                             {"user_id": user_id}, True, cached.items_json)
+        result.user_id = user_id
+        return result
+
+    def _cached(self, key: tuple[Any, ...], models: ModelSet, seq: int) -> CachedList | None:
+        cached = self._lists.get(key, models, seq)
+        if cached is None and seq == 0:
+            cached = models.precomputed.get(key)
+            if cached is not None:
+                self.precomputed_hits += 1
+        return cached
+
+    def list_stats(self) -> dict[str, int]:
+        """Customers' lists: how many are kept, served again, and computed."""
+        models = self._models
+        return {
+            "cached": len(self._lists),
+            "precomputed": len(models.precomputed) if models is not None else 0,
+            "served_from_cache": self._lists.hits + self.precomputed_hits,
+            "computed": self._lists.misses - self.precomputed_hits,
+        }
+
+    def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
+        """The default strategy's lists for the most recently active customers (and for
+        customers with no history), computed exactly as a request would, so that serving
+        starts with them: ``recommend_precompute`` customers at most."""
+        limit = self.settings.recommend_precompute
+        if limit <= 0:
+            return {}
+        data = models.data
+        last = np.full(data.n_users, -np.inf)
+        np.maximum.at(last, data.ev_user, data.ev_day)
+        recent = np.argsort(-last, kind="stable")[:limit]
+        out: dict[tuple[Any, ...], CachedList] = {}
+        started = time.perf_counter()
+        for user_id in [COLD, *(data.users[u] for u in recent.tolist())]:
+            try:
+                chosen = self.strategy(None, user_id or None)
+            except StrategyError:
+                return out
+            history = models.history(user_id) if user_id else History.empty()
+            key = list_key(user_id if len(history) else COLD, chosen, k, chosen.rules)
+            if key not in out:
+                out[key] = cached_list(*self._compute(chosen, history, k, chosen.rules, None,
+                                                      None, models))
+        log.info("precomputed %d lists in %.1f s", len(out), time.perf_counter() - started)
+        return out
 
     def recommend_session(
         self, product_ids: Sequence[str], k: int = 12, strategy: str | None = None,

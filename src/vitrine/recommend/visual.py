@@ -23,7 +23,7 @@ import numpy as np
 
 from vitrine.index import Hit
 from vitrine.index.rerank import EMBEDDING
-from vitrine.recommend.base import Reason, Recommender, top_k
+from vitrine.recommend.base import Explainer, Reason, Recommender, top_k
 from vitrine.recommend.data import Dataset, History
 
 ASPECT_NAMES = {"color": "color", "texture": "texture", "shape": "shape", "pattern": "pattern"}
@@ -197,36 +197,51 @@ class VisualProfile(Recommender):
 
     def similarity(self, history: History, now: float) -> np.ndarray:
         """Per catalog item: its best cosine to one of the customer's interests."""
+        return self.similarity_to(self.interests(history, now)[0])
+
+    def similarity_to(self, centroids: np.ndarray) -> np.ndarray:
         data = self.dataset
         s = self.empty_scores()
-        centroids, _, _ = self.interests(history, now)
         if len(centroids):
             best = (data.embeddings @ centroids.T).max(axis=1)
             s[data.has_embedding] = best[data.has_embedding]
         return s
 
     def scores(self, history: History, now: float) -> np.ndarray:
+        centroids, mass, _ = self.interests(history, now)
+        return self.scores_for(centroids, mass)
+
+    def scores_for(self, centroids: np.ndarray, mass: np.ndarray) -> np.ndarray:
         """Interests interleaved in proportion to their weight: the item at rank ``r`` of
         an interest of share ``w`` scores ``w / (r + 1)``."""
         data = self.dataset
         s = self.empty_scores()
-        centroids, mass, _ = self.interests(history, now)
         if not len(centroids):
             return s
-        sims = data.embeddings @ centroids.T  # catalog x interests
-        sims[~data.has_embedding] = -np.inf
-        ranks = np.empty_like(sims)
-        for j in range(sims.shape[1]):
-            order = np.argsort(-sims[:, j], kind="stable")
-            ranks[order, j] = np.arange(len(order))
+        photos = np.flatnonzero(data.has_embedding)
+        sims = data.embeddings[photos] @ centroids.T.astype(np.float32)  # photos x interests
+        order = np.argsort(-sims, axis=0, kind="stable")
+        ranks = np.empty(sims.shape, np.float64)
+        np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)
         combined = (mass[None, :] / (ranks + 1.0)).max(axis=1)
-        s[data.has_embedding] = combined[data.has_embedding]
+        s[photos] = combined
         return s
 
+    def recommend_explained(
+        self, history: History, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explainer]:
+        centroids, mass, items = self.interests(history, now)
+        s = self.scores_for(centroids, mass)
+        best = top_k(s, k, valid)
+        return best, s[best], lambda item: self.explain_from(items, history, item)
+
     def explain(self, history: History, item: int, now: float) -> Reason:
+        return self.explain_from(self.interests(history, now)[2], history, item)
+
+    def explain_from(self, profile_items: list[int], history: History, item: int) -> Reason:
+        """Why ``item`` matches a profile made of ``profile_items``."""
         data = self.dataset
-        _, _, items = self.interests(history, now)
-        items = [i for i in items if i != item]
+        items = [i for i in profile_items if i != item]
         if not items or not data.has_embedding[item]:
             return {"kind": "looks_like", "text": "matches your style"}
         source = items[int(np.argmax(data.embeddings[items] @ data.embeddings[item]))]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -103,8 +104,15 @@ Filters = Annotated[list[str] | None, Query(description="field=value; repeatable
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a service call in the thread pool, its errors as problem documents."""
-    try:
+    with problems():
         return await run_in_threadpool(fn, *args, **kwargs)
+
+
+@contextmanager
+def problems() -> Iterator[None]:
+    """The service's errors as problem documents."""
+    try:
+        yield
     except NotReadyError as exc:
         raise Problem(503, str(exc), "not-ready", retry_after=5) from exc
     except UnknownItemError as exc:
@@ -158,10 +166,14 @@ async def user_recommendations(
     k: K = 12,
     strategy: str | None = None,
     filter: Filters = None,
-) -> dict[str, Any]:
+) -> Response:
     """Personalised recommendations, each explained; unknown customers get the fallbacks."""
-    result = await call(svc.recommend_user, user_id, k, strategy, filter)
-    return result.to_json()
+    with problems():  # a cached list is answered here: no computing, no thread hop
+        result = svc.cached_user_list(user_id, k, strategy, filter)
+    if result is None:
+        result = await call(svc.recommend_user, user_id, k, strategy, filter)
+    # Serialised by the service (the items once per computed list): the hot path.
+    return Response(result.to_body(), media_type="application/json")
 
 
 @router.post(
@@ -308,6 +320,7 @@ async def status(svc: Service) -> dict[str, Any]:
         "products": m.data.n_catalog,
         "customers": m.data.n_users,
         "events": len(m.data.ev_day),
+        "lists": svc.list_stats(),
         "error": svc.last_error,
     }
 
