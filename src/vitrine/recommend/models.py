@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import pickle
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,8 @@ class ModelSet:
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "models.pkl"
-        tmp = path.with_suffix(".tmp")
+        # A temporary file of our own: API workers sharing a home may save at once.
+        tmp = path.with_name(f"models.{os.getpid()}.{threading.get_ident()}.tmp")
         with tmp.open("wb") as handle:
             pickle.dump({"format": FORMAT, "models": self}, handle, protocol=5)
         os.replace(tmp, path)
