@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api_load import free_port, open_loop, summary
+from bench_api_load import RawHttp, RawResponse, free_port, open_loop, summary
 from bench_recommend import (
     EVENT_PREFIX,
     HM,
@@ -111,51 +110,6 @@ async def event_to_list(
     out = summary("POST /v1/events -> next list", delays, errors, time.perf_counter() - started)
     out["changed"] = f"{changed}/{len(delays)}"
     return out
-
-
-@dataclass
-class RawResponse:
-    status_code: int
-    body: bytes
-
-
-class RawHttp:
-    """Keep-alive HTTP/1.1 GETs over asyncio streams, for the open-loop scenarios: the
-    load generator shares the 2 cores with the server, and httpx measured ~3x the
-    server's CPU per request here (it could not send 200 requests/s itself)."""
-
-    def __init__(self, host: str, port: int, key: str) -> None:
-        self.host, self.port = host, port
-        self.headers = f"Host: {host}:{port}\r\nX-API-Key: {key}\r\n\r\n".encode()
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def get(self, path: str) -> RawResponse:
-        if self.idle:  # a kept connection the server may have closed meanwhile: retry once
-            with contextlib.suppress(httpx.TransportError):
-                return await self._get(path, self.idle.pop())
-        return await self._get(path, await asyncio.open_connection(self.host, self.port))
-
-    async def _get(
-        self, path: str, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]
-    ) -> RawResponse:
-        reader, writer = conn
-        try:
-            writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.headers)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            body = await reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            writer.close()
-            raise httpx.TransportError(str(exc)) from exc
-        self.idle.append(conn)
-        return RawResponse(int(head[9:12]), body)
-
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
 
 
 async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, Any]]:
