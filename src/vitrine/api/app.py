@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,6 +61,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         leadership.start()  # import jobs, backfill, retraining: in one process only
         admin.start()
         vitrine.recommendations.start()  # loads or trains the models in the background
+        # What start-up loaded lives as long as the process: keep it out of the cyclic
+        # garbage collector's full passes, which otherwise stall requests now and then.
+        gc.freeze()
         yield
         admin.stop()
         leadership.stop()

@@ -346,7 +346,11 @@ class CatalogStore:
             .order_by(Image.product_id)
         )
         if product_ids is not None:
-            query = query.where(Image.product_id.in_(list(product_ids)))
+            wanted = list(product_ids)
+            # Naming the images too steers SQLite to the (image, kind, version) index
+            # instead of scanning every feature of the kind (~100 ms on a 35k catalog).
+            images = select(Image.id).where(Image.product_id.in_(wanted))
+            query = query.where(Image.product_id.in_(wanted), Feature.image_id.in_(images))
         ids: list[str] = []
         chunks: list[np.ndarray] = []
         with self.engine.connect() as conn:

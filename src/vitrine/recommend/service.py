@@ -12,6 +12,7 @@ and purchases sent with that id give click-through and conversion per strategy.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing
@@ -116,8 +117,9 @@ class RecommendationList:
 
 
 def cached_list(items: list[RecommendedItem], fallback: bool) -> CachedList:
-    return CachedList(tuple(items), fallback,
-                      json.dumps([i.to_response() for i in items], separators=(",", ":")))
+    return CachedList(
+        tuple(items), fallback, json.dumps([i.to_response() for i in items], separators=(",", ":"))
+    )
 
 
 class _ServedWriter:
@@ -170,7 +172,10 @@ class _BatchJob:
     """One batch of customers: what a forked worker needs (no database access)."""
 
     def __init__(
-        self, service: RecommendationService, models: ModelSet, strategies: dict[str, Strategy],
+        self,
+        service: RecommendationService,
+        models: ModelSet,
+        strategies: dict[str, Strategy],
         k: int,
     ) -> None:
         self.service = service
@@ -243,9 +248,11 @@ class RecommendationService:
     # -- models -------------------------------------------------------------------------
 
     def fingerprint(self) -> str:
-        return f"{self.events.fingerprint()}|{self.store.count_products()}|" + "|".join(
-            sorted(self.weights)
-        ) + als_factors_stamp(self.settings.recommend_als_factors)
+        return (
+            f"{self.events.fingerprint()}|{self.store.count_products()}|"
+            + "|".join(sorted(self.weights))
+            + als_factors_stamp(self.settings.recommend_als_factors)
+        )
 
     def model_specs(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Every model the strategies need: key -> (algorithm, params)."""
@@ -265,7 +272,9 @@ class RecommendationService:
             seq = self._seq
             fingerprint = self.fingerprint()
             data = load_dataset(
-                self.store, self.events, self.weights,
+                self.store,
+                self.events,
+                self.weights,
                 category_field=self.settings.recommend_category_field,
             )
             models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
@@ -284,6 +293,9 @@ class RecommendationService:
                     self._live[user] = kept
                 else:
                     del self._live[user]
+        # A model set lives until the next swap: keep its many objects out of the cyclic
+        # collector's full passes (they stall serving); refcounting still frees the old.
+        gc.freeze()
 
     def load_or_train(self, *, separate_process: bool = False) -> ModelSet:
         """The saved models when they match the data, else newly trained ones."""
@@ -497,40 +509,67 @@ class RecommendationService:
                 reason = explainers[name](item)
             else:
                 reason = algorithm.explain(history, item, now)
-            out.append(RecommendedItem(
-                data.items[item], rank, float(len(final) - rank + 1) / len(final), name,
-                data.titles[item], reason,
-            ))
+            out.append(
+                RecommendedItem(
+                    data.items[item],
+                    rank,
+                    float(len(final) - rank + 1) / len(final),
+                    name,
+                    data.titles[item],
+                    reason,
+                )
+            )
         return out, fallback_used and bool(out)
 
     def _serve(
-        self, strategy: Strategy, context: str, out: list[RecommendedItem], fallback: bool,
-        started: float, record: dict[str, Any] | None, serve: bool,
+        self,
+        strategy: Strategy,
+        context: str,
+        out: list[RecommendedItem],
+        fallback: bool,
+        started: float,
+        record: dict[str, Any] | None,
+        serve: bool,
         items_json: str | None = None,
     ) -> RecommendationList:
         """A response with its own recommendation id, recorded as served."""
         result = RecommendationList(
-            uuid.uuid4().hex, strategy.name, context, out,
-            (time.perf_counter() - started) * 1000, fallback=fallback, items_json=items_json,
+            uuid.uuid4().hex,
+            strategy.name,
+            context,
+            out,
+            (time.perf_counter() - started) * 1000,
+            fallback=fallback,
+            items_json=items_json,
         )
         if self._served is not None and serve:  # previews do not count as served
-            self._served.put({
-                "id": result.id, "strategy": strategy.name, "context": context,
-                "items": [i.product_id for i in out], "created_at": datetime.now().astimezone(),
-                **(record or {}),
-            })
+            self._served.put(
+                {
+                    "id": result.id,
+                    "strategy": strategy.name,
+                    "context": context,
+                    "items": [i.product_id for i in out],
+                    "created_at": datetime.now().astimezone(),
+                    **(record or {}),
+                }
+            )
         return result
 
-    def _rules(self, strategy: Strategy, filters: Sequence[str] | None,
-               overrides: Mapping[str, Any] | None) -> Rules:
+    def _rules(
+        self, strategy: Strategy, filters: Sequence[str] | None, overrides: Mapping[str, Any] | None
+    ) -> Rules:
         extra = dict(overrides or {})
         if filters:
             extra["filters"] = [*extra.get("filters", []), *filters]
         return strategy.rules.merged(extra)
 
     def recommend_user(
-        self, user_id: str, k: int = 12, strategy: str | None = None,
-        filters: Sequence[str] | None = None, rules: Mapping[str, Any] | None = None,
+        self,
+        user_id: str,
+        k: int = 12,
+        strategy: str | None = None,
+        filters: Sequence[str] | None = None,
+        rules: Mapping[str, Any] | None = None,
         preview: Strategy | None = None,
     ) -> RecommendationList:
         """Recommendations for a customer (unknown customers get the fallback chain).
@@ -545,8 +584,9 @@ class RecommendationService:
         merged = self._rules(chosen, filters, rules)
         record = {"user_id": user_id}
         if preview is not None:
-            result = self._run(chosen, history, k, merged, "user", None, models=models,
-                               record=record, serve=False)
+            result = self._run(
+                chosen, history, k, merged, "user", None, models=models, record=record, serve=False
+            )
         else:
             key = list_key(user_id if len(history) else COLD, chosen, k, merged)
             cached = self._cached(key, models, seq)
@@ -554,13 +594,24 @@ class RecommendationService:
                 items, fallback = self._compute(chosen, history, k, merged, None, None, models)
                 cached = cached_list(items, fallback)
                 self._lists.put(key, models, seq, cached)
-            result = self._serve(chosen, "user", list(cached.items), cached.fallback, started,
-                                 record, True, cached.items_json)
+            result = self._serve(
+                chosen,
+                "user",
+                list(cached.items),
+                cached.fallback,
+                started,
+                record,
+                True,
+                cached.items_json,
+            )
         result.user_id = user_id
         return result
 
     def cached_user_list(
-        self, user_id: str, k: int = 12, strategy: str | None = None,
+        self,
+        user_id: str,
+        k: int = 12,
+        strategy: str | None = None,
         filters: Sequence[str] | None = None,
     ) -> RecommendationList | None:
         """:meth:`recommend_user` when the list is cached or precomputed, else None: no
@@ -574,8 +625,16 @@ class RecommendationService:
         cached = self._cached(key, models, seq)
         if cached is None:
             return None
-        result = self._serve(chosen, "user", list(cached.items), cached.fallback, started,
-                             {"user_id": user_id}, True, cached.items_json)
+        result = self._serve(
+            chosen,
+            "user",
+            list(cached.items),
+            cached.fallback,
+            started,
+            {"user_id": user_id},
+            True,
+            cached.items_json,
+        )
         result.user_id = user_id
         return result
 
@@ -618,23 +677,36 @@ class RecommendationService:
             history = models.history(user_id) if user_id else History.empty()
             key = list_key(user_id if len(history) else COLD, chosen, k, chosen.rules)
             if key not in out:
-                out[key] = cached_list(*self._compute(chosen, history, k, chosen.rules, None,
-                                                      None, models))
+                out[key] = cached_list(
+                    *self._compute(chosen, history, k, chosen.rules, None, None, models)
+                )
         log.info("precomputed %d lists in %.1f s", len(out), time.perf_counter() - started)
         return out
 
     def recommend_session(
-        self, product_ids: Sequence[str], k: int = 12, strategy: str | None = None,
-        filters: Sequence[str] | None = None, session_id: str | None = None,
+        self,
+        product_ids: Sequence[str],
+        k: int = 12,
+        strategy: str | None = None,
+        filters: Sequence[str] | None = None,
+        session_id: str | None = None,
         preview: Strategy | None = None,
     ) -> RecommendationList:
         """Recommendations for an anonymous session that looked at these products."""
         models = self.models
         chosen = preview or self.strategy(strategy, session_id)
         history = models.data.history_of(product_ids, models.reference_day, 2.0)
-        result = self._run(chosen, history, k, self._rules(chosen, filters, None), "session",
-                           None, models=models, record={"session_id": session_id},
-                           serve=preview is None)
+        result = self._run(
+            chosen,
+            history,
+            k,
+            self._rules(chosen, filters, None),
+            "session",
+            None,
+            models=models,
+            record={"session_id": session_id},
+            serve=preview is None,
+        )
         result.extra["unknown_products"] = [
             p for p in product_ids if p not in models.data.item_index
         ]
@@ -647,8 +719,12 @@ class RecommendationService:
         return item
 
     def similar(
-        self, product_id: str, k: int = 12, strategy: str | None = None,
-        weights: Mapping[str, float] | None = None, filters: Sequence[str] | None = None,
+        self,
+        product_id: str,
+        k: int = 12,
+        strategy: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        filters: Sequence[str] | None = None,
         preview: Strategy | None = None,
     ) -> RecommendationList:
         """Visually similar products, by embedding or by a strategy's aspect weights."""
@@ -676,12 +752,17 @@ class RecommendationService:
             return reason
 
         rules = self._rules(chosen, filters, None)
-        return self._run(chosen, history, k, rules, "product", produce, explain, models,
-                         serve=preview is None)
+        return self._run(
+            chosen, history, k, rules, "product", produce, explain, models, serve=preview is None
+        )
 
     def complementary(
-        self, product_id: str, k: int = 12, filters: Sequence[str] | None = None,
-        strategy: str | None = None, preview: Strategy | None = None,
+        self,
+        product_id: str,
+        k: int = 12,
+        filters: Sequence[str] | None = None,
+        strategy: str | None = None,
+        preview: Strategy | None = None,
     ) -> RecommendationList:
         """Products bought together with this one, across categories ("complete the look")."""
         models = self.models
@@ -692,15 +773,17 @@ class RecommendationService:
         overrides: dict[str, Any] = {}
         if code >= 0:  # complements are of other categories, whatever the fallback finds
             overrides["exclude_categories"] = [
-                *chosen.rules.exclude_categories, models.data.categories[code]
+                *chosen.rules.exclude_categories,
+                models.data.categories[code],
             ]
 
         def produce(alg: Any, pool: int, now: float, valid: np.ndarray) -> Any:
             return alg.similar_items(item, pool, now, valid)
 
         rules = self._rules(chosen, filters, overrides)
-        return self._run(chosen, history, k, rules, "product", produce, None, models,
-                         serve=preview is None)
+        return self._run(
+            chosen, history, k, rules, "product", produce, None, models, serve=preview is None
+        )
 
     def trending(self, k: int = 12, category: str | None = None) -> RecommendationList:
         models = self.models
@@ -708,13 +791,23 @@ class RecommendationService:
         if category is not None and category not in models.data.categories:
             raise UnknownItemError(f"category {category!r}")
         overrides = {"include_categories": [category]} if category else None
-        return self._run(chosen, History.empty(), k, self._rules(chosen, None, overrides),
-                         "trending", None, models=models)
+        return self._run(
+            chosen,
+            History.empty(),
+            k,
+            self._rules(chosen, None, overrides),
+            "trending",
+            None,
+            models=models,
+        )
 
     # -- batch ------------------------------------------------------------------------------
 
     def recommend_many(
-        self, user_ids: Sequence[str], k: int = 12, strategy: str | None = None,
+        self,
+        user_ids: Sequence[str],
+        k: int = 12,
+        strategy: str | None = None,
         workers: int | None = None,
     ) -> Iterator[tuple[str, list[str]]]:
         """Product ids for many customers, in order (no explanations, not recorded).
@@ -756,14 +849,22 @@ class RecommendationService:
     # -- evaluation and analytics --------------------------------------------------------
 
     def evaluate(
-        self, split: datetime, k: int = 12, algorithms: Sequence[str] | None = None,
-        test_days: float | None = None, progress: Callable[[str], None] | None = None,
+        self,
+        split: datetime,
+        k: int = 12,
+        algorithms: Sequence[str] | None = None,
+        test_days: float | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Offline evaluation on the shop's own log; the result is stored for the admin UI."""
         from vitrine.recommend.evaluate import default_algorithms, evaluate
 
-        data = load_dataset(self.store, self.events, self.weights,
-                            category_field=self.settings.recommend_category_field)
+        data = load_dataset(
+            self.store,
+            self.events,
+            self.weights,
+            category_field=self.settings.recommend_category_field,
+        )
         chosen = default_algorithms()
         if algorithms:
             unknown = sorted(set(algorithms) - set(chosen))
@@ -776,12 +877,21 @@ class RecommendationService:
         with self.engine.begin() as conn:
             run_id = conn.execute(
                 RecommendationEvaluation.__table__.insert().values(
-                    split_date=split, k=k, params=params, results=table,
+                    split_date=split,
+                    k=k,
+                    params=params,
+                    results=table,
                     created_at=datetime.now().astimezone(),
                 )
             ).inserted_primary_key[0]
-        return {"id": run_id, "split_date": split.isoformat(), "k": k, "params": params,
-                "results": table, "_results": results}
+        return {
+            "id": run_id,
+            "split_date": split.isoformat(),
+            "k": k,
+            "params": params,
+            "results": table,
+            "_results": results,
+        }
 
     def evaluations(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest stored evaluation runs, newest first."""

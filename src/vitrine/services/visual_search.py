@@ -52,10 +52,10 @@ class VisualSearch:
         self.titles: dict[str, str | None] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
-        # Serialises changes: a reload reads the database and applies what it read as
-        # one step, so a delete or upsert made meanwhile by a request cannot be undone
-        # by a reload that read the state from before it.
+        # Serialises changes to the in-memory indexes (see ``reload``).
         self._changes = threading.RLock()
+        self._stamp = 0  # counts this process's own changes
+        self._touched: dict[str, int] = {}  # product id -> stamp of its latest own change
         self.dirty = False
 
     @staticmethod
@@ -95,15 +95,40 @@ class VisualSearch:
 
     def _load_aspects(self, product_ids: Collection[str] | None = None) -> None:
         """Read the aspects and photo sizes of every product (or of ``product_ids``)."""
+        self._apply_aspects(*self._read_aspects(product_ids))
+
+    def _read_aspects(
+        self, product_ids: Collection[str] | None
+    ) -> tuple[list[tuple[list[str], np.ndarray, str]], list[str], np.ndarray]:
+        matrices = []
         for kind, version in ASPECT_VERSIONS.items():
             ids, matrix = self.store.primary_vectors(kind, version, product_ids=product_ids)
             if ids:
-                self.aspects.upsert(ids, catalog_aspects({kind: matrix}), replace=False)
+                matrices.append((ids, matrix, kind))
         ids, sizes = self.store.primary_image_sizes(product_ids)
-        for pid, (w, h) in zip(ids, sizes, strict=True):
-            self._forget_size(pid)
-            self._sizes[pid] = (int(w), int(h))
-        self.typical_aspect.add_many(sizes)
+        return matrices, ids, sizes
+
+    def _apply_aspects(
+        self,
+        matrices: list[tuple[list[str], np.ndarray, str]],
+        size_ids: list[str],
+        sizes: np.ndarray,
+        keep: Collection[str] | None = None,
+    ) -> None:
+        """Apply what ``_read_aspects`` read (only for the ids in ``keep``, when given)."""
+        for ids, matrix, kind in matrices:
+            if keep is not None:
+                rows = [n for n, pid in enumerate(ids) if pid in keep]
+                ids, matrix = [ids[n] for n in rows], matrix[rows]
+            if ids:
+                self.aspects.upsert(ids, catalog_aspects({kind: matrix}), replace=False)
+        kept = [n for n, pid in enumerate(size_ids) if keep is None or pid in keep]
+        for n in kept:
+            w, h = sizes[n]
+            self._forget_size(size_ids[n])
+            self._sizes[size_ids[n]] = (int(w), int(h))
+        if kept:
+            self.typical_aspect.add_many(np.asarray(sizes)[kept])
 
     def rebuild(self) -> None:
         ids, matrix = self.store.primary_vectors(EMBEDDING_KIND, self.model_version)
@@ -138,6 +163,7 @@ class VisualSearch:
         width, height of the primary photo) have one row per id; attributes and titles
         may be given for other products too (a change of fields only)."""
         with self._changes:
+            self._touch([*ids, *(attributes or ()), *(titles or ())])
             self._upsert(ids, vectors, attributes, titles, aspects, sizes)
 
     def _upsert(
@@ -172,7 +198,13 @@ class VisualSearch:
 
     def remove(self, ids: Collection[str]) -> None:
         with self._changes:
+            self._touch(ids)
             self._remove(ids)
+
+    def _touch(self, ids: Collection[str]) -> None:
+        self._stamp += 1
+        for pid in ids:
+            self._touched[pid] = self._stamp
 
     def _remove(self, ids: Collection[str]) -> None:
         for pid in ids:
@@ -185,12 +217,15 @@ class VisualSearch:
 
     def reload(self, ids: Collection[str]) -> None:
         """Make the indexes hold exactly what the database holds now for these products
-        (changed elsewhere, e.g. by another process); a vector already in step is kept."""
-        with self._changes:
-            self._reload(ids)
+        (changed elsewhere, e.g. by another process); a vector already in step is kept.
 
-    def _reload(self, ids: Collection[str]) -> None:
+        The database is read without holding the change lock (a request's own upsert or
+        delete must not wait for a reload's queries). A product that this process changed
+        after the reading began is left as that change made it: what was read may be
+        older, and the change's own feed row brings a later reload anyway."""
         wanted = list(dict.fromkeys(ids))
+        with self._changes:
+            since = self._stamp
         rows = {
             pid: (title, attrs)
             for pid, title, attrs in self.store.iter_attributes(product_ids=wanted)
@@ -199,21 +234,31 @@ class VisualSearch:
             EMBEDDING_KIND, self.model_version, product_ids=list(rows)
         )
         stored = dict(zip(emb_ids, matrix, strict=True))
-        self.remove([pid for pid in wanted if pid not in rows])
-        without_photo = [pid for pid in rows if pid not in stored]
-        if self.vectors.remove(without_photo):
-            self.dirty = True
-        self.aspects.remove(list(rows))
-        for pid in rows:
-            self._forget_size(pid)
-        self._load_aspects(list(rows))
-        changed = [pid for pid, v in stored.items() if not _same(self.vectors.vector(pid), v)]
-        self.upsert(
-            changed,
-            np.stack([stored[pid] for pid in changed]) if changed else None,
-            {pid: attrs for pid, (_, attrs) in rows.items()},
-            {pid: title for pid, (title, _) in rows.items()},
-        )
+        aspects = self._read_aspects(list(rows))
+        with self._changes:
+            current = {pid for pid in wanted if self._touched.get(pid, 0) <= since}
+            self._remove([pid for pid in current if pid not in rows])
+            present = [pid for pid in rows if pid in current]
+            without_photo = [pid for pid in present if pid not in stored]
+            if self.vectors.remove(without_photo):
+                self.dirty = True
+            self.aspects.remove(present)
+            for pid in present:
+                self._forget_size(pid)
+            self._apply_aspects(*aspects, keep=set(present))
+            changed = [
+                pid
+                for pid, v in stored.items()
+                if pid in current and not _same(self.vectors.vector(pid), v)
+            ]
+            self._upsert(
+                changed,
+                np.stack([stored[pid] for pid in changed]) if changed else None,
+                {pid: rows[pid][1] for pid in present},
+                {pid: rows[pid][0] for pid in present},
+                None,
+                None,
+            )
 
     # -- queries ----------------------------------------------------------------------
 
