@@ -62,7 +62,10 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         admin.start()
         vitrine.recommendations.start()  # loads or trains the models in the background
         # What start-up loaded lives as long as the process: keep it out of the cyclic
-        # garbage collector's full passes, which otherwise stall requests now and then.
+        # garbage collector's full passes, which otherwise stall requests now and then
+        # (garbage is collected first: frozen objects are never collected).
+        gc.unfreeze()
+        gc.collect()
         gc.freeze()
         yield
         admin.stop()
