@@ -222,11 +222,14 @@ def measure(
         with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
             # "Idle" means after the start-up work: every worker has loaded (or trained)
             # its recommendation models, which holds the GIL for a while.
+            # A new connection per poll: a kept one would always reach the same worker.
             settled = 0
-            while settled < 3 * workers and time.monotonic() < deadline + 300:
-                status = c.get("/v1/recommendations/status").json()
+            while settled < 10 * workers and time.monotonic() < deadline + 300:
+                status = httpx.get(
+                    f"{base}/v1/recommendations/status", headers={"X-API-Key": key}
+                ).json()
                 settled = settled + 1 if status.get("ready") else 0
-                time.sleep(0.5)
+                time.sleep(0.2)
             print("recommendation models loaded:", bool(settled), flush=True)
             time.sleep(2)
             ids: list[str] = []
