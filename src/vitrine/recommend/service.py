@@ -581,33 +581,23 @@ class RecommendationService:
         The customer's last list is reused while nothing it depends on changed (see
         :mod:`~vitrine.recommend.list_cache`); previews are always computed.
         """
-        started = time.perf_counter()
-        chosen = preview or self.strategy(strategy, user_id)
+        if preview is None:
+            result = self._user_list(user_id, k, strategy, filters, rules, compute=True)
+            assert result is not None
+            return result
         models = self.models
-        history, seq = self._history(user_id, models)
-        merged = self._rules(chosen, filters, rules)
-        record = {"user_id": user_id}
-        if preview is not None:
-            result = self._run(
-                chosen, history, k, merged, "user", None, models=models, record=record, serve=False
-            )
-        else:
-            key = list_key(user_id if len(history) else COLD, chosen, k, merged)
-            cached = self._cached(key, models, seq)
-            if cached is None:
-                items, fallback = self._compute(chosen, history, k, merged, None, None, models)
-                cached = cached_list(items, fallback)
-                self._lists.put(key, models, seq, cached)
-            result = self._serve(
-                chosen,
-                "user",
-                list(cached.items),
-                cached.fallback,
-                started,
-                record,
-                True,
-                cached.items_json,
-            )
+        history, _ = self._history(user_id, models)
+        result = self._run(
+            preview,
+            history,
+            k,
+            self._rules(preview, filters, rules),
+            "user",
+            None,
+            models=models,
+            record={"user_id": user_id},
+            serve=False,
+        )
         result.user_id = user_id
         return result
 
@@ -620,15 +610,33 @@ class RecommendationService:
     ) -> RecommendationList | None:
         """:meth:`recommend_user` when the list is cached or precomputed, else None: no
         computing, so the server can answer it without a worker thread."""
+        return self._user_list(user_id, k, strategy, filters, None, compute=False)
+
+    def _user_list(
+        self,
+        user_id: str,
+        k: int,
+        strategy: str | None,
+        filters: Sequence[str] | None,
+        rules: Mapping[str, Any] | None,
+        *,
+        compute: bool,
+    ) -> RecommendationList | None:
+        """The customer's served list: cached, precomputed, or (when ``compute``) computed
+        and cached; None when it would have to be computed and ``compute`` is false."""
         started = time.perf_counter()
         chosen = self.strategy(strategy, user_id)
         models = self.models
         history, seq = self._history(user_id, models)
-        merged = self._rules(chosen, filters, None)
+        merged = self._rules(chosen, filters, rules)
         key = list_key(user_id if len(history) else COLD, chosen, k, merged)
         cached = self._cached(key, models, seq)
         if cached is None:
-            return None
+            if not compute:
+                return None
+            items, fallback = self._compute(chosen, history, k, merged, None, None, models)
+            cached = cached_list(items, fallback)
+            self._lists.put(key, models, seq, cached)
         result = self._serve(
             chosen,
             "user",
