@@ -99,6 +99,7 @@ class Settings:
     classify_retrain_check_seconds: float = 60.0  # how often the background retrainer looks
     classify_activation_tolerance: float = 0.0  # how much worse a retrained model may be
     classify_feature_groups: str = ""  # e.g. "embedding+color"; empty: chosen per field
+    classify_text: bool = True  # also learn from product titles / descriptions (when it helps)
     # Recommendations (see README "Recommendations").
     # Custom event types and weights, merged over the built-in ones: "wishlist=3,return=-4".
     recommend_event_weights: str = ""

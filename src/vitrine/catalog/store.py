@@ -232,6 +232,13 @@ class CatalogStore:
                 image["features"] = [dict(f._mapping) for f in feats]
             return product
 
+    def product_texts(self, product_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Title and description of each of ``product_ids`` (missing ones left out)."""
+        wanted = set(product_ids)
+        query = select(Product.id, Product.title, Product.description)
+        with self.engine.connect() as conn:
+            return {pid: (t, d) for pid, t, d in conn.execute(query) if pid in wanted}
+
     def product_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(select(Product.id)))

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from vitrine.classify.features import FeatureBlocks
-from vitrine.classify.heads import LinearHead
 from vitrine.classify.hierarchy import Hierarchy, decode
+from vitrine.classify.text import Head
 
 OTHER = "(other)"  # the class rare values are merged into
 
@@ -25,7 +25,7 @@ class FieldModel:
     """A trained head of one field and its serving parameters."""
 
     field: str
-    head: LinearHead
+    head: Head
     threshold: float = 0.0
     rare: list[str] = field(default_factory=list)
     min_support: int = 0
@@ -46,7 +46,7 @@ class FieldModel:
 
     @classmethod
     def from_params(
-        cls, field_name: str, head: LinearHead, params: dict[str, Any], version: str | None
+        cls, field_name: str, head: Head, params: dict[str, Any], version: str | None
     ) -> FieldModel:
         hierarchy = params.get("hierarchy")
         return cls(

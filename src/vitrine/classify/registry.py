@@ -17,7 +17,7 @@ from sqlalchemy import Engine, case, func, insert, select, update
 
 from vitrine.catalog.blobs import BlobStore
 from vitrine.catalog.models import ClassifierModel, utcnow
-from vitrine.classify.heads import LinearHead
+from vitrine.classify.text import Head, head_from_arrays
 
 
 class UnknownModelError(KeyError):
@@ -41,7 +41,7 @@ class ModelRegistry:
 
     # -- writing ----------------------------------------------------------------------
 
-    def register(self, head: LinearHead, **row: Any) -> dict[str, Any]:
+    def register(self, head: Head, **row: Any) -> dict[str, Any]:
         """Store a trained head (inactive); ``row`` holds the table's descriptive columns."""
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **head.to_arrays())
@@ -152,6 +152,6 @@ class ModelRegistry:
                 ).one()
             )
 
-    def load_head(self, model: dict[str, Any]) -> LinearHead:
+    def load_head(self, model: dict[str, Any]) -> Head:
         with np.load(io.BytesIO(self.blobs.get(model["artifact_key"])), allow_pickle=False) as data:
-            return LinearHead.from_arrays({k: data[k] for k in data.files})
+            return head_from_arrays({k: data[k] for k in data.files})

@@ -20,13 +20,21 @@ from sklearn.metrics import f1_score
 
 from vitrine.catalog.store import CatalogStore
 from vitrine.classify.dataset import Dataset, FieldLabels, assemble, read_field_labels
-from vitrine.classify.features import FEATURE_GROUPS, FeatureBlocks, load_features
+from vitrine.classify.features import FEATURE_GROUPS, TEXT_GROUP, FeatureBlocks, load_features
 from vitrine.classify.heads import ALGORITHM, LinearHead
 from vitrine.classify.hierarchy import Hierarchy, learn_hierarchies
 from vitrine.classify.metrics import choose_threshold, evaluate, reliability, selective
 from vitrine.classify.predictor import OTHER, FieldModel, Predictor
 from vitrine.classify.registry import ModelRegistry, UnknownModelError
 from vitrine.classify.split import stratified_split
+from vitrine.classify.text import (
+    MIN_TEXT_SHARE,
+    TEXT_ALGORITHM,
+    FusedHead,
+    Head,
+    TextHead,
+    has_text,
+)
 from vitrine.vision.features import FEATURE_VERSION
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,9 @@ class TrainConfig:
     correction_weight: float = 3.0
     activation_tolerance: float = 0.0
     groups: Sequence[str] | None = None  # None: choose per field among CANDIDATE_GROUPS
+    text: bool = True  # also try the products' title and description (fused, when it helps)
     C: float = 0.05
+    text_C: float = 10.0
     selection_rows: int = 6000  # training rows used to compare group sets (speed)
     seed: str = "vitrine"
 
@@ -105,9 +115,7 @@ def held_out_sides(
     present = set(product_ids)
     values = {f: {p: v for p, v in fl.values.items() if p in present} for f, fl in labels.items()}
     hierarchies = learn_hierarchies(values) if len(values) > 1 else []
-    datasets = {
-        f: assemble(FeatureBlocks(sorted(product_ids), {}), fl) for f, fl in labels.items()
-    }
+    datasets = {f: assemble(FeatureBlocks(sorted(product_ids), {}), fl) for f, fl in labels.items()}
     return _split_sides(datasets, hierarchies, config)
 
 
@@ -124,7 +132,7 @@ def _choose_groups(
 ) -> tuple[tuple[str, ...], dict[str, float]]:
     """The candidate group set with the best calibration macro-F1 (fewer groups on ties)."""
     if config.groups is not None:
-        return tuple(config.groups), {}
+        return tuple(g for g in config.groups if g != TEXT_GROUP), {}
     rng = np.random.default_rng(0)
     sub = (
         train
@@ -146,6 +154,41 @@ def _choose_groups(
         if score > scores.get("+".join(best), -1.0) + 1e-3:
             best = groups
     return best, scores
+
+
+def _with_text(
+    image: LinearHead,
+    data: Dataset,
+    train: np.ndarray,
+    calib: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    scores: dict[str, float],
+) -> Head:
+    """The photo head fused with a head on the products' text, when most training
+    products have text and the fusion is better on calibration rows (or text is pinned)."""
+    pinned = config.groups is not None and TEXT_GROUP in config.groups
+    if not (config.text or pinned) or len(calib) == 0:
+        return image
+    texted = has_text(data.features.take(train))
+    if texted.mean() < MIN_TEXT_SHARE or len(np.unique(y[train][texted])) < 2:
+        return image
+    rows = train[texted]
+    texts = [str(t) for t in data.features.blocks[TEXT_GROUP][rows]]
+    text = TextHead(C=config.text_C).fit(texts, y[rows], data.weight[rows])
+    if list(text.classes_) != list(image.classes_):  # a class only in text-less rows
+        return image
+    fused = FusedHead(image, text)
+    held_out = data.features.take(calib)
+    image_score = _macro_f1(y[calib], image.predict(held_out))
+    fused.calibrate(held_out, y[calib])
+    fused_score = _macro_f1(y[calib], fused.predict(held_out))
+    scores["+".join(image.groups)] = round(image_score, 4)
+    scores["+".join(fused.groups)] = round(fused_score, 4)
+    if pinned or fused_score > image_score + 1e-3:
+        return fused
+    image.calibrate(held_out, y[calib])  # fusing refit the photo head's temperature alone
+    return image
 
 
 def train_heads(
@@ -184,11 +227,12 @@ def train_heads(
                 f"training examples ({len(train)} training rows)"
             )
         groups, scores = _choose_groups(data, train, calib, y, config)
-        head = LinearHead(groups, C=config.C).fit(
+        head: Head = LinearHead(groups, C=config.C).fit(
             data.features.take(train), y[train], data.weight[train]
         )
         if len(calib):
             head.calibrate(data.features.take(calib), y[calib])
+        head = _with_text(head, data, train, calib, y, config, scores)
         models[f] = FieldModel(
             f,
             head,
@@ -253,6 +297,16 @@ def _field_metrics(
             "calibration_macro_f1": info["groups"],
         },
         "temperature": round(model.head.temperature, 4),
+        **(
+            {
+                "fusion_weights": {
+                    "photo": round(float(model.head.weights[0]), 4),
+                    "text": round(float(model.head.weights[1]), 4),
+                }
+            }
+            if isinstance(model.head, FusedHead)
+            else {}
+        ),
         "train_seconds": round(info["seconds"], 1),
         "rare": {
             "policy": config.rare_policy,
@@ -370,7 +424,9 @@ def train_and_register(
             model.head,
             field=f,
             kind=kind,
-            algorithm=ALGORITHM,
+            algorithm=ALGORITHM
+            if isinstance(model.head, LinearHead)
+            else f"{ALGORITHM} fused with {TEXT_ALGORITHM}",
             feature_groups=list(model.head.groups),
             embedding_version=embedding_version,
             feature_version=FEATURE_VERSION,

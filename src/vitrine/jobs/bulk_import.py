@@ -25,6 +25,7 @@ from tqdm import tqdm
 from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
+from vitrine.classify.features import product_text
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
 from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
@@ -234,7 +235,8 @@ class _Writer:
             sizes=image_sizes(analyses) if analyses else None,
         )
         t2 = time.perf_counter()
-        self.vitrine.classification.label_analyses(ids, analyses)
+        texts = {p.id: product_text(p.title, p.description) for p in self.products}
+        self.vitrine.classification.label_analyses(ids, analyses, [texts.get(i) for i in ids])
         self.report.stage_seconds["classify"] += time.perf_counter() - t2
         self.report.stage_seconds["database"] += t1 - t0
         self.report.stage_seconds["index"] += t2 - t1

@@ -43,6 +43,7 @@ def train_config(vitrine: Vitrine, **overrides: Any) -> TrainConfig:
         "correction_weight": s.classify_correction_weight,
         "activation_tolerance": s.classify_activation_tolerance,
         "groups": [g for g in s.classify_feature_groups.split("+") if g] or None,
+        "text": s.classify_text,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
@@ -145,10 +146,16 @@ class ClassificationService:
         self.vitrine.store.upsert_labels(rows)
         return len(rows)
 
-    def label_analyses(self, ids: Sequence[str], analyses: Sequence[ImageAnalysis]) -> int:
+    def label_analyses(
+        self,
+        ids: Sequence[str],
+        analyses: Sequence[ImageAnalysis],
+        texts: Sequence[str | None] | None = None,
+    ) -> int:
+        """Label freshly analysed products by their photo (and title and description)."""
         if self.predictor() is None or not ids:
             return 0
-        return self.label_products(blocks_from_analyses(ids, analyses))
+        return self.label_products(blocks_from_analyses(ids, analyses, texts))
 
     # -- corrections ------------------------------------------------------------------
 

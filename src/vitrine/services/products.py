@@ -13,6 +13,7 @@ from typing import Any
 
 from vitrine.catalog.blobs import BlobNotFoundError, check_key, image_key
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
+from vitrine.classify.features import product_text
 from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import ImageAnalysis, prepare
@@ -67,7 +68,9 @@ class ProductService:
             records.append(record)
         store.save_product(product, records, replace_images=replace and bool(records))
         if analyses:  # label on arrival (once a model exists); human labels still win
-            self.vitrine.classification.label_analyses([product.id], analyses[:1])
+            self.vitrine.classification.label_analyses(
+                [product.id], analyses[:1], [product_text(product.title, product.description)]
+            )
         saved = store.get_product(product.id)
         assert saved is not None
         self._reindex(saved, analyses[0] if analyses else None)
