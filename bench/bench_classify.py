@@ -120,10 +120,15 @@ def bench_catalog(vitrine: Any, fields: list[str], limit: int | None) -> list[di
         flush=True,
     )
 
-    t0 = time.perf_counter()
-    trained = train_heads(train_f, train_labels, TrainConfig(min_support=MIN_SUPPORT))
-    vitrine_seconds = time.perf_counter() - t0
-    predictions = Predictor([t.model for t in trained.values()]).predict(test_f)
+    systems = {}
+    for name, text in (("photo_only", False), ("vitrine", True)):
+        t0 = time.perf_counter()
+        trained = train_heads(
+            train_f, train_labels, TrainConfig(min_support=MIN_SUPPORT, text=text)
+        )
+        seconds = time.perf_counter() - t0
+        systems[name] = (trained, Predictor([t.model for t in trained.values()]).predict(test_f))
+        print(f"{name} training, all fields: {seconds:.0f} s", flush=True)
 
     rows = []
     for f in fields:
@@ -144,40 +149,43 @@ def bench_catalog(vitrine: Any, fields: list[str], limit: int | None) -> list[di
         plain_pred = plain.predict(test_f.take(test_rows))
         plain_seconds = time.perf_counter() - t1
 
-        p = predictions[f]
-        served = np.array(["(other)" if v is None else v for v in p.value[test_rows]], dtype=object)
-        conf = p.confidence[test_rows]
-        threshold = trained[f].model.threshold
-        accepted = (conf >= threshold) & (p.value[test_rows] != None)  # noqa: E711
-
-        rows.append(
-            {
-                "field": f,
-                "test_rows": len(y_test),
-                "classes": len(support),
-                "rare_test_rows_excluded_from_frequent": int((~frequent).sum()),
-                "majority": scores(base_pred, y_test, frequent),
-                "embedding_logreg": {
-                    **scores(plain_pred, y_test, frequent),
-                    "seconds": round(plain_seconds, 1),
-                },
-                "vitrine": {
-                    **scores(served, y_test, frequent),
-                    "groups": "+".join(trained[f].model.head.groups),
-                    "selection": trained[f].metrics["feature_selection"]["calibration_macro_f1"],
-                    "review_threshold": round(threshold, 3),
-                    "coverage": round(float(accepted.mean()), 4),
-                    "accuracy_when_accepted": round(
-                        float((served[accepted] == y_test[accepted]).mean()), 4
-                    )
-                    if accepted.any()
-                    else None,
-                    "ece": _ece(conf, served == y_test),
-                },
-            }
-        )
-    print(f"vitrine training, all fields: {vitrine_seconds:.0f} s", flush=True)
+        row = {
+            "field": f,
+            "test_rows": len(y_test),
+            "classes": len(support),
+            "rare_test_rows_excluded_from_frequent": int((~frequent).sum()),
+            "test_rows_with_text": int(sum(bool(t) for t in test_f.blocks["text"][test_rows])),
+            "majority": scores(base_pred, y_test, frequent),
+            "embedding_logreg": {
+                **scores(plain_pred, y_test, frequent),
+                "seconds": round(plain_seconds, 1),
+            },
+        }
+        for name, (trained, predictions) in systems.items():
+            row[name] = system_scores(trained[f], predictions[f], test_rows, y_test, frequent)
+        rows.append(row)
     return rows
+
+
+def system_scores(
+    trained: Any, p: Any, test_rows: np.ndarray, y_test: np.ndarray, frequent: np.ndarray
+) -> dict[str, Any]:
+    """One trained system's figures on the test rows of one field."""
+    served = np.array(["(other)" if v is None else v for v in p.value[test_rows]], dtype=object)
+    conf = p.confidence[test_rows]
+    threshold = trained.model.threshold
+    accepted = (conf >= threshold) & (p.value[test_rows] != None)  # noqa: E711
+    return {
+        **scores(served, y_test, frequent),
+        "groups": "+".join(trained.model.head.groups),
+        "selection": trained.metrics["feature_selection"]["calibration_macro_f1"],
+        "review_threshold": round(threshold, 3),
+        "coverage": round(float(accepted.mean()), 4),
+        "accuracy_when_accepted": round(float((served[accepted] == y_test[accepted]).mean()), 4)
+        if accepted.any()
+        else None,
+        "ece": _ece(conf, served == y_test),
+    }
 
 
 def scores(pred: np.ndarray, y_test: np.ndarray, frequent: np.ndarray) -> dict[str, float]:
@@ -197,18 +205,20 @@ def _ece(conf: np.ndarray, correct: np.ndarray) -> float:
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     head = (
-        f"{'field':28s} {'test':>6s} {'cls':>4s} | {'majority':>8s} | {'emb-LR acc':>10s} "
-        f"{'F1':>6s} {'freq':>6s} | {'Vitrine acc':>11s} {'F1':>6s} {'freq':>6s} (excl) | "
+        f"{'field':28s} {'test':>6s} {'text':>6s} {'cls':>4s} | {'majority':>8s} | "
+        f"{'emb-LR acc':>10s} {'F1':>6s} {'freq':>6s} | {'photo acc':>9s} {'F1':>6s} "
+        f"{'freq':>6s} | {'Vitrine acc':>11s} {'F1':>6s} {'freq':>6s} (excl) | "
         f"{'cover':>6s} {'acc@cov':>7s} {'ECE':>6s}  groups"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
-        v, b = r["vitrine"], r["embedding_logreg"]
+        v, b, o = r["vitrine"], r["embedding_logreg"], r["photo_only"]
         print(
-            f"{r['field']:28s} {r['test_rows']:6d} {r['classes']:4d} | "
-            f"{r['majority']['accuracy']:8.4f} | {b['accuracy']:10.4f} {b['macro_f1']:6.4f} "
-            f"{b['accuracy_frequent']:6.4f} | "
+            f"{r['field']:28s} {r['test_rows']:6d} {r['test_rows_with_text']:6d} "
+            f"{r['classes']:4d} | {r['majority']['accuracy']:8.4f} | "
+            f"{b['accuracy']:10.4f} {b['macro_f1']:6.4f} {b['accuracy_frequent']:6.4f} | "
+            f"{o['accuracy']:9.4f} {o['macro_f1']:6.4f} {o['accuracy_frequent']:6.4f} | "
             f"{v['accuracy']:11.4f} {v['macro_f1']:6.4f} {v['accuracy_frequent']:6.4f} "
             f"({r['rare_test_rows_excluded_from_frequent']:4d}) | {v['coverage']:6.4f} "
             f"{v['accuracy_when_accepted'] or 0:7.4f} {v['ece']:6.4f}  {v['groups']}"
