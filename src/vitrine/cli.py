@@ -137,7 +137,12 @@ def import_catalog_cmd(
 
 
 @app.command()
-def analyze(image: Annotated[Path, typer.Argument(help="An image file.")]) -> None:
+def analyze(
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    title: Annotated[
+        str | None, typer.Option(help="The product's title: classification reads it too.")
+    ] = None,
+) -> None:
     """Print every feature of one photo as JSON."""
     from vitrine.vision.decode import ImageDecodeError, read_image_bytes
 
@@ -146,7 +151,7 @@ def analyze(image: Annotated[Path, typer.Argument(help="An image file.")]) -> No
         analysis = vitrine.analyzer.analyze(read_image_bytes(image, vitrine.limits), str(image))
     except ImageDecodeError as exc:
         _fail(str(exc))
-    _print_json({**analysis.to_json(), **vitrine.classification.describe(analysis)})
+    _print_json({**analysis.to_json(), **vitrine.classification.describe(analysis, title)})
 
 
 @app.command()

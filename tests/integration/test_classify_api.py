@@ -134,3 +134,38 @@ def test_models_feedback_and_labels_on_arrival(api: tuple) -> None:
         ]
         == "red"
     )
+
+
+def test_titles_teach_a_field_the_photos_cannot_tell(api: tuple) -> None:
+    client, keys, app = api
+    for i in range(20):
+        fit = "slim" if i % 2 else "regular"
+        response = client.post(
+            "/v1/products",
+            headers=keys["write"],
+            data={
+                "id": f"fit{i}",
+                "title": f"Brand{i % 3} {fit.title()} Fit Cotton Shirt",
+                "attributes": json.dumps({"fit": fit}),
+            },
+            files=[("images", (f"fit{i}.jpg", photo("red", 300 + i), "image/jpeg"))],
+        )
+        assert response.status_code == 201, response.text
+    rows = app.state.vitrine.classification.train(["fit"], min_support=3)
+    assert rows[0]["feature_groups"][-1] == "text", rows[0]["metrics"]["feature_selection"]
+
+    created = client.post(
+        "/v1/products",
+        headers=keys["write"],
+        data={"id": "fit-new", "title": "Linen Slim Fit Shirt"},
+        files=[("images", ("n.jpg", photo("red", 400), "image/jpeg"))],
+    )
+    assert created.json()["product"]["categories"]["fit"]["value"] == "slim"
+    for title, expected in (("Regular Fit Oxford Shirt", "regular"), ("Slim Fit Shirt", "slim")):
+        analysis = client.post(
+            "/v1/analyze",
+            headers=keys["read"],
+            data={"title": title},
+            files={"image": ("q.jpg", photo("red", 401), "image/jpeg")},
+        ).json()
+        assert analysis["categories"]["fit"]["value"] == expected

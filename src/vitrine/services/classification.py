@@ -112,9 +112,10 @@ class ClassificationService:
         by_field = predictor.predict(features)
         return [{f: p.row(i) for f, p in by_field.items()} for i in range(len(features))]
 
-    def describe(self, analysis: ImageAnalysis) -> dict[str, Any]:
-        """Categories and tags of one analysed photo (``/v1/analyze``, ``vitrine analyze``)."""
-        prediction = self.predict(blocks_from_analyses(["<photo>"], [analysis]))[0]
+    def describe(self, analysis: ImageAnalysis, text: str | None = None) -> dict[str, Any]:
+        """Categories and tags of one analysed photo (``/v1/analyze``, ``vitrine analyze``),
+        read with the product's ``text`` (title, description) when given."""
+        prediction = self.predict(blocks_from_analyses(["<photo>"], [analysis], [text]))[0]
         categories = {f: p for f, p in prediction.items() if not f.startswith(TAG_PREFIX)}
         tags: dict[str, Any] = {
             "colors": color_tags(analysis.prepared.features.summary()),

@@ -44,13 +44,21 @@ def _results(request: Request, hits: list[Hit], min_score: float, started: float
 
 
 @router.post("/v1/analyze", response_model=Analysis)
-async def analyze(request: Request, image: Annotated[UploadFile, File()]) -> Analysis:
+async def analyze(
+    request: Request,
+    image: Annotated[UploadFile, File()],
+    title: Annotated[
+        str | None,
+        Form(max_length=2000, description="The product's title (and description), if known"),
+    ] = None,
+) -> Analysis:
     """The full analysis of one photo; nothing is stored."""
     uploads = await read_uploads(request, [image])
     products: ProductService = request.app.state.products
     analysis = (await run_in_threadpool(products.analyze, uploads))[0]
     request.app.state.metrics.images.inc()
-    described = await run_in_threadpool(request.app.state.vitrine.classification.describe, analysis)
+    classification = request.app.state.vitrine.classification
+    described = await run_in_threadpool(classification.describe, analysis, title)
     return Analysis(**analysis.to_json(), **described)
 
 
