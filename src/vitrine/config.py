@@ -111,6 +111,10 @@ class Settings:
     recommend_als_factors: str = ""
     recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
     recommend_precompute: int = 20_000  # most recent customers' lists computed at training
+    # Products added or changed after training join the lists at most this often (a
+    # cached list of the previous catalog is served this long more, recomputed behind).
+    recommend_catalog_refresh_s: float = 15.0
+    recommend_event_refresh_k: int = 12  # an event recomputes the default list of k (0: off)
 
     config_file: Path | None = field(default=None, compare=False)
 

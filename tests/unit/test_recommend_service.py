@@ -251,23 +251,23 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
         served = shop.recommend_user(user, k=12)
         computed = shop.recommend_user(user, k=12, preview=shop.strategy(None, user))
         assert _listed(served) == _listed(computed)
-    assert shop.precomputed_hits == 3
-    hits = shop._lists.hits
+    assert shop.lists_served == 3  # all precomputed
+    hits = shop.lists_served
     first = shop.recommend_user("u6", k=5, strategy="hybrid")
     again = shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 1 and again.id != first.id  # each response its own id
+    assert shop.lists_served == hits + 1 and again.id != first.id  # each response its own id
     assert _listed(again) == _listed(first)
     # an event of this customer: the very next list is computed from the new history
     shop.add_events([{"user_id": "u6", "product_id": f"B{j}", "type": "add_to_cart"}
                      for j in range(5)])
     after = shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 1
+    assert shop.lists_served == hits + 1
     fresh = shop.recommend_user("u6", k=5, preview=shop.strategy("hybrid"))
     assert _listed(after) == _listed(fresh) and _listed(after) != _listed(first)
     # another customer's event leaves this list cached; a filter is a different list
     shop.add_events([{"user_id": "u7", "product_id": "B1", "type": "view"}])
     shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 2
+    assert shop.lists_served == hits + 2
     filtered = shop.recommend_user("u6", k=5, strategy="hybrid", filters=["colour=Red"])
     assert all(shop.models.data.attributes[shop.models.data.item_index[i.product_id]]["colour"]
                == "Red" for i in filtered.items)

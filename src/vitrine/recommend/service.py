@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,10 +36,11 @@ from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings
 from vitrine.recommend.als_factors import als_factors_stamp, with_als_factors
 from vitrine.recommend.base import Explainer, Reason
-from vitrine.recommend.data import History, to_days
+from vitrine.recommend.data import Dataset, History, to_days
 from vitrine.recommend.event_store import EventColumns, EventImportReport, EventStore
 from vitrine.recommend.events import EventError, EventRecord, event_weights, make_event
 from vitrine.recommend.list_cache import COLD, CachedList, ListCache, list_key
+from vitrine.recommend.live_catalog import LiveCatalog, read_states
 from vitrine.recommend.loading import load_dataset
 from vitrine.recommend.models import ModelSet
 from vitrine.recommend.rules import Rules, candidate_mask, reshape
@@ -194,7 +195,7 @@ class _BatchJob:
                 out.append((user_id, cold[name]))
                 continue
             now = self.service._now(models, history)
-            valid = candidate_mask(chosen.rules, data, history)
+            valid = self.service.candidates(chosen.rules, data, history)
             ranked: list[int] = []
             for key in [chosen.model_key, *chosen.fallback]:
                 algorithm = models.algorithms.get(key)
@@ -233,7 +234,8 @@ class RecommendationService:
         self.strategies.ensure_builtins()
         self.model_dir: Path = settings.home / "recommend"
         self._models: ModelSet | None = None
-        self._live: dict[str, list[tuple[int, int, float, float, bool]]] = {}
+        # per customer, the events since the snapshot: (seq, product id, day, weight, buy)
+        self._live: dict[str, list[tuple[int, str, float, float, bool]]] = {}
         self._seq = 0
         self._lock = threading.Lock()
         self._train_lock = threading.Lock()
@@ -242,7 +244,15 @@ class RecommendationService:
         self._thread: threading.Thread | None = None
         self._served: _ServedWriter | None = None
         self._lists = ListCache(settings.recommend_cache_size)
-        self.precomputed_hits = 0
+        self.lists_served = 0  # from the cache or precomputed
+        self.lists_computed = 0
+        # lists being computed in the background (after an event, or for a newer catalog
+        # generation): key -> (future, model set, seq); a request for one waits for it
+        self._pending: dict[tuple[Any, ...], tuple[Future[CachedList], ModelSet, int]] = {}
+        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="list-refresh")
+        self.catalog = LiveCatalog(settings.recommend_catalog_refresh_s)
+        self._publish_lock = threading.Lock()
+        self._publish_timer: threading.Timer | None = None
         self.last_error: str | None = None
 
     # -- models -------------------------------------------------------------------------
@@ -269,7 +279,7 @@ class RecommendationService:
     def train(self) -> ModelSet:
         """Build and fit a new model set from the database, save it and swap it in."""
         with self._train_lock:
-            seq = self._seq
+            seq, counter = self._seq, self.catalog.counter
             fingerprint = self.fingerprint()
             data = load_dataset(
                 self.store,
@@ -280,10 +290,16 @@ class RecommendationService:
             models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
             models.precomputed = self.precompute(models)
             models.save(self.model_dir)
-            self._swap(models)
+            self._swap(models, counter)
             return models
 
-    def _swap(self, models: ModelSet) -> None:
+    def _swap(self, models: ModelSet, catalog_counter: int | None = None) -> None:
+        """Serve a newly trained set, with the catalog changes it was trained without
+        (all those since this process started following the catalog, when unknown)."""
+        self.catalog.rebase(catalog_counter if catalog_counter is not None else -1)
+        if self.catalog.changes:
+            data, generation = self.catalog.extended(models.data)
+            models = models.with_catalog(data, generation)
         with self._lock:
             self._models = models
             self._lists.clear()  # entries of the old set would miss anyway: free them
@@ -315,7 +331,7 @@ class RecommendationService:
         Training is mostly Python and numpy for minutes on a large catalog; in the serving
         process it would hold the GIL and starve the event loop (requests stall).
         """
-        seq = self._seq
+        seq, counter = self._seq, self.catalog.counter
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority) as pool:
             fingerprint = pool.submit(_train_and_save, self.settings).result()
@@ -323,7 +339,7 @@ class RecommendationService:
         if models is None:
             raise RuntimeError(f"the trained models were not found in {self.model_dir}")
         models.snapshot_seq = seq
-        self._swap(models)
+        self._swap(models, counter)
         return models
 
     @property
@@ -351,6 +367,9 @@ class RecommendationService:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+        self._refresher.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._served is not None:
@@ -391,23 +410,34 @@ class RecommendationService:
                 raise EventError(prefix + str(exc)) from None
         added = self.events.add(records)
         self._apply(added)
+        self._refresh_after_events(added)
         return added, len(records) - len(added)
+
+    def _refresh_after_events(self, added: Sequence[EventRecord]) -> None:
+        """Start computing the default list of the customers these events came from, so
+        that their next request finds it ready or being computed (then waits for it)."""
+        k = self.settings.recommend_event_refresh_k
+        if k <= 0 or self.settings.recommend_cache_size <= 0 or self._models is None:
+            return
+        users = list(dict.fromkeys(e.user_id for e in added))
+        for user_id in users[:100]:  # a bulk upload refreshes lazily, on request
+            try:
+                self._user_list(user_id, k, None, None, None, compute=False, refresh=True)
+            except StrategyError:
+                return
 
     def import_events(self, path: Path, columns: EventColumns) -> EventImportReport:
         return self.events.import_csv(path, columns, self.weights, on_batch=self._apply)
 
     def _apply(self, records: Iterable[EventRecord]) -> None:
-        models = self._models
-        if models is None:
+        if self._models is None:
             return
         with self._lock:
             for e in records:
-                item = models.data.item_index.get(e.product_id)
-                if item is None:
-                    continue  # a product the snapshot does not know: learnt at the next retrain
                 self._seq += 1
                 self._live.setdefault(e.user_id, []).append(
-                    (self._seq, item, to_days(e.ts), self.weights[e.type], e.type == "purchase")
+                    (self._seq, e.product_id, to_days(e.ts), self.weights[e.type],
+                     e.type == "purchase")
                 )
 
     def history(self, user_id: str, models: ModelSet | None = None) -> History:
@@ -419,9 +449,61 @@ class RecommendationService:
         history = models.history(user_id)
         with self._lock:
             live = [e for e in self._live.get(user_id, ()) if e[0] > models.snapshot_seq]
-        for _, item, day, weight, purchase in live:
-            history = history.appended(item, day, weight, purchase)
+        index = models.data.item_index
+        for _, product_id, day, weight, purchase in live:
+            item = index.get(product_id)
+            if item is not None:  # else a product nobody knows yet: at the next retrain
+                history = history.appended(item, day, weight, purchase)
         return history, (live[-1][0] if live else 0)
+
+    # -- the catalog since training -----------------------------------------------------
+
+    def catalog_changed(self, product_ids: Sequence[str]) -> None:
+        """These products were added, changed or deleted (the change feed says so): read
+        their current state; removals apply at once, the rest at the next publication
+        (see :class:`~vitrine.recommend.live_catalog.LiveCatalog`)."""
+        models = self._models
+        if models is None or not product_ids:
+            return  # the first models are read from the catalog as it is then
+        self.catalog.record(read_states(self.store, product_ids, models.data.embedding_version))
+        self._schedule_publish()
+
+    def _schedule_publish(self) -> None:
+        delay = self.catalog.publish_in()
+        if delay <= 0:
+            self.publish_catalog()
+            return
+        with self._publish_lock:
+            timer = self._publish_timer
+            if timer is None or not timer.is_alive():
+                timer = threading.Timer(delay, self.publish_catalog)
+                timer.daemon = True
+                self._publish_timer = timer
+                timer.start()
+
+    def publish_catalog(self) -> None:
+        """Serve the catalog changes recorded so far (a new catalog generation)."""
+        with self._publish_lock:
+            models = self._models
+            if models is None or not self.catalog.pending or self._stop.is_set():
+                return
+            data, generation = self.catalog.extended(models.base.data)
+            extended = models.with_catalog(data, generation)
+            with self._lock:
+                if self._models is not None and self._models.base is models.base:
+                    self._models = extended
+        log.info("catalog generation %d: %d products changed since training", generation,
+                 len(self.catalog.changes))
+
+    def candidates(self, rules: Rules, data: Dataset, history: History) -> np.ndarray:
+        """The catalog items a list may hold: the rules' mask, less the products deleted or
+        made unavailable since the catalog generation ``data`` shows."""
+        valid = candidate_mask(rules, data, history)
+        unlisted = list(self.catalog.unlisted)
+        if unlisted:
+            rows = [data.item_index.get(p, data.n_catalog) for p in unlisted]
+            valid[[r for r in rows if r < data.n_catalog]] = False
+        return valid
 
     def _now(self, models: ModelSet, history: History) -> float:
         latest = float(history.days.max()) if len(history) else 0.0
@@ -480,7 +562,7 @@ class RecommendationService:
         """The explained list and whether a fallback algorithm filled part of it."""
         data = models.data
         now = self._now(models, history)
-        valid = candidate_mask(rules, data, history)
+        valid = self.candidates(rules, data, history)
         pool = max(4 * k, 50)
         ranked: list[int] = []
         source: dict[int, str] = {}
@@ -583,7 +665,7 @@ class RecommendationService:
         """
         if preview is None:
             result = self._user_list(user_id, k, strategy, filters, rules, compute=True)
-            assert result is not None
+            assert isinstance(result, RecommendationList)
             return result
         models = self.models
         history, _ = self._history(user_id, models)
@@ -607,9 +689,10 @@ class RecommendationService:
         k: int = 12,
         strategy: str | None = None,
         filters: Sequence[str] | None = None,
-    ) -> RecommendationList | None:
-        """:meth:`recommend_user` when the list is cached or precomputed, else None: no
-        computing, so the server can answer it without a worker thread."""
+    ) -> RecommendationList | Future[CachedList] | None:
+        """:meth:`recommend_user` when the list is cached or precomputed; else the list
+        being computed in the background (wait for it, then ask again), or None: no
+        computing here, so the server can answer it without a worker thread."""
         return self._user_list(user_id, k, strategy, filters, None, compute=False)
 
     def _user_list(
@@ -621,22 +704,36 @@ class RecommendationService:
         rules: Mapping[str, Any] | None,
         *,
         compute: bool,
-    ) -> RecommendationList | None:
+        refresh: bool = False,
+    ) -> RecommendationList | Future[CachedList] | None:
         """The customer's served list: cached, precomputed, or (when ``compute``) computed
-        and cached; None when it would have to be computed and ``compute`` is false."""
+        and cached. Without ``compute``: the background computation of it when one runs,
+        else None (and with ``refresh`` such a computation is started)."""
         started = time.perf_counter()
         chosen = self.strategy(strategy, user_id)
         models = self.models
         history, seq = self._history(user_id, models)
         merged = self._rules(chosen, filters, rules)
         key = list_key(user_id if len(history) else COLD, chosen, k, merged)
-        cached = self._cached(key, models, seq)
-        if cached is None:
-            if not compute:
+        job = (key, chosen, history, k, merged, models, seq)
+        cached = self._cached(job)
+        if cached is None or refresh:
+            pending = self._pending_list(key, models, seq)
+            if refresh:
+                if cached is None and pending is None:
+                    self._compute_later(*job)
                 return None
-            items, fallback = self._compute(chosen, history, k, merged, None, None, models)
-            cached = cached_list(items, fallback)
-            self._lists.put(key, models, seq, cached)
+            if pending is not None:
+                if not compute:
+                    return pending
+                cached = pending.result()
+            elif not compute:
+                return None
+            else:
+                cached = self._compute_list(*job)
+            self.lists_computed += 1
+        else:
+            self.lists_served += 1
         result = self._serve(
             chosen,
             "user",
@@ -650,12 +747,80 @@ class RecommendationService:
         result.user_id = user_id
         return result
 
-    def _cached(self, key: tuple[Any, ...], models: ModelSet, seq: int) -> CachedList | None:
-        cached = self._lists.get(key, models, seq)
-        if cached is None and seq == 0:
-            cached = models.precomputed.get(key)
-            if cached is not None:
-                self.precomputed_hits += 1
+    def _compute_list(
+        self,
+        key: tuple[Any, ...],
+        chosen: Strategy,
+        history: History,
+        k: int,
+        rules: Rules,
+        models: ModelSet,
+        seq: int,
+    ) -> CachedList:
+        cached = cached_list(*self._compute(chosen, history, k, rules, None, None, models))
+        self._lists.put(key, models.base, seq, models.catalog_generation, cached)
+        return cached
+
+    def _pending_list(
+        self, key: tuple[Any, ...], models: ModelSet, seq: int
+    ) -> Future[CachedList] | None:
+        """The background computation of exactly this list, if one runs."""
+        with self._lock:
+            found = self._pending.get(key)
+        if found is None or found[1] is not models or found[2] != seq:
+            return None
+        return found[0]
+
+    def _compute_later(
+        self,
+        key: tuple[Any, ...],
+        chosen: Strategy,
+        history: History,
+        k: int,
+        rules: Rules,
+        models: ModelSet,
+        seq: int,
+    ) -> None:
+        """Compute a list in the background thread (one list at a time, each once)."""
+        with self._lock:
+            found = self._pending.get(key)
+            if found is not None and found[1] is models and found[2] == seq:
+                return
+            try:
+                future = self._refresher.submit(
+                    self._compute_list, key, chosen, history, k, rules, models, seq
+                )
+            except RuntimeError:  # stopping
+                return
+            self._pending[key] = (future, models, seq)
+
+        def done(f: Future[CachedList]) -> None:
+            with self._lock:
+                if self._pending.get(key, (None,))[0] is f:
+                    del self._pending[key]
+
+        future.add_done_callback(done)
+
+    def _cached(self, job: tuple[Any, ...]) -> CachedList | None:
+        """The kept list of a job (see :meth:`_compute_later`), when it may be served:
+        computed with this model set and history, with none of its products deleted or
+        unavailable since, and with the current catalog generation (or, for a short
+        while, an older one, while it is recomputed in the background)."""
+        key, models, seq = job[0], job[-2], job[-1]
+        found = self._lists.get(key, models.base, seq)
+        if found is None and seq == 0:
+            precomputed = models.base.precomputed.get(key)
+            found = None if precomputed is None else (0, precomputed)
+        if found is None:
+            return None
+        generation, cached = found
+        unlisted = self.catalog.unlisted
+        if unlisted and any(i.product_id in unlisted for i in cached.items):
+            return None
+        if generation != models.catalog_generation:
+            if not self.catalog.servable(generation):
+                return None
+            self._compute_later(*job)
         return cached
 
     def list_stats(self) -> dict[str, int]:
@@ -663,9 +828,10 @@ class RecommendationService:
         models = self._models
         return {
             "cached": len(self._lists),
-            "precomputed": len(models.precomputed) if models is not None else 0,
-            "served_from_cache": self._lists.hits + self.precomputed_hits,
-            "computed": self._lists.misses - self.precomputed_hits,
+            "precomputed": len(models.base.precomputed) if models is not None else 0,
+            "served_from_cache": self.lists_served,
+            "computed": self.lists_computed,
+            "catalog_generation": models.catalog_generation if models is not None else 0,
         }
 
     def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
@@ -725,8 +891,14 @@ class RecommendationService:
         return result
 
     def _item(self, models: ModelSet, product_id: str) -> int:
-        item = models.data.item_index.get(product_id)
-        if item is None or item >= models.data.n_catalog:
+        data = models.data
+        item = data.item_index.get(product_id)
+        if (
+            item is None
+            or item >= data.n_catalog
+            or not data.listed[item]
+            or self.catalog.deleted(product_id)
+        ):
             raise UnknownItemError(product_id)
         return item
 

@@ -79,6 +79,9 @@ class VisualSimilar(Recommender):
         self.data = data
         return self
 
+    def with_catalog(self, data: Dataset) -> Self:
+        return self.rebased(data)  # reads only the catalog's embeddings: new products too
+
     def embedding_scores(self, item: int) -> np.ndarray:
         data = self.dataset
         s = self.empty_scores()
@@ -176,6 +179,9 @@ class VisualProfile(Recommender):
     def fit(self, data: Dataset) -> Self:
         self.data = data
         return self
+
+    def with_catalog(self, data: Dataset) -> Self:
+        return self.rebased(data)  # reads only the catalog's embeddings: new products too
 
     def interests(self, history: History, now: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(centroids, weights, the items) of a history; empty when it has no photos."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -15,7 +18,12 @@ from vitrine.api.auth import require
 from vitrine.api.problems import Problem
 from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
-from vitrine.recommend.service import NotReadyError, RecommendationService, UnknownItemError
+from vitrine.recommend.service import (
+    NotReadyError,
+    RecommendationList,
+    RecommendationService,
+    UnknownItemError,
+)
 from vitrine.recommend.strategies import Strategy, StrategyError
 
 router = APIRouter(tags=["recommendations"])
@@ -170,7 +178,12 @@ async def user_recommendations(
     """Personalised recommendations, each explained; unknown customers get the fallbacks."""
     with problems():  # a cached list is answered here: no computing, no thread hop
         result = svc.cached_user_list(user_id, k, strategy, filter)
-    if result is None:
+    if isinstance(result, Future):  # being computed (after an event): wait for it
+        with contextlib.suppress(Exception):  # a failure shows when computed below
+            await asyncio.wrap_future(result)
+        with problems():
+            result = svc.cached_user_list(user_id, k, strategy, filter)
+    if not isinstance(result, RecommendationList):
         result = await call(svc.recommend_user, user_id, k, strategy, filter)
     # Serialised by the service (the items once per computed list): the hot path.
     return Response(result.to_body(), media_type="application/json")
