@@ -288,6 +288,7 @@ class CandidateSources:
         self.cold = np.isnan(self.stats.first_day)
         self.variant_group = _variant_groups(data)
         self.facet_count = data.facet_codes.shape[1]
+        self.unseen = np.zeros(data.n_catalog, bool)  # rows added after fitting
 
     def with_catalog(self, data: Dataset) -> CandidateSources:
         """These sources over a catalog extended after training (see
@@ -301,6 +302,7 @@ class CandidateSources:
         new.cold = np.isnan(new.stats.first_day)
         new.variant_group = np.full(data.n_catalog, -1, np.int64)
         new.variant_group[: len(self.variant_group)] = self.variant_group
+        new.unseen = np.arange(data.n_catalog) >= self.data.n_catalog
         return new
 
     def variant_scores(self, history: History, now: float) -> np.ndarray:
@@ -394,7 +396,8 @@ class CandidateSources:
             v = s[items]
             return np.where(np.isfinite(v), v, np.nan)
 
-        col("als", finite(scores["als"]))
+        # a product added after training has no factors: scored as one nobody bought
+        col("als", np.where(self.unseen[items], 0.0, finite(scores["als"])))
         col("cooccurrence", np.nan_to_num(finite(scores["cooccurrence"]), nan=0.0))
         col("profile", finite(profile_similarity))
         col("similar", finite(scores["similar"]))
