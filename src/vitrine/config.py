@@ -115,6 +115,9 @@ class Settings:
     # cached list of the previous catalog is served this long more, recomputed behind).
     recommend_catalog_refresh_s: float = 15.0
     recommend_event_refresh_k: int = 12  # an event recomputes the default list of k (0: off)
+    # How long a server thread computing (a list, a photo) may keep the GIL while the event
+    # loop waits for it (Python's default: 5 ms); 0: leave Python's default.
+    serve_gil_switch_ms: float = 1.0
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -37,8 +37,17 @@ class CachedList:
 
 def list_key(user: str, strategy: Any, k: int, rules: Any) -> tuple[str, str, int, str]:
     """(customer or COLD, strategy configuration, k, effective rules)."""
-    config = json.dumps({"name": strategy.name, **strategy.to_json()}, sort_keys=True)
-    return user, config, k, json.dumps(rules.to_json(), sort_keys=True)
+    config = _as_key(strategy, lambda: {"name": strategy.name, **strategy.to_json()})
+    return user, config, k, _as_key(rules, rules.to_json)
+
+
+def _as_key(value: Any, describe: Any) -> str:
+    """A strategy's or rules' JSON, kept on the object: strategies and rules are values,
+    never changed once made, and each request of a cached list needs their key."""
+    key = value.__dict__.get("_list_key")
+    if key is None:
+        key = value.__dict__["_list_key"] = json.dumps(describe(), sort_keys=True)
+    return key
 
 
 class ListCache:

@@ -13,14 +13,15 @@ and purchases sent with that id give click-through and conversion per strategy.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
 import os
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,49 +124,88 @@ def cached_list(items: list[RecommendedItem], fallback: bool) -> CachedList:
     )
 
 
-class _ServedWriter:
-    """Records served lists in the database from a background thread, in batches."""
+_ID_PREFIX = os.urandom(8).hex()  # this process's, re-drawn in forked children
+_ID_COUNTER = itertools.count()
 
-    def __init__(self, events: EventStore) -> None:
+
+def _recommendation_id() -> str:
+    """A unique recommendation id (32 hex digits): a random per-process prefix and a
+    counter, without the system call of uuid4 (the event loop releases the GIL there,
+    and under load waits to get it back)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def _new_process_ids() -> None:
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_process_ids)
+
+
+class _ServedWriter:
+    """Records served lists in the database from a background thread, in batches.
+
+    A request only appends to a deque: no lock, no wake-up of the writer (waking it on
+    every list handed the GIL to it and cost the event loop milliseconds under load);
+    the writer looks every ``interval`` seconds and writes what piled up.
+    """
+
+    MAX_ROWS = 100_000
+
+    def __init__(self, events: EventStore, interval: float = 0.2) -> None:
         self.events = events
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
+        self.interval = interval
+        self.rows: deque[dict[str, Any]] = deque()
+        self._busy = False
+        self._done = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="served-writer", daemon=True)
         self.thread.start()
 
     def put(self, row: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(row)
-        except queue.Full:
+        if len(self.rows) >= self.MAX_ROWS:
             log.warning("served-recommendations queue full; dropping one record")
+            return
+        self.rows.append(row)
 
     def _run(self) -> None:
         while True:
-            row = self.queue.get()
-            rows = [] if row is None else [row]
-            while len(rows) < 500:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    row = None
-                    break
-                rows.append(more)
-            try:
-                self.events.record_served(rows)
-            except Exception:  # keep serving even if the log cannot be written
-                log.exception("could not record served recommendations")
-            for _ in range(len(rows) + (row is None)):
-                self.queue.task_done()
-            if row is None:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            self._write_all()
+            if stopping:
                 return
+
+    def _write_all(self) -> None:
+        with self._done:
+            self._busy = True
+        try:
+            while self.rows:
+                batch = []
+                while self.rows and len(batch) < 500:
+                    batch.append(self.rows.popleft())
+                try:
+                    self.events.record_served(batch)
+                except Exception:  # keep serving even if the log cannot be written
+                    log.exception("could not record served recommendations")
+        finally:
+            with self._done:
+                self._busy = False
+                self._done.notify_all()
 
     def wait_written(self) -> None:
         """Until every list put so far is in the database (or failed to be written)."""
-        self.queue.join()
+        with self._done:
+            while self.thread.is_alive() and (self.rows or self._busy):
+                self._wake.set()
+                self._done.wait(0.05)
 
     def flush(self) -> None:
-        self.queue.put(None)
+        self._stop.set()
+        self._wake.set()
         self.thread.join(timeout=10)
 
 
@@ -620,7 +660,7 @@ class RecommendationService:
     ) -> RecommendationList:
         """A response with its own recommendation id, recorded as served."""
         result = RecommendationList(
-            uuid.uuid4().hex,
+            _recommendation_id(),
             strategy.name,
             context,
             out,
