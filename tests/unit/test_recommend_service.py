@@ -85,14 +85,19 @@ def test_events_are_idempotent_and_import_reports_bad_rows(
     shop: RecommendationService, tmp_path: Path
 ) -> None:
     before = shop.events.count()
+    history = len(shop.history("u1"))
     added, duplicates = shop.add_events([
         {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
         {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
     ])
     assert len(added) == 1 and duplicates == 1
+    # events are applied before they are stored; a duplicate is taken back out
+    assert len(shop.history("u1")) == history + 1
+    listed = shop.recommend_user("u1", k=5).items
     added, duplicates = shop.add_events([{"user_id": "u1", "product_id": "D1", "type": "view",
                                           "event_id": "x1"}])
-    assert len(added) == 0 and duplicates == 1
+    assert len(added) == 0 and duplicates == 1 and len(shop.history("u1")) == history + 1
+    assert shop.recommend_user("u1", k=5).items == listed
     with pytest.raises(EventError, match="event 1: unknown event type"):
         shop.add_events([{"user_id": "u", "product_id": "D1", "type": "view"},
                          {"user_id": "u", "product_id": "D1", "type": "zap"}])

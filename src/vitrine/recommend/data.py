@@ -103,6 +103,9 @@ def _as_scalar(value: Any) -> str | None:
     return text or None
 
 
+_LAZY = ("aspects", "filters", "photos")  # built on first use, never pickled or copied
+
+
 @dataclass
 class Dataset:
     """Items, users, events and catalog features, aligned by index."""
@@ -297,7 +300,7 @@ class Dataset:
         return out
 
     def _copy(self) -> Dataset:
-        lazy = ("aspects", "filters")
+        lazy = _LAZY
         return Dataset(**{k: v for k, v in self.__dict__.items() if k not in lazy})
 
     def before(self, day: float) -> Dataset:
@@ -311,7 +314,7 @@ class Dataset:
     # -- lazily built indexes (not pickled) -----------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("aspects", "filters")}
+        return {k: v for k, v in self.__dict__.items() if k not in _LAZY}
 
     @cached_property
     def aspects(self) -> AspectStore:
@@ -320,6 +323,13 @@ class Dataset:
         for kind, (ids, matrix) in self.aspect_vectors.items():
             store.upsert(ids, {kind: matrix}, replace=False)
         return store
+
+    @cached_property
+    def photos(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalog items with a photo, their embeddings): gathered once, not on
+        every request."""
+        rows = np.flatnonzero(self.has_embedding)
+        return rows, np.ascontiguousarray(self.embeddings[rows])
 
     @cached_property
     def filters(self) -> AttributeIndex:

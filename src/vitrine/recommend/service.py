@@ -209,6 +209,14 @@ class _ServedWriter:
         self.thread.join(timeout=10)
 
 
+@dataclass
+class PendingEvents:
+    """Events accepted (validated, in the live histories) and not stored yet."""
+
+    records: list[EventRecord]
+    seqs: list[tuple[EventRecord, int]]  # each applied event and its sequence number
+
+
 class _BatchJob:
     """One batch of customers: what a forked worker needs (no database access)."""
 
@@ -440,6 +448,12 @@ class RecommendationService:
     def add_events(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[EventRecord], int]:
         """Validate (all or nothing: a bad event raises EventError naming its position),
         store, and apply to the customers' live histories. Returns (new events, duplicates)."""
+        return self.store_events(self.accept_events(raw))
+
+    def accept_events(self, raw: Sequence[Mapping[str, Any]]) -> PendingEvents:
+        """Validate events and apply them to the live histories before they are stored,
+        starting the new lists of their customers at once (cheap: the server's event loop
+        calls it); :meth:`store_events` then stores them and takes back the duplicates."""
         records = []
         now = datetime.now().astimezone()
         for n, data in enumerate(raw):
@@ -448,10 +462,34 @@ class RecommendationService:
             except EventError as exc:
                 prefix = f"event {n}: " if len(raw) > 1 else ""
                 raise EventError(prefix + str(exc)) from None
-        added = self.events.add(records)
-        self._apply(added)
-        self._refresh_after_events(added)
-        return added, len(records) - len(added)
+        unique = list({e.event_key: e for e in records}.values())
+        pending = PendingEvents(records, self._apply(unique))
+        self._refresh_after_events(unique)
+        return pending
+
+    def store_events(self, pending: PendingEvents) -> tuple[list[EventRecord], int]:
+        """Store accepted events; those already stored before are taken back out of the
+        live histories (their customers' lists are then computed again: exact)."""
+        try:
+            added = self.events.add(pending.records)
+        except BaseException:
+            self._take_back(pending.seqs)
+            raise
+        new = {e.event_key for e in added}
+        duplicates = [seq for e, seq in pending.seqs if e.event_key not in new]
+        if duplicates:
+            self._take_back([(e, seq) for e, seq in pending.seqs if seq in set(duplicates)])
+        return added, len(pending.records) - len(added)
+
+    def _take_back(self, applied: Sequence[tuple[EventRecord, int]]) -> None:
+        seqs = {seq for _, seq in applied}
+        with self._lock:
+            for user in {e.user_id for e, _ in applied}:
+                kept = [x for x in self._live.get(user, ()) if x[0] not in seqs]
+                if kept:
+                    self._live[user] = kept
+                else:
+                    self._live.pop(user, None)
 
     def _refresh_after_events(self, added: Sequence[EventRecord]) -> None:
         """Start computing the default list of the customers these events came from, so
@@ -469,9 +507,11 @@ class RecommendationService:
     def import_events(self, path: Path, columns: EventColumns) -> EventImportReport:
         return self.events.import_csv(path, columns, self.weights, on_batch=self._apply)
 
-    def _apply(self, records: Iterable[EventRecord]) -> None:
+    def _apply(self, records: Iterable[EventRecord]) -> list[tuple[EventRecord, int]]:
+        """Add events to the live histories: (event, its sequence number) of each."""
         if self._models is None:
-            return
+            return []
+        applied = []
         with self._lock:
             for e in records:
                 self._seq += 1
@@ -479,6 +519,8 @@ class RecommendationService:
                     (self._seq, e.product_id, to_days(e.ts), self.weights[e.type],
                      e.type == "purchase")
                 )
+                applied.append((e, self._seq))
+        return applied
 
     def history(self, user_id: str, models: ModelSet | None = None) -> History:
         """The snapshot's history of a customer plus the events since."""

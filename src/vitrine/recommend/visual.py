@@ -224,8 +224,8 @@ class VisualProfile(Recommender):
         s = self.empty_scores()
         if not len(centroids):
             return s
-        photos = np.flatnonzero(data.has_embedding)
-        sims = data.embeddings[photos] @ centroids.T.astype(np.float32)  # photos x interests
+        photos, embeddings = data.photos
+        sims = embeddings @ centroids.T.astype(np.float32)  # photos x interests
         order = np.argsort(-sims, axis=0, kind="stable")
         ranks = np.empty(sims.shape, np.float64)
         np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)

@@ -29,6 +29,7 @@ from vitrine.recommend.strategies import Strategy, StrategyError
 router = APIRouter(tags=["recommendations"])
 T = TypeVar("T")
 MAX_BATCH = 10_000
+ACCEPT_IN_LOOP = 50  # events validated and applied in the event loop (more: in a thread)
 
 
 class EventIn(BaseModel):
@@ -161,7 +162,12 @@ async def post_events(
     if len(events) > MAX_BATCH:
         raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
     rows = [e.model_dump(exclude_none=True) for e in events]
-    added, duplicates = await call(svc.add_events, rows)
+    if len(rows) > ACCEPT_IN_LOOP:  # a bulk upload: all of it in a worker thread
+        added, duplicates = await call(svc.add_events, rows)
+        return EventsAccepted(accepted=len(added), duplicates=duplicates)
+    with problems():  # applied here, so that the customers' new lists start at once
+        pending = svc.accept_events(rows)
+    added, duplicates = await call(svc.store_events, pending)
     return EventsAccepted(accepted=len(added), duplicates=duplicates)
 
 
