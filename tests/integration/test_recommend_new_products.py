@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_recommend_hm import read_hm, write_slice
 from typer.testing import CliRunner
 
 from vitrine.api.app import create_app
@@ -33,15 +34,7 @@ def shop_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str], l
     """40 best sellers, 30 new arrivals that sold (first bought in the last 80 days of
     the log: the ranker learns that new products sell), 10 never bought, and every
     purchase of their buyers; returns the catalog, the log, the buyers, the arrivals."""
-    hm = data_dir / "hm"
-    if not (hm / "transactions.csv").is_file():
-        pytest.skip("H&M data not found")
-    with (hm / "articles.csv").open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames
-        articles = {r["article_id"]: r for r in reader}
-    with (hm / "transactions.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    fields, articles, rows = read_hm(data_dir)
     sold = Counter(r["article_id"] for r in rows if r["article_id"] in articles)
     first: dict[str, str] = {}
     for r in rows:
@@ -51,20 +44,8 @@ def shop_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str], l
     chosen = [a for a, _ in sold.most_common(40)]
     arrivals = sorted((a for a in sold if first[a] >= cut and a not in chosen),
                       key=lambda a: (-sold[a], a))[:30]
-    chosen += arrivals
-    chosen += sorted(a for a in articles if a not in sold)[:10]
-    catalog = tmp_path / "articles.csv"
-    with catalog.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(articles[a] for a in chosen)
-    buyers = {r["customer_id"] for r in rows if r["article_id"] in set(chosen)}
-    log = tmp_path / "transactions.csv"
-    with log.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if r["customer_id"] in buyers)
-    return catalog, log, sorted(buyers), arrivals
+    chosen += arrivals + sorted(a for a in articles if a not in sold)[:10]
+    return (*write_slice(tmp_path, fields, articles, rows, chosen), arrivals)
 
 
 def _ids(response: object) -> list[str]:

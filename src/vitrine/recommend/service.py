@@ -209,6 +209,19 @@ class _ServedWriter:
         self.thread.join(timeout=10)
 
 
+@dataclass(frozen=True)
+class _ListJob:
+    """Computing one customer's list: its cache key and what it is computed from."""
+
+    key: tuple[Any, ...]
+    strategy: Strategy
+    history: History
+    k: int
+    rules: Rules
+    models: ModelSet
+    seq: int  # the customer's latest live event (0: none since the snapshot)
+
+
 @dataclass
 class PendingEvents:
     """Events accepted (validated, in the live histories) and not stored yet."""
@@ -797,13 +810,13 @@ class RecommendationService:
         history, seq = self._history(user_id, models)
         merged = self._rules(chosen, filters, rules)
         key = list_key(user_id if len(history) else COLD, chosen, k, merged)
-        job = (key, chosen, history, k, merged, models, seq)
+        job = _ListJob(key, chosen, history, k, merged, models, seq)
         cached = self._cached(job)
         if cached is None or refresh:
-            pending = self._pending_list(key, models, seq)
+            pending = self._pending_list(job)
             if refresh:
                 if cached is None and pending is None:
-                    self._compute_later(*job)
+                    self._compute_later(job)
                 return None
             if pending is not None:
                 if not compute:
@@ -812,7 +825,7 @@ class RecommendationService:
             elif not compute:
                 return None
             else:
-                cached = self._compute_list(*job)
+                cached = self._compute_list(job)
             self.lists_computed += 1
         else:
             self.lists_served += 1
@@ -829,52 +842,34 @@ class RecommendationService:
         result.user_id = user_id
         return result
 
-    def _compute_list(
-        self,
-        key: tuple[Any, ...],
-        chosen: Strategy,
-        history: History,
-        k: int,
-        rules: Rules,
-        models: ModelSet,
-        seq: int,
-    ) -> CachedList:
-        cached = cached_list(*self._compute(chosen, history, k, rules, None, None, models))
-        self._lists.put(key, models.base, seq, models.catalog_generation, cached)
+    def _compute_list(self, job: _ListJob) -> CachedList:
+        models = job.models
+        cached = cached_list(
+            *self._compute(job.strategy, job.history, job.k, job.rules, None, None, models)
+        )
+        self._lists.put(job.key, models.base, job.seq, models.catalog_generation, cached)
         return cached
 
-    def _pending_list(
-        self, key: tuple[Any, ...], models: ModelSet, seq: int
-    ) -> Future[CachedList] | None:
+    def _pending_list(self, job: _ListJob) -> Future[CachedList] | None:
         """The background computation of exactly this list, if one runs."""
         with self._lock:
-            found = self._pending.get(key)
-        if found is None or found[1] is not models or found[2] != seq:
+            found = self._pending.get(job.key)
+        if found is None or found[1] is not job.models or found[2] != job.seq:
             return None
         return found[0]
 
-    def _compute_later(
-        self,
-        key: tuple[Any, ...],
-        chosen: Strategy,
-        history: History,
-        k: int,
-        rules: Rules,
-        models: ModelSet,
-        seq: int,
-    ) -> None:
+    def _compute_later(self, job: _ListJob) -> None:
         """Compute a list in the background thread (one list at a time, each once)."""
+        key = job.key
         with self._lock:
             found = self._pending.get(key)
-            if found is not None and found[1] is models and found[2] == seq:
+            if found is not None and found[1] is job.models and found[2] == job.seq:
                 return
             try:
-                future = self._refresher.submit(
-                    self._compute_list, key, chosen, history, k, rules, models, seq
-                )
+                future = self._refresher.submit(self._compute_list, job)
             except RuntimeError:  # stopping
                 return
-            self._pending[key] = (future, models, seq)
+            self._pending[key] = (future, job.models, job.seq)
 
         def done(f: Future[CachedList]) -> None:
             with self._lock:
@@ -883,12 +878,12 @@ class RecommendationService:
 
         future.add_done_callback(done)
 
-    def _cached(self, job: tuple[Any, ...]) -> CachedList | None:
-        """The kept list of a job (see :meth:`_compute_later`), when it may be served:
-        computed with this model set and history, with none of its products deleted or
-        unavailable since, and with the current catalog generation (or, for a short
-        while, an older one, while it is recomputed in the background)."""
-        key, models, seq = job[0], job[-2], job[-1]
+    def _cached(self, job: _ListJob) -> CachedList | None:
+        """The kept list of a job, when it may be served: computed with this model set
+        and history, with none of its products deleted or unavailable since, and with the
+        current catalog generation (or, for a short while, an older one, while it is
+        recomputed in the background)."""
+        key, models, seq = job.key, job.models, job.seq
         found = self._lists.get(key, models.base, seq)
         if found is None and seq == 0:
             precomputed = models.base.precomputed.get(key)
@@ -902,7 +897,7 @@ class RecommendationService:
         if generation != models.catalog_generation:
             if not self.catalog.servable(generation):
                 return None
-            self._compute_later(*job)
+            self._compute_later(job)
         return cached
 
     def list_stats(self) -> dict[str, int]:
