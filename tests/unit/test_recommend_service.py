@@ -282,3 +282,43 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     body = json.loads(shop.recommend_user("u6", k=5, strategy="hybrid").to_body())
     assert body["strategy"] == "hybrid" and len(body["items"]) == 5
     assert all("explanation" in i for i in body["items"])
+
+
+def test_catalog_changes_after_training_are_served_without_retraining(
+    shop: RecommendationService,
+) -> None:
+    trained = shop.models
+    store = shop.store
+    _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
+    rng = np.random.default_rng(5)
+    store.save_product(
+        ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes",
+                                                                  "colour": "Red"}),
+        [ImageRecord("NEW", "hNEW", "kNEW", "jpeg", 10, 10, 100, features=[
+            FeatureRecord("embedding", "test-model", vector=vectors[0] + 0.01 * rng.normal(size=16))
+        ])],
+        replace_images=True,
+    )
+    store.save_product(ProductRecord("S2", "Shoes 2", price=12.0, available=False,
+                                     attributes={"category": "Shoes"}), [], replace_images=False)
+    store.delete_product("S3")
+    before = shop.recommend_user("u1", k=10, strategy="visual")  # a Shoes customer
+    shop.catalog_changed(["NEW", "S2", "S3"])
+    models = shop.models
+    assert models.base is trained and models.catalog_generation == 1
+    assert models.data.item_index["NEW"] >= trained.data.n_items  # snapshot indices kept
+    assert models.data.categories[models.data.category[models.data.item_index["NEW"]]] == "Shoes"
+    assert [i.product_id for i in shop.similar("NEW", k=1).items] == ["S1"]
+    assert "NEW" in [i.product_id for i in shop.similar("S1", k=3).items]
+    for strategy in ("visual", "hybrid", None):
+        for user in ("u1", "u4", "u7", "nobody"):
+            served = shop.recommend_user(user, k=10, strategy=strategy)
+            assert not {"S2", "S3"} & {i.product_id for i in served.items}, (strategy, user)
+    after = shop.recommend_user("u1", k=10, strategy="visual")
+    assert "NEW" in [i.product_id for i in after.items] and after.items != before.items
+    with pytest.raises(UnknownItemError):
+        shop.similar("S3")
+    # a retrain learns the catalog as it is now: nothing left to extend
+    shop.train()
+    data = shop.models.data
+    assert shop.models.catalog_generation == 0 and data.item_index["S3"] >= data.n_catalog
