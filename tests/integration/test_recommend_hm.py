@@ -45,20 +45,22 @@ def hm_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
     sold = Counter(r["article_id"] for r in rows if r["article_id"] in articles)
     chosen = [a for a, _ in sold.most_common(40)]
     chosen += sorted(a for a in articles if a not in sold)[:20]
-    return write_slice(tmp_path, fields, articles, rows, chosen)
+    return write_slice(tmp_path, fields, articles, rows, chosen, chosen[:40])
 
 
 def write_slice(
     tmp_path: Path, fields: list[str], articles: dict[str, dict[str, str]],
-    rows: list[dict[str, str]], chosen: list[str],
+    rows: list[dict[str, str]], chosen: list[str], buyers_of: list[str],
 ) -> tuple[Path, Path, list[str]]:
-    """The ``chosen`` articles and every purchase of their buyers, as two CSV files."""
+    """The ``chosen`` articles, and every purchase of the customers who bought one of
+    ``buyers_of``, as two CSV files."""
     catalog = tmp_path / "articles.csv"
     with catalog.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(articles[a] for a in chosen)
-    buyers = {r["customer_id"] for r in rows if r["article_id"] in set(chosen[:40])}
+    wanted = set(buyers_of)
+    buyers = {r["customer_id"] for r in rows if r["article_id"] in wanted}
     log = tmp_path / "transactions.csv"
     with log.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

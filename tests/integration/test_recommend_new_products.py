@@ -45,7 +45,7 @@ def shop_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str], l
     arrivals = sorted((a for a in sold if first[a] >= cut and a not in chosen),
                       key=lambda a: (-sold[a], a))[:30]
     chosen += arrivals + sorted(a for a in articles if a not in sold)[:10]
-    return (*write_slice(tmp_path, fields, articles, rows, chosen), arrivals)
+    return (*write_slice(tmp_path, fields, articles, rows, chosen, chosen), arrivals)
 
 
 def _ids(response: object) -> list[str]:
