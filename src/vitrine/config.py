@@ -112,6 +112,13 @@ class Settings:
     recommend_als_factors: str = ""
     recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
     recommend_precompute: int = 20_000  # most recent customers' lists computed at training
+    # Products added or changed after training join the lists at most this often (a
+    # cached list of the previous catalog is served this long more, recomputed behind).
+    recommend_catalog_refresh_s: float = 15.0
+    recommend_event_refresh_k: int = 12  # an event recomputes the default list of k (0: off)
+    # How long a server thread computing (a list, a photo) may keep the GIL while the event
+    # loop waits for it (Python's default: 5 ms); 0: leave Python's default.
+    serve_gil_switch_ms: float = 1.0
 
     config_file: Path | None = field(default=None, compare=False)
 

@@ -25,26 +25,42 @@ def env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return home
 
 
-def hm_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    """The 40 most bought catalog articles and 20 never bought, their buyers' purchases."""
+def read_hm(data_dir: Path) -> tuple[list[str], dict[str, dict[str, str]], list[dict[str, str]]]:
+    """The H&M articles' columns, the articles by id, the purchases."""
     hm = data_dir / "hm"
     if not (hm / "transactions.csv").is_file():
         pytest.skip("H&M data not found")
     with (hm / "articles.csv").open(newline="") as f:
         reader = csv.DictReader(f)
-        fields = reader.fieldnames
+        fields = list(reader.fieldnames or ())
         articles = {r["article_id"]: r for r in reader}
     with (hm / "transactions.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
+    return fields, articles, rows
+
+
+def hm_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """The 40 most bought catalog articles and 20 never bought, their buyers' purchases."""
+    fields, articles, rows = read_hm(data_dir)
     sold = Counter(r["article_id"] for r in rows if r["article_id"] in articles)
     chosen = [a for a, _ in sold.most_common(40)]
     chosen += sorted(a for a in articles if a not in sold)[:20]
+    return write_slice(tmp_path, fields, articles, rows, chosen, chosen[:40])
+
+
+def write_slice(
+    tmp_path: Path, fields: list[str], articles: dict[str, dict[str, str]],
+    rows: list[dict[str, str]], chosen: list[str], buyers_of: list[str],
+) -> tuple[Path, Path, list[str]]:
+    """The ``chosen`` articles, and every purchase of the customers who bought one of
+    ``buyers_of``, as two CSV files."""
     catalog = tmp_path / "articles.csv"
     with catalog.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(articles[a] for a in chosen)
-    buyers = {r["customer_id"] for r in rows if r["article_id"] in set(chosen[:40])}
+    wanted = set(buyers_of)
+    buyers = {r["customer_id"] for r in rows if r["article_id"] in wanted}
     log = tmp_path / "transactions.csv"
     with log.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -85,14 +85,19 @@ def test_events_are_idempotent_and_import_reports_bad_rows(
     shop: RecommendationService, tmp_path: Path
 ) -> None:
     before = shop.events.count()
+    history = len(shop.history("u1"))
     added, duplicates = shop.add_events([
         {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
         {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
     ])
     assert len(added) == 1 and duplicates == 1
+    # events are applied before they are stored; a duplicate is taken back out
+    assert len(shop.history("u1")) == history + 1
+    listed = shop.recommend_user("u1", k=5).items
     added, duplicates = shop.add_events([{"user_id": "u1", "product_id": "D1", "type": "view",
                                           "event_id": "x1"}])
-    assert len(added) == 0 and duplicates == 1
+    assert len(added) == 0 and duplicates == 1 and len(shop.history("u1")) == history + 1
+    assert shop.recommend_user("u1", k=5).items == listed
     with pytest.raises(EventError, match="event 1: unknown event type"):
         shop.add_events([{"user_id": "u", "product_id": "D1", "type": "view"},
                          {"user_id": "u", "product_id": "D1", "type": "zap"}])
@@ -251,23 +256,23 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
         served = shop.recommend_user(user, k=12)
         computed = shop.recommend_user(user, k=12, preview=shop.strategy(None, user))
         assert _listed(served) == _listed(computed)
-    assert shop.precomputed_hits == 3
-    hits = shop._lists.hits
+    assert shop.lists_served == 3  # all precomputed
+    hits = shop.lists_served
     first = shop.recommend_user("u6", k=5, strategy="hybrid")
     again = shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 1 and again.id != first.id  # each response its own id
+    assert shop.lists_served == hits + 1 and again.id != first.id  # each response its own id
     assert _listed(again) == _listed(first)
     # an event of this customer: the very next list is computed from the new history
     shop.add_events([{"user_id": "u6", "product_id": f"B{j}", "type": "add_to_cart"}
                      for j in range(5)])
     after = shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 1
+    assert shop.lists_served == hits + 1
     fresh = shop.recommend_user("u6", k=5, preview=shop.strategy("hybrid"))
     assert _listed(after) == _listed(fresh) and _listed(after) != _listed(first)
     # another customer's event leaves this list cached; a filter is a different list
     shop.add_events([{"user_id": "u7", "product_id": "B1", "type": "view"}])
     shop.recommend_user("u6", k=5, strategy="hybrid")
-    assert shop._lists.hits == hits + 2
+    assert shop.lists_served == hits + 2
     filtered = shop.recommend_user("u6", k=5, strategy="hybrid", filters=["colour=Red"])
     assert all(shop.models.data.attributes[shop.models.data.item_index[i.product_id]]["colour"]
                == "Red" for i in filtered.items)
@@ -277,3 +282,43 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     body = json.loads(shop.recommend_user("u6", k=5, strategy="hybrid").to_body())
     assert body["strategy"] == "hybrid" and len(body["items"]) == 5
     assert all("explanation" in i for i in body["items"])
+
+
+def test_catalog_changes_after_training_are_served_without_retraining(
+    shop: RecommendationService,
+) -> None:
+    trained = shop.models
+    store = shop.store
+    _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
+    rng = np.random.default_rng(5)
+    store.save_product(
+        ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes",
+                                                                  "colour": "Red"}),
+        [ImageRecord("NEW", "hNEW", "kNEW", "jpeg", 10, 10, 100, features=[
+            FeatureRecord("embedding", "test-model", vector=vectors[0] + 0.01 * rng.normal(size=16))
+        ])],
+        replace_images=True,
+    )
+    store.save_product(ProductRecord("S2", "Shoes 2", price=12.0, available=False,
+                                     attributes={"category": "Shoes"}), [], replace_images=False)
+    store.delete_product("S3")
+    before = shop.recommend_user("u1", k=10, strategy="visual")  # a Shoes customer
+    shop.catalog_changed(["NEW", "S2", "S3"])
+    models = shop.models
+    assert models.base is trained and models.catalog_generation == 1
+    assert models.data.item_index["NEW"] >= trained.data.n_items  # snapshot indices kept
+    assert models.data.categories[models.data.category[models.data.item_index["NEW"]]] == "Shoes"
+    assert [i.product_id for i in shop.similar("NEW", k=1).items] == ["S1"]
+    assert "NEW" in [i.product_id for i in shop.similar("S1", k=3).items]
+    for strategy in ("visual", "hybrid", None):
+        for user in ("u1", "u4", "u7", "nobody"):
+            served = shop.recommend_user(user, k=10, strategy=strategy)
+            assert not {"S2", "S3"} & {i.product_id for i in served.items}, (strategy, user)
+    after = shop.recommend_user("u1", k=10, strategy="visual")
+    assert "NEW" in [i.product_id for i in after.items] and after.items != before.items
+    with pytest.raises(UnknownItemError):
+        shop.similar("S3")
+    # a retrain learns the catalog as it is now: nothing left to extend
+    shop.train()
+    data = shop.models.data
+    assert shop.models.catalog_generation == 0 and data.item_index["S3"] >= data.n_catalog

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Concurrency comes from requests: a BLAS thread pool per request would thrash.
         threadpool_limits(1, user_api="blas")
+        if vitrine.settings.serve_gil_switch_ms > 0:  # the event loop waits less for the GIL
+            sys.setswitchinterval(vitrine.settings.serve_gil_switch_ms / 1000)
         if warm:
             vitrine.search  # noqa: B018 - load or rebuild the index now, not on a request
             vitrine.batcher  # noqa: B018

@@ -8,6 +8,7 @@ only (indices below ``Dataset.n_catalog``); business rules are applied by the se
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Self
@@ -87,6 +88,19 @@ class Recommender(ABC):
     def explain(self, history: History, item: int, now: float) -> Reason:
         """Why ``item`` suits this history: ``{"kind": ..., "text": ..., ...}``."""
 
+    def with_catalog(self, data: Dataset) -> Recommender:
+        """This fitted algorithm answering over ``data``: its training catalog extended by
+        the products added, changed or deleted since (``recommend/live_catalog.py``). By
+        default the products it never saw are not its candidates (:class:`SnapshotView`);
+        algorithms that only read the catalog's arrays answer for them too."""
+        return SnapshotView(self, data)
+
+    def rebased(self, data: Dataset) -> Self:
+        """A shallow copy that reads ``data`` (for algorithms whose only state is it)."""
+        new = copy.copy(self)
+        new.data = data
+        return new
+
     # -- helpers for subclasses ---------------------------------------------------------
 
     def title(self, item: int) -> str:
@@ -96,3 +110,61 @@ class Recommender(ABC):
 
     def empty_scores(self) -> np.ndarray:
         return np.full(self.dataset.n_catalog, -np.inf, np.float64)
+
+
+class SnapshotView(Recommender):
+    """An algorithm fitted on the training snapshot, answering over an extended catalog.
+
+    Item indices of the snapshot are kept in the extended catalog (new products come
+    after them), so only the edges change: a history loses the items the algorithm never
+    saw, scores are padded with ``-inf`` (not a candidate) for the new rows, and masks
+    are cut to the snapshot's catalog.
+    """
+
+    def __init__(self, inner: Recommender, data: Dataset) -> None:
+        super().__init__()
+        self.inner = inner
+        self.data = data
+        self.name = inner.name
+        self.known_catalog = inner.dataset.n_catalog
+        self.known_items = inner.dataset.n_items
+
+    def fit(self, data: Dataset) -> Self:
+        raise RuntimeError(f"{self.name}: a view of a fitted model is not fitted again")
+
+    def _known(self, history: History) -> History:
+        keep = history.items < self.known_items
+        if keep.all():
+            return history
+        return History(history.items[keep], history.days[keep], history.weights[keep],
+                       history.purchases[keep], history.user)
+
+    def _mask(self, valid: np.ndarray | None) -> np.ndarray | None:
+        return None if valid is None else valid[: self.known_catalog]
+
+    def scores(self, history: History, now: float) -> np.ndarray:
+        out = self.empty_scores()
+        out[: self.known_catalog] = self.inner.scores(self._known(history), now)
+        return out
+
+    def recommend(
+        self, history: History, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.recommend(self._known(history), k, now, self._mask(valid))
+
+    def recommend_explained(
+        self, history: History, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explainer]:
+        return self.inner.recommend_explained(self._known(history), k, now, self._mask(valid))
+
+    def similar_items(
+        self, item: int, k: int, now: float, valid: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if item >= self.known_items:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return self.inner.similar_items(item, k, now, self._mask(valid))
+
+    def explain(self, history: History, item: int, now: float) -> Reason:
+        if item >= self.known_catalog:
+            return {"kind": "new", "text": "new in the catalog"}
+        return self.inner.explain(self._known(history), item, now)

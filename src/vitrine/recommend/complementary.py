@@ -68,11 +68,24 @@ class Complementary(Recommender):
         self.has_pairs = np.diff(self.matrix.indptr) > 0
         return self
 
+    def with_catalog(self, data: Dataset) -> Self:
+        """Over a catalog extended after training: products added since have no pairs, so
+        they borrow their look-alikes' complements (the co-purchase matrix is kept)."""
+        new = self.rebased(data)
+        new.has_pairs = np.zeros(data.n_items, bool)
+        new.has_pairs[: len(self.has_pairs)] = self.has_pairs
+        return new
+
+    def _padded(self, row: np.ndarray) -> np.ndarray:
+        """A row of the co-purchase matrix over every item of the (extended) catalog."""
+        n = self.dataset.n_items
+        return row if len(row) == n else np.concatenate([row, np.zeros(n - len(row))])
+
     def _row(self, item: int) -> tuple[np.ndarray, int | None]:
         """Complement scores for one item (all items), and the look-alike it borrowed from."""
         data = self.dataset
         if self.has_pairs[item]:
-            return self.matrix[item].toarray().ravel(), None
+            return self._padded(self.matrix[item].toarray().ravel()), None
         if item >= data.n_catalog or not data.has_embedding[item]:
             return np.zeros(data.n_items), None
         sims = data.embeddings @ data.embeddings[item]
@@ -83,7 +96,7 @@ class Complementary(Recommender):
             return np.zeros(data.n_items), None
         w = np.maximum(sims[neighbours], 0.0)
         row = np.asarray(self.matrix[neighbours].T @ w).ravel()
-        return row, int(neighbours[0])
+        return self._padded(row), int(neighbours[0])
 
     def similar_items(
         self, item: int, k: int, now: float, valid: np.ndarray | None = None

@@ -59,7 +59,27 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def reduce_dimensions(emb: np.ndarray, has: np.ndarray, dims: int) -> np.ndarray:
+@dataclass
+class Projection:
+    """How raw CNN embeddings map into a dataset's visual space: unit rows, minus
+    ``mean``, onto ``axes`` (None: kept whole), unit again. Products added to the
+    catalog after training are projected with their snapshot's projection."""
+
+    mean: np.ndarray | None = None
+    axes: np.ndarray | None = None  # dims x raw dims
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Rows of raw embeddings in the visual space (a zero row stays zero)."""
+        x = _unit(np.atleast_2d(np.asarray(raw, np.float32)))
+        has = np.abs(x).sum(axis=1) > 0
+        if self.axes is not None and self.mean is not None:
+            x = _unit((x - self.mean) @ self.axes.T)
+        return np.ascontiguousarray(x * has[:, None], np.float32)
+
+
+def reduce_dimensions(
+    emb: np.ndarray, has: np.ndarray, dims: int
+) -> tuple[np.ndarray, Projection]:
     """Unit rows projected on the ``dims`` principal axes of the catalog's embeddings.
 
     Cosines are kept closely (the CNN's 1280 dimensions are highly redundant on one
@@ -67,12 +87,13 @@ def reduce_dimensions(emb: np.ndarray, has: np.ndarray, dims: int) -> np.ndarray
     """
     rows = np.flatnonzero(has)
     if dims <= 0 or dims >= emb.shape[1] or len(rows) <= dims:
-        return np.ascontiguousarray(emb, np.float32)
+        return np.ascontiguousarray(emb, np.float32), Projection()
     sample = rows if len(rows) <= 20_000 else np.random.default_rng(0).choice(rows, 20_000, False)
     mean = emb[sample].mean(axis=0)
     _, _, vt = np.linalg.svd(emb[sample] - mean, full_matrices=False)
+    projection = Projection(mean.astype(np.float32), vt[:dims].astype(np.float32))
     reduced = (emb - mean) @ vt[:dims].T
-    return np.ascontiguousarray(_unit(reduced) * has[:, None], np.float32)
+    return np.ascontiguousarray(_unit(reduced) * has[:, None], np.float32), projection
 
 
 def _as_scalar(value: Any) -> str | None:
@@ -80,6 +101,9 @@ def _as_scalar(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+_LAZY = ("aspects", "filters", "photos")  # built on first use, never pickled or copied
 
 
 @dataclass
@@ -102,6 +126,11 @@ class Dataset:
     facet_values: list[list[str]]
     price: np.ndarray  # n_catalog float32 (nan: unknown)
     available: np.ndarray  # n_catalog bool
+    # n_catalog bool: a product of the catalog now (False: deleted, or a row that only
+    # events know, in a catalog extended after training; see recommend/live_catalog.py)
+    listed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    projection: Projection = field(default_factory=Projection)
+    embedding_version: str | None = None
     users: list[str] = field(default_factory=list)
     user_index: dict[str, int] = field(default_factory=dict)
     # the event log, in time order
@@ -111,6 +140,10 @@ class Dataset:
     ev_weight: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     ev_purchase: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     ev_price: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.listed) != self.n_catalog:
+            self.listed = np.ones(self.n_catalog, bool)
 
     # -- building -----------------------------------------------------------------------
 
@@ -135,7 +168,7 @@ class Dataset:
             if row is not None:
                 emb[row] = vec
                 has[row] = True
-        emb = reduce_dimensions(_unit(emb) * has[:, None], has, embedding_dims)
+        emb, projection = reduce_dimensions(_unit(emb) * has[:, None], has, embedding_dims)
         aspect_vectors = {}
         for kind, by_id in (aspects or {}).items():
             ids = [pid for pid in by_id if pid in index]
@@ -185,6 +218,7 @@ class Dataset:
             facet_values=facet_values,
             price=price,
             available=available,
+            projection=projection,
         )
 
     @staticmethod
@@ -266,7 +300,7 @@ class Dataset:
         return out
 
     def _copy(self) -> Dataset:
-        lazy = ("aspects", "filters")
+        lazy = _LAZY
         return Dataset(**{k: v for k, v in self.__dict__.items() if k not in lazy})
 
     def before(self, day: float) -> Dataset:
@@ -280,7 +314,7 @@ class Dataset:
     # -- lazily built indexes (not pickled) -----------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("aspects", "filters")}
+        return {k: v for k, v in self.__dict__.items() if k not in _LAZY}
 
     @cached_property
     def aspects(self) -> AspectStore:
@@ -289,6 +323,13 @@ class Dataset:
         for kind, (ids, matrix) in self.aspect_vectors.items():
             store.upsert(ids, {kind: matrix}, replace=False)
         return store
+
+    @cached_property
+    def photos(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalog items with a photo, their embeddings): gathered once, not on
+        every request."""
+        rows = np.flatnonzero(self.has_embedding)
+        return rows, np.ascontiguousarray(self.embeddings[rows])
 
     @cached_property
     def filters(self) -> AttributeIndex:
@@ -303,6 +344,11 @@ class Dataset:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    @property
+    def recommendable(self) -> np.ndarray:
+        """Per catalog item: in the catalog now and available."""
+        return self.available & self.listed
 
     @property
     def n_users(self) -> int:

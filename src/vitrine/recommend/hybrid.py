@@ -17,6 +17,7 @@ The sources are then refitted on the whole log for serving.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, Self
@@ -102,6 +103,51 @@ class _ItemStats:
     rebuy_rate: np.ndarray
     facet_pop: list[np.ndarray]
     now: float
+    category_share: np.ndarray  # per category: its share of recent popularity
+    facet_share: list[np.ndarray]  # per facet, per value: its share of recent popularity
+    sold_embeddings: np.ndarray  # the recently sold products' embeddings and popularity
+    sold_pop: np.ndarray
+
+    def with_catalog(self, data: Dataset) -> _ItemStats:
+        """The statistics over a catalog extended after training: the rows the log never
+        saw (new products) have no popularity; a new product's likeness to recent best
+        sellers comes from its photo, its category's and facets' shares from its
+        attributes."""
+        n0, n = len(self.pop_7), data.n_catalog
+        new = np.arange(n0, n)
+
+        def grown(values: np.ndarray, fill: float) -> np.ndarray:
+            return np.concatenate([values, np.full(n - n0, fill)])
+
+        price = grown(self.price, np.nan)
+        price[new] = data.price[new]
+        visual_pop = grown(self.visual_pop, 0.0)
+        rows = new[data.has_embedding[new]]
+        visual_pop[rows] = _look_alike_popularity(
+            data.embeddings[rows], self.sold_embeddings, self.sold_pop
+        )
+        return _ItemStats(
+            grown(self.pop_7, 0.0), grown(self.pop_30, 0.0), grown(self.pop_all, 0.0),
+            grown(self.first_day, np.nan), grown(self.last_day, np.nan), price,
+            _shares(self.category_share, data.category, self.category_pop, new),
+            visual_pop, grown(self.rebuy_rate, _rebuy_rate_of(0, 0)),
+            [_shares(shares, data.facet_codes[:, j], values, new)
+             for j, (shares, values) in enumerate(zip(self.facet_share, self.facet_pop,
+                                                      strict=True))],
+            self.now, self.category_share, self.facet_share, self.sold_embeddings,
+            self.sold_pop,
+        )
+
+
+def _shares(
+    per_value: np.ndarray, codes: np.ndarray, known: np.ndarray, new: np.ndarray
+) -> np.ndarray:
+    """Per item of an extended catalog: ``known`` for the snapshot's rows, the share of
+    its value (``codes``, -1: none) for the ``new`` rows."""
+    out = np.concatenate([known, np.zeros(len(codes) - len(known))])
+    code = codes[new]
+    out[new] = np.where(code >= 0, per_value[np.maximum(code, 0)] if len(per_value) else 0, 0)
+    return out
 
 
 def _item_stats(data: Dataset) -> _ItemStats:
@@ -124,14 +170,18 @@ def _item_stats(data: Dataset) -> _ItemStats:
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)[:n]
         price = np.where(np.isfinite(price), price, mean)
     cat_pop = np.zeros(n)
+    share = np.zeros(len(data.categories))
     if len(data.categories):
         known = data.category >= 0
         per_cat = np.bincount(data.category[known], pop_30[known], len(data.categories))
         share = per_cat / max(per_cat.sum(), 1e-9)
         cat_pop[known] = share[data.category[known]]
+    facet_share, facet_pop = _facet_popularity(data, pop_30)
+    sold = np.flatnonzero((pop_7 > 0) & data.has_embedding)
     return _ItemStats(
         pop_7, pop_30, pop_all, first[:n], last[:n], price, cat_pop,
-        _visual_popularity(data, pop_7), _rebuy_rate(data), _facet_popularity(data, pop_30), now,
+        _visual_popularity(data, pop_7), _rebuy_rate(data), facet_pop, now, share,
+        facet_share, data.embeddings[sold], pop_7[sold],
     )
 
 
@@ -148,22 +198,28 @@ def _variant_groups(data: Dataset) -> np.ndarray:
     return out
 
 
-def _visual_popularity(data: Dataset, pop: np.ndarray, neighbours: int = 20) -> np.ndarray:
+def _visual_popularity(data: Dataset, pop: np.ndarray) -> np.ndarray:
     """Per item: the recent popularity of the products that look most like it, weighted by
     likeness. A new product that looks like this week's best sellers will likely sell."""
-    n = data.n_catalog
-    out = np.zeros(n)
     sold = np.flatnonzero((pop > 0) & data.has_embedding)
+    out = _look_alike_popularity(data.embeddings, data.embeddings[sold], pop[sold])
+    out[~data.has_embedding] = 0.0
+    return out
+
+
+def _look_alike_popularity(
+    emb: np.ndarray, sold: np.ndarray, pop: np.ndarray, neighbours: int = 20
+) -> np.ndarray:
+    """Per row of ``emb``: the likeness-weighted popularity of its nearest sold products."""
+    out = np.zeros(len(emb))
     if not len(sold):
         return out
     k = min(neighbours, len(sold))
-    emb = data.embeddings
-    for start in range(0, n, 2048):
-        sims = emb[start : start + 2048] @ emb[sold].T
+    for start in range(0, len(emb), 2048):
+        sims = emb[start : start + 2048] @ sold.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         s = np.take_along_axis(sims, top, axis=1)
-        out[start : start + 2048] = (np.maximum(s, 0) * pop[sold][top]).sum(axis=1)
-    out[~data.has_embedding] = 0.0
+        out[start : start + 2048] = (np.maximum(s, 0) * pop[top]).sum(axis=1)
     return out
 
 
@@ -178,12 +234,18 @@ def _rebuy_rate(data: Dataset) -> np.ndarray:
     items = unique % n
     buyers = np.bincount(items, minlength=n)
     repeat = np.bincount(items, weights=(counts > 1).astype(float), minlength=n)
-    return (repeat + 0.1) / (buyers + 1.0)
+    return _rebuy_rate_of(repeat, buyers)
 
 
-def _facet_popularity(data: Dataset, pop: np.ndarray) -> list[np.ndarray]:
-    """Per facet: each item's share of recent popularity held by its facet value."""
-    out = []
+def _rebuy_rate_of(repeat: Any, buyers: Any) -> Any:
+    return (repeat + 0.1) / (buyers + 1.0)  # smoothed: an item nobody bought has 0.1
+
+
+def _facet_popularity(
+    data: Dataset, pop: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per facet: each value's share of recent popularity, and each item's (its value's)."""
+    shares, out = [], []
     total = max(float(pop.sum()), 1e-9)
     for j in range(data.facet_codes.shape[1]):
         codes = data.facet_codes[:, j]
@@ -191,8 +253,9 @@ def _facet_popularity(data: Dataset, pop: np.ndarray) -> list[np.ndarray]:
         per_value = np.bincount(codes[known], pop[known], len(data.facet_values[j])) / total
         values = np.zeros(data.n_catalog)
         values[known] = per_value[codes[known]]
+        shares.append(per_value)
         out.append(values)
-    return out
+    return shares, out
 
 
 @dataclass
@@ -225,6 +288,22 @@ class CandidateSources:
         self.cold = np.isnan(self.stats.first_day)
         self.variant_group = _variant_groups(data)
         self.facet_count = data.facet_codes.shape[1]
+        self.unseen = np.zeros(data.n_catalog, bool)  # rows added after fitting
+
+    def with_catalog(self, data: Dataset) -> CandidateSources:
+        """These sources over a catalog extended after training (see
+        ``Recommender.with_catalog``): the visual ones reach the new products, whose
+        statistics say nobody bought them yet."""
+        new = copy.copy(self)
+        new.data = data
+        for name in ("rebuy", "als", "cooc", "popularity", "profile", "similar"):
+            setattr(new, name, getattr(self, name).with_catalog(data))
+        new.stats = self.stats.with_catalog(data)
+        new.cold = np.isnan(new.stats.first_day)
+        new.variant_group = np.full(data.n_catalog, -1, np.int64)
+        new.variant_group[: len(self.variant_group)] = self.variant_group
+        new.unseen = np.arange(data.n_catalog) >= self.data.n_catalog
+        return new
 
     def variant_scores(self, history: History, now: float) -> np.ndarray:
         """Other variants (same title: colours, prints) of the customer's items, weighted
@@ -317,7 +396,8 @@ class CandidateSources:
             v = s[items]
             return np.where(np.isfinite(v), v, np.nan)
 
-        col("als", finite(scores["als"]))
+        # a product added after training has no factors: scored as one nobody bought
+        col("als", np.where(self.unseen[items], 0.0, finite(scores["als"])))
         col("cooccurrence", np.nan_to_num(finite(scores["cooccurrence"]), nan=0.0))
         col("profile", finite(profile_similarity))
         col("similar", finite(scores["similar"]))
@@ -501,6 +581,12 @@ class Hybrid(Recommender):
         }
         return self
 
+    def with_catalog(self, data: Dataset) -> Self:
+        new = self.rebased(data)
+        if self.stage1 is not None:
+            new.stage1 = self.stage1.with_catalog(data)
+        return new
+
     def rank(self, items: np.ndarray, f: np.ndarray) -> np.ndarray:
         if self.model is not None:
             return np.asarray(self.model.booster_.predict(f, num_threads=1), np.float64)
@@ -522,7 +608,7 @@ class Hybrid(Recommender):
         self, history: History, k: int, now: float, valid: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, Explainer]:
         assert self.stage1 is not None
-        mask = self.dataset.available if valid is None else valid
+        mask = self.dataset.recommendable if valid is None else valid
         user = self.stage1.user_scores(history, now)
         items, f = self.stage1.candidates(history, now, mask, user)
         if not len(items):
@@ -534,7 +620,7 @@ class Hybrid(Recommender):
     def scores(self, history: History, now: float) -> np.ndarray:
         assert self.stage1 is not None
         out = self.empty_scores()
-        items, f = self.stage1.candidates(history, now, self.dataset.available)
+        items, f = self.stage1.candidates(history, now, self.dataset.recommendable)
         if len(items):
             out[items] = self.rank(items, f)
         return out

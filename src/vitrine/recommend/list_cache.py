@@ -1,13 +1,16 @@
 """Customers' last recommendation lists, reused until something they depend on changes.
 
 A list depends on the model set, the strategy (its whole configuration), ``k``, the
-request's rules and the customer's history. The key holds the strategy, ``k`` and the
-rules; each entry remembers the model set it was computed with and the sequence number
-of the customer's latest live event (0: none since the snapshot). A lookup with another
-model set or a newer event misses, so an event or a model swap makes the very next
-request compute afresh, and a hit is exactly what would be computed. Customers with no
-history at all share one entry (their lists are the same). The items are serialised to
-JSON once, when the list is computed.
+request's rules, the customer's history and the catalog. The key holds the strategy,
+``k`` and the rules; each entry remembers the trained model set it was computed with,
+the sequence number of the customer's latest live event (0: none since the snapshot)
+and the catalog generation (changes to the catalog since training, published at most
+every few seconds: see :class:`~vitrine.recommend.live_catalog.LiveCatalog`). A lookup
+with another model set or a newer event misses, so an event or a model swap makes the
+very next request compute afresh, and a hit is exactly what would be computed from that
+catalog generation; the service decides how long an older generation's list may be
+served. Customers with no history at all share one entry (their lists are the same).
+The items are serialised to JSON once, when the list is computed.
 
 Lists computed at training time (:attr:`ModelSet.precomputed`) use the same keys and are
 valid while the customer has no live event.
@@ -34,8 +37,17 @@ class CachedList:
 
 def list_key(user: str, strategy: Any, k: int, rules: Any) -> tuple[str, str, int, str]:
     """(customer or COLD, strategy configuration, k, effective rules)."""
-    config = json.dumps({"name": strategy.name, **strategy.to_json()}, sort_keys=True)
-    return user, config, k, json.dumps(rules.to_json(), sort_keys=True)
+    config = _as_key(strategy, lambda: {"name": strategy.name, **strategy.to_json()})
+    return user, config, k, _as_key(rules, rules.to_json)
+
+
+def _as_key(value: Any, describe: Any) -> str:
+    """A strategy's or rules' JSON, kept on the object: strategies and rules are values,
+    never changed once made, and each request of a cached list needs their key."""
+    key = value.__dict__.get("_list_key")
+    if key is None:
+        key = value.__dict__["_list_key"] = json.dumps(describe(), sort_keys=True)
+    return key
 
 
 class ListCache:
@@ -43,28 +55,28 @@ class ListCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[Any, ...], tuple[object, int, CachedList]] = (
+        self._entries: OrderedDict[tuple[Any, ...], tuple[object, int, int, CachedList]] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
-    def get(self, key: tuple[Any, ...], models: object, seq: int) -> CachedList | None:
+    def get(self, key: tuple[Any, ...], models: object, seq: int) -> tuple[int, CachedList] | None:
+        """(catalog generation, list) computed with ``models`` and the latest live event
+        ``seq``, or None."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] is not models or entry[1] != seq:
-                self.misses += 1
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
-            return entry[2]
+            return entry[2], entry[3]
 
-    def put(self, key: tuple[Any, ...], models: object, seq: int, value: CachedList) -> None:
+    def put(
+        self, key: tuple[Any, ...], models: object, seq: int, generation: int, value: CachedList
+    ) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            self._entries[key] = (models, seq, value)
+            self._entries[key] = (models, seq, generation, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)

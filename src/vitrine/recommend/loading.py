@@ -45,7 +45,9 @@ def load_catalog(
     if version:
         embeddings = _by_id(*store.primary_vectors(EMBEDDING_KIND, version))
     aspects = {kind: _by_id(*store.primary_vectors(kind, FEATURE_VERSION)) for kind in ASPECT_KINDS}
-    return Dataset.from_catalog(products, embeddings, aspects, category_field)
+    data = Dataset.from_catalog(products, embeddings, aspects, category_field)
+    data.embedding_version = version
+    return data
 
 
 def load_dataset(

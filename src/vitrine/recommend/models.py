@@ -15,7 +15,7 @@ import pickle
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,10 @@ class ModelSet:
     histories: list[History] = field(default_factory=list)
     # lists computed at training time, by list_cache.list_key (see the service)
     precomputed: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    # how many catalog changes since training this set answers with (0: the snapshot;
+    # see recommend/live_catalog.py), and the trained set it extends
+    catalog_generation: int = 0
+    trained: ModelSet | None = None
 
     @classmethod
     def train(
@@ -69,6 +73,23 @@ class ModelSet:
         return cls(data, algorithms, fingerprint, snapshot_seq, time.time(), seconds,
                    data.histories())
 
+    def with_catalog(self, data: Dataset, generation: int) -> ModelSet:
+        """The trained set answering over ``data``, its catalog extended by the changes
+        since training (``live_catalog.extend``); histories and lists are shared."""
+        trained = self.base
+        return replace(
+            trained,
+            data=data,
+            algorithms={k: a.with_catalog(data) for k, a in trained.algorithms.items()},
+            catalog_generation=generation,
+            trained=trained,
+        )
+
+    @property
+    def base(self) -> ModelSet:
+        """The trained set (itself, or the one it extends)."""
+        return self.trained or self
+
     @property
     def reference_day(self) -> float:
         """Serving measures recency from the newest event seen (the wall clock for a live
@@ -87,7 +108,7 @@ class ModelSet:
         # A temporary file of our own: API workers sharing a home may save at once.
         tmp = path.with_name(f"models.{os.getpid()}.{threading.get_ident()}.tmp")
         with tmp.open("wb") as handle:
-            pickle.dump({"format": FORMAT, "models": self}, handle, protocol=5)
+            pickle.dump({"format": FORMAT, "models": self.base}, handle, protocol=5)
         os.replace(tmp, path)
         return path
 
@@ -114,5 +135,5 @@ class ModelSet:
 def fallback_list(models: ModelSet, name: str, k: int) -> np.ndarray:
     algorithm = models.algorithms[name]
     items, _ = algorithm.recommend(History.empty(), k, models.reference_day,
-                                   models.data.available)
+                                   models.data.recommendable)
     return items

@@ -119,7 +119,7 @@ def _matching(data: Dataset, text: str) -> np.ndarray:
 
 def candidate_mask(rules: Rules, data: Dataset, history: History) -> np.ndarray:
     """Which catalog items may be recommended under these rules."""
-    mask = np.ones(data.n_catalog, bool)
+    mask = data.listed.copy()
     if rules.available_only:
         mask &= data.available
     if rules.include_categories:

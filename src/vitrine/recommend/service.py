@@ -13,16 +13,17 @@ and purchases sent with that id give click-through and conversion per strategy.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
 import os
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,10 +37,11 @@ from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings
 from vitrine.recommend.als_factors import als_factors_stamp, with_als_factors
 from vitrine.recommend.base import Explainer, Reason
-from vitrine.recommend.data import History, to_days
+from vitrine.recommend.data import Dataset, History, to_days
 from vitrine.recommend.event_store import EventColumns, EventImportReport, EventStore
 from vitrine.recommend.events import EventError, EventRecord, event_weights, make_event
 from vitrine.recommend.list_cache import COLD, CachedList, ListCache, list_key
+from vitrine.recommend.live_catalog import LiveCatalog, read_states
 from vitrine.recommend.loading import load_dataset
 from vitrine.recommend.models import ModelSet
 from vitrine.recommend.rules import Rules, candidate_mask, reshape
@@ -122,50 +124,110 @@ def cached_list(items: list[RecommendedItem], fallback: bool) -> CachedList:
     )
 
 
-class _ServedWriter:
-    """Records served lists in the database from a background thread, in batches."""
+_ID_PREFIX = os.urandom(8).hex()  # this process's, re-drawn in forked children
+_ID_COUNTER = itertools.count()
 
-    def __init__(self, events: EventStore) -> None:
+
+def _recommendation_id() -> str:
+    """A unique recommendation id (32 hex digits): a random per-process prefix and a
+    counter, without the system call of uuid4 (the event loop releases the GIL there,
+    and under load waits to get it back)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def _new_process_ids() -> None:
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_process_ids)
+
+
+class _ServedWriter:
+    """Records served lists in the database from a background thread, in batches.
+
+    A request only appends to a deque: no lock, no wake-up of the writer (waking it on
+    every list handed the GIL to it and cost the event loop milliseconds under load);
+    the writer looks every ``interval`` seconds and writes what piled up.
+    """
+
+    MAX_ROWS = 100_000
+
+    def __init__(self, events: EventStore, interval: float = 0.2) -> None:
         self.events = events
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
+        self.interval = interval
+        self.rows: deque[dict[str, Any]] = deque()
+        self._busy = False
+        self._done = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="served-writer", daemon=True)
         self.thread.start()
 
     def put(self, row: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(row)
-        except queue.Full:
+        if len(self.rows) >= self.MAX_ROWS:
             log.warning("served-recommendations queue full; dropping one record")
+            return
+        self.rows.append(row)
 
     def _run(self) -> None:
         while True:
-            row = self.queue.get()
-            rows = [] if row is None else [row]
-            while len(rows) < 500:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    row = None
-                    break
-                rows.append(more)
-            try:
-                self.events.record_served(rows)
-            except Exception:  # keep serving even if the log cannot be written
-                log.exception("could not record served recommendations")
-            for _ in range(len(rows) + (row is None)):
-                self.queue.task_done()
-            if row is None:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            self._write_all()
+            if stopping:
                 return
+
+    def _write_all(self) -> None:
+        with self._done:
+            self._busy = True
+        try:
+            while self.rows:
+                batch = []
+                while self.rows and len(batch) < 500:
+                    batch.append(self.rows.popleft())
+                try:
+                    self.events.record_served(batch)
+                except Exception:  # keep serving even if the log cannot be written
+                    log.exception("could not record served recommendations")
+        finally:
+            with self._done:
+                self._busy = False
+                self._done.notify_all()
 
     def wait_written(self) -> None:
         """Until every list put so far is in the database (or failed to be written)."""
-        self.queue.join()
+        with self._done:
+            while self.thread.is_alive() and (self.rows or self._busy):
+                self._wake.set()
+                self._done.wait(0.05)
 
     def flush(self) -> None:
-        self.queue.put(None)
+        self._stop.set()
+        self._wake.set()
         self.thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class _ListJob:
+    """Computing one customer's list: its cache key and what it is computed from."""
+
+    key: tuple[Any, ...]
+    strategy: Strategy
+    history: History
+    k: int
+    rules: Rules
+    models: ModelSet
+    seq: int  # the customer's latest live event (0: none since the snapshot)
+
+
+@dataclass
+class PendingEvents:
+    """Events accepted (validated, in the live histories) and not stored yet."""
+
+    records: list[EventRecord]
+    seqs: list[tuple[EventRecord, int]]  # each applied event and its sequence number
 
 
 class _BatchJob:
@@ -194,7 +256,7 @@ class _BatchJob:
                 out.append((user_id, cold[name]))
                 continue
             now = self.service._now(models, history)
-            valid = candidate_mask(chosen.rules, data, history)
+            valid = self.service.candidates(chosen.rules, data, history)
             ranked: list[int] = []
             for key in [chosen.model_key, *chosen.fallback]:
                 algorithm = models.algorithms.get(key)
@@ -233,7 +295,8 @@ class RecommendationService:
         self.strategies.ensure_builtins()
         self.model_dir: Path = settings.home / "recommend"
         self._models: ModelSet | None = None
-        self._live: dict[str, list[tuple[int, int, float, float, bool]]] = {}
+        # per customer, the events since the snapshot: (seq, product id, day, weight, buy)
+        self._live: dict[str, list[tuple[int, str, float, float, bool]]] = {}
         self._seq = 0
         self._lock = threading.Lock()
         self._train_lock = threading.Lock()
@@ -242,7 +305,15 @@ class RecommendationService:
         self._thread: threading.Thread | None = None
         self._served: _ServedWriter | None = None
         self._lists = ListCache(settings.recommend_cache_size)
-        self.precomputed_hits = 0
+        self.lists_served = 0  # from the cache or precomputed
+        self.lists_computed = 0
+        # lists being computed in the background (after an event, or for a newer catalog
+        # generation): key -> (future, model set, seq); a request for one waits for it
+        self._pending: dict[tuple[Any, ...], tuple[Future[CachedList], ModelSet, int]] = {}
+        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="list-refresh")
+        self.catalog = LiveCatalog(settings.recommend_catalog_refresh_s)
+        self._publish_lock = threading.Lock()
+        self._publish_timer: threading.Timer | None = None
         self.last_error: str | None = None
 
     # -- models -------------------------------------------------------------------------
@@ -269,7 +340,7 @@ class RecommendationService:
     def train(self) -> ModelSet:
         """Build and fit a new model set from the database, save it and swap it in."""
         with self._train_lock:
-            seq = self._seq
+            seq, counter = self._seq, self.catalog.counter
             fingerprint = self.fingerprint()
             data = load_dataset(
                 self.store,
@@ -280,10 +351,16 @@ class RecommendationService:
             models = ModelSet.train(data, self.model_specs(), fingerprint, snapshot_seq=seq)
             models.precomputed = self.precompute(models)
             models.save(self.model_dir)
-            self._swap(models)
+            self._swap(models, counter)
             return models
 
-    def _swap(self, models: ModelSet) -> None:
+    def _swap(self, models: ModelSet, catalog_counter: int | None = None) -> None:
+        """Serve a newly trained set, with the catalog changes it was trained without
+        (all those since this process started following the catalog, when unknown)."""
+        self.catalog.rebase(catalog_counter if catalog_counter is not None else -1)
+        if self.catalog.changes:
+            data, generation = self.catalog.extended(models.data)
+            models = models.with_catalog(data, generation)
         with self._lock:
             self._models = models
             self._lists.clear()  # entries of the old set would miss anyway: free them
@@ -315,7 +392,7 @@ class RecommendationService:
         Training is mostly Python and numpy for minutes on a large catalog; in the serving
         process it would hold the GIL and starve the event loop (requests stall).
         """
-        seq = self._seq
+        seq, counter = self._seq, self.catalog.counter
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority) as pool:
             fingerprint = pool.submit(_train_and_save, self.settings).result()
@@ -323,7 +400,7 @@ class RecommendationService:
         if models is None:
             raise RuntimeError(f"the trained models were not found in {self.model_dir}")
         models.snapshot_seq = seq
-        self._swap(models)
+        self._swap(models, counter)
         return models
 
     @property
@@ -351,6 +428,9 @@ class RecommendationService:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+        self._refresher.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._served is not None:
@@ -381,6 +461,12 @@ class RecommendationService:
     def add_events(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[EventRecord], int]:
         """Validate (all or nothing: a bad event raises EventError naming its position),
         store, and apply to the customers' live histories. Returns (new events, duplicates)."""
+        return self.store_events(self.accept_events(raw))
+
+    def accept_events(self, raw: Sequence[Mapping[str, Any]]) -> PendingEvents:
+        """Validate events and apply them to the live histories before they are stored,
+        starting the new lists of their customers at once (cheap: the server's event loop
+        calls it); :meth:`store_events` then stores them and takes back the duplicates."""
         records = []
         now = datetime.now().astimezone()
         for n, data in enumerate(raw):
@@ -389,26 +475,65 @@ class RecommendationService:
             except EventError as exc:
                 prefix = f"event {n}: " if len(raw) > 1 else ""
                 raise EventError(prefix + str(exc)) from None
-        added = self.events.add(records)
-        self._apply(added)
-        return added, len(records) - len(added)
+        unique = list({e.event_key: e for e in records}.values())
+        pending = PendingEvents(records, self._apply(unique))
+        self._refresh_after_events(unique)
+        return pending
+
+    def store_events(self, pending: PendingEvents) -> tuple[list[EventRecord], int]:
+        """Store accepted events; those already stored before are taken back out of the
+        live histories (their customers' lists are then computed again: exact)."""
+        try:
+            added = self.events.add(pending.records)
+        except BaseException:
+            self._take_back(pending.seqs)
+            raise
+        new = {e.event_key for e in added}
+        duplicates = [seq for e, seq in pending.seqs if e.event_key not in new]
+        if duplicates:
+            self._take_back([(e, seq) for e, seq in pending.seqs if seq in set(duplicates)])
+        return added, len(pending.records) - len(added)
+
+    def _take_back(self, applied: Sequence[tuple[EventRecord, int]]) -> None:
+        seqs = {seq for _, seq in applied}
+        with self._lock:
+            for user in {e.user_id for e, _ in applied}:
+                kept = [x for x in self._live.get(user, ()) if x[0] not in seqs]
+                if kept:
+                    self._live[user] = kept
+                else:
+                    self._live.pop(user, None)
+
+    def _refresh_after_events(self, added: Sequence[EventRecord]) -> None:
+        """Start computing the default list of the customers these events came from, so
+        that their next request finds it ready or being computed (then waits for it)."""
+        k = self.settings.recommend_event_refresh_k
+        if k <= 0 or self.settings.recommend_cache_size <= 0 or self._models is None:
+            return
+        users = list(dict.fromkeys(e.user_id for e in added))
+        for user_id in users[:100]:  # a bulk upload refreshes lazily, on request
+            try:
+                self._user_list(user_id, k, None, None, None, compute=False, refresh=True)
+            except StrategyError:
+                return
 
     def import_events(self, path: Path, columns: EventColumns) -> EventImportReport:
         return self.events.import_csv(path, columns, self.weights, on_batch=self._apply)
 
-    def _apply(self, records: Iterable[EventRecord]) -> None:
-        models = self._models
-        if models is None:
-            return
+    def _apply(self, records: Iterable[EventRecord]) -> list[tuple[EventRecord, int]]:
+        """Add events to the live histories: (event, its sequence number) of each."""
+        if self._models is None:
+            return []
+        applied = []
         with self._lock:
             for e in records:
-                item = models.data.item_index.get(e.product_id)
-                if item is None:
-                    continue  # a product the snapshot does not know: learnt at the next retrain
                 self._seq += 1
                 self._live.setdefault(e.user_id, []).append(
-                    (self._seq, item, to_days(e.ts), self.weights[e.type], e.type == "purchase")
+                    (self._seq, e.product_id, to_days(e.ts), self.weights[e.type],
+                     e.type == "purchase")
                 )
+                applied.append((e, self._seq))
+        return applied
 
     def history(self, user_id: str, models: ModelSet | None = None) -> History:
         """The snapshot's history of a customer plus the events since."""
@@ -419,9 +544,61 @@ class RecommendationService:
         history = models.history(user_id)
         with self._lock:
             live = [e for e in self._live.get(user_id, ()) if e[0] > models.snapshot_seq]
-        for _, item, day, weight, purchase in live:
-            history = history.appended(item, day, weight, purchase)
+        index = models.data.item_index
+        for _, product_id, day, weight, purchase in live:
+            item = index.get(product_id)
+            if item is not None:  # else a product nobody knows yet: at the next retrain
+                history = history.appended(item, day, weight, purchase)
         return history, (live[-1][0] if live else 0)
+
+    # -- the catalog since training -----------------------------------------------------
+
+    def catalog_changed(self, product_ids: Sequence[str]) -> None:
+        """These products were added, changed or deleted (the change feed says so): read
+        their current state; removals apply at once, the rest at the next publication
+        (see :class:`~vitrine.recommend.live_catalog.LiveCatalog`)."""
+        models = self._models
+        if models is None or not product_ids:
+            return  # the first models are read from the catalog as it is then
+        self.catalog.record(read_states(self.store, product_ids, models.data.embedding_version))
+        self._schedule_publish()
+
+    def _schedule_publish(self) -> None:
+        delay = self.catalog.publish_in()
+        if delay <= 0:
+            self.publish_catalog()
+            return
+        with self._publish_lock:
+            timer = self._publish_timer
+            if timer is None or not timer.is_alive():
+                timer = threading.Timer(delay, self.publish_catalog)
+                timer.daemon = True
+                self._publish_timer = timer
+                timer.start()
+
+    def publish_catalog(self) -> None:
+        """Serve the catalog changes recorded so far (a new catalog generation)."""
+        with self._publish_lock:
+            models = self._models
+            if models is None or not self.catalog.pending or self._stop.is_set():
+                return
+            data, generation = self.catalog.extended(models.base.data)
+            extended = models.with_catalog(data, generation)
+            with self._lock:
+                if self._models is not None and self._models.base is models.base:
+                    self._models = extended
+        log.info("catalog generation %d: %d products changed since training", generation,
+                 len(self.catalog.changes))
+
+    def candidates(self, rules: Rules, data: Dataset, history: History) -> np.ndarray:
+        """The catalog items a list may hold: the rules' mask, less the products deleted or
+        made unavailable since the catalog generation ``data`` shows."""
+        valid = candidate_mask(rules, data, history)
+        unlisted = list(self.catalog.unlisted)
+        if unlisted:
+            rows = [data.item_index.get(p, data.n_catalog) for p in unlisted]
+            valid[[r for r in rows if r < data.n_catalog]] = False
+        return valid
 
     def _now(self, models: ModelSet, history: History) -> float:
         latest = float(history.days.max()) if len(history) else 0.0
@@ -480,7 +657,7 @@ class RecommendationService:
         """The explained list and whether a fallback algorithm filled part of it."""
         data = models.data
         now = self._now(models, history)
-        valid = candidate_mask(rules, data, history)
+        valid = self.candidates(rules, data, history)
         pool = max(4 * k, 50)
         ranked: list[int] = []
         source: dict[int, str] = {}
@@ -538,7 +715,7 @@ class RecommendationService:
     ) -> RecommendationList:
         """A response with its own recommendation id, recorded as served."""
         result = RecommendationList(
-            uuid.uuid4().hex,
+            _recommendation_id(),
             strategy.name,
             context,
             out,
@@ -583,7 +760,7 @@ class RecommendationService:
         """
         if preview is None:
             result = self._user_list(user_id, k, strategy, filters, rules, compute=True)
-            assert result is not None
+            assert isinstance(result, RecommendationList)
             return result
         models = self.models
         history, _ = self._history(user_id, models)
@@ -607,9 +784,10 @@ class RecommendationService:
         k: int = 12,
         strategy: str | None = None,
         filters: Sequence[str] | None = None,
-    ) -> RecommendationList | None:
-        """:meth:`recommend_user` when the list is cached or precomputed, else None: no
-        computing, so the server can answer it without a worker thread."""
+    ) -> RecommendationList | Future[CachedList] | None:
+        """:meth:`recommend_user` when the list is cached or precomputed; else the list
+        being computed in the background (wait for it, then ask again), or None: no
+        computing here, so the server can answer it without a worker thread."""
         return self._user_list(user_id, k, strategy, filters, None, compute=False)
 
     def _user_list(
@@ -621,22 +799,36 @@ class RecommendationService:
         rules: Mapping[str, Any] | None,
         *,
         compute: bool,
-    ) -> RecommendationList | None:
+        refresh: bool = False,
+    ) -> RecommendationList | Future[CachedList] | None:
         """The customer's served list: cached, precomputed, or (when ``compute``) computed
-        and cached; None when it would have to be computed and ``compute`` is false."""
+        and cached. Without ``compute``: the background computation of it when one runs,
+        else None (and with ``refresh`` such a computation is started)."""
         started = time.perf_counter()
         chosen = self.strategy(strategy, user_id)
         models = self.models
         history, seq = self._history(user_id, models)
         merged = self._rules(chosen, filters, rules)
         key = list_key(user_id if len(history) else COLD, chosen, k, merged)
-        cached = self._cached(key, models, seq)
-        if cached is None:
-            if not compute:
+        job = _ListJob(key, chosen, history, k, merged, models, seq)
+        cached = self._cached(job)
+        if cached is None or refresh:
+            pending = self._pending_list(job)
+            if refresh:
+                if cached is None and pending is None:
+                    self._compute_later(job)
                 return None
-            items, fallback = self._compute(chosen, history, k, merged, None, None, models)
-            cached = cached_list(items, fallback)
-            self._lists.put(key, models, seq, cached)
+            if pending is not None:
+                if not compute:
+                    return pending
+                cached = pending.result()
+            elif not compute:
+                return None
+            else:
+                cached = self._compute_list(job)
+            self.lists_computed += 1
+        else:
+            self.lists_served += 1
         result = self._serve(
             chosen,
             "user",
@@ -650,12 +842,62 @@ class RecommendationService:
         result.user_id = user_id
         return result
 
-    def _cached(self, key: tuple[Any, ...], models: ModelSet, seq: int) -> CachedList | None:
-        cached = self._lists.get(key, models, seq)
-        if cached is None and seq == 0:
-            cached = models.precomputed.get(key)
-            if cached is not None:
-                self.precomputed_hits += 1
+    def _compute_list(self, job: _ListJob) -> CachedList:
+        models = job.models
+        cached = cached_list(
+            *self._compute(job.strategy, job.history, job.k, job.rules, None, None, models)
+        )
+        self._lists.put(job.key, models.base, job.seq, models.catalog_generation, cached)
+        return cached
+
+    def _pending_list(self, job: _ListJob) -> Future[CachedList] | None:
+        """The background computation of exactly this list, if one runs."""
+        with self._lock:
+            found = self._pending.get(job.key)
+        if found is None or found[1] is not job.models or found[2] != job.seq:
+            return None
+        return found[0]
+
+    def _compute_later(self, job: _ListJob) -> None:
+        """Compute a list in the background thread (one list at a time, each once)."""
+        key = job.key
+        with self._lock:
+            found = self._pending.get(key)
+            if found is not None and found[1] is job.models and found[2] == job.seq:
+                return
+            try:
+                future = self._refresher.submit(self._compute_list, job)
+            except RuntimeError:  # stopping
+                return
+            self._pending[key] = (future, job.models, job.seq)
+
+        def done(f: Future[CachedList]) -> None:
+            with self._lock:
+                if self._pending.get(key, (None,))[0] is f:
+                    del self._pending[key]
+
+        future.add_done_callback(done)
+
+    def _cached(self, job: _ListJob) -> CachedList | None:
+        """The kept list of a job, when it may be served: computed with this model set
+        and history, with none of its products deleted or unavailable since, and with the
+        current catalog generation (or, for a short while, an older one, while it is
+        recomputed in the background)."""
+        key, models, seq = job.key, job.models, job.seq
+        found = self._lists.get(key, models.base, seq)
+        if found is None and seq == 0:
+            precomputed = models.base.precomputed.get(key)
+            found = None if precomputed is None else (0, precomputed)
+        if found is None:
+            return None
+        generation, cached = found
+        unlisted = self.catalog.unlisted
+        if unlisted and any(i.product_id in unlisted for i in cached.items):
+            return None
+        if generation != models.catalog_generation:
+            if not self.catalog.servable(generation):
+                return None
+            self._compute_later(job)
         return cached
 
     def list_stats(self) -> dict[str, int]:
@@ -663,9 +905,10 @@ class RecommendationService:
         models = self._models
         return {
             "cached": len(self._lists),
-            "precomputed": len(models.precomputed) if models is not None else 0,
-            "served_from_cache": self._lists.hits + self.precomputed_hits,
-            "computed": self._lists.misses - self.precomputed_hits,
+            "precomputed": len(models.base.precomputed) if models is not None else 0,
+            "served_from_cache": self.lists_served,
+            "computed": self.lists_computed,
+            "catalog_generation": models.catalog_generation if models is not None else 0,
         }
 
     def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
@@ -725,8 +968,14 @@ class RecommendationService:
         return result
 
     def _item(self, models: ModelSet, product_id: str) -> int:
-        item = models.data.item_index.get(product_id)
-        if item is None or item >= models.data.n_catalog:
+        data = models.data
+        item = data.item_index.get(product_id)
+        if (
+            item is None
+            or item >= data.n_catalog
+            or not data.listed[item]
+            or self.catalog.deleted(product_id)
+        ):
             raise UnknownItemError(product_id)
         return item
 

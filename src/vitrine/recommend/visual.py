@@ -79,6 +79,9 @@ class VisualSimilar(Recommender):
         self.data = data
         return self
 
+    def with_catalog(self, data: Dataset) -> Self:
+        return self.rebased(data)  # reads only the catalog's embeddings: new products too
+
     def embedding_scores(self, item: int) -> np.ndarray:
         data = self.dataset
         s = self.empty_scores()
@@ -177,6 +180,9 @@ class VisualProfile(Recommender):
         self.data = data
         return self
 
+    def with_catalog(self, data: Dataset) -> Self:
+        return self.rebased(data)  # reads only the catalog's embeddings: new products too
+
     def interests(self, history: History, now: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(centroids, weights, the items) of a history; empty when it has no photos."""
         data = self.dataset
@@ -218,8 +224,8 @@ class VisualProfile(Recommender):
         s = self.empty_scores()
         if not len(centroids):
             return s
-        photos = np.flatnonzero(data.has_embedding)
-        sims = data.embeddings[photos] @ centroids.T.astype(np.float32)  # photos x interests
+        photos, embeddings = data.photos
+        sims = embeddings @ centroids.T.astype(np.float32)  # photos x interests
         order = np.argsort(-sims, axis=0, kind="stable")
         ranks = np.empty(sims.shape, np.float64)
         np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)

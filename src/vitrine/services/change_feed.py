@@ -105,12 +105,16 @@ class ChangeFollower:
             rows = self.cursor.read(self.vitrine.engine)
             if not rows:
                 return total
-            # Until the index is loaded there is nothing to update: it will load from
-            # the database, which already holds these changes.
+            # Until the index (or the recommendation models) is loaded there is nothing to
+            # update: it will load from the database, which already holds these changes.
+            ids = list(dict.fromkeys(pid for _, pid, _ in rows))
+            for start in range(0, len(ids), APPLY_CHUNK):
+                chunk = ids[start : start + APPLY_CHUNK]
+                if "search" in self.vitrine.__dict__:
+                    self.refresh(chunk)
+                if "recommendations" in self.vitrine.__dict__:  # new products: at once
+                    self.vitrine.recommendations.catalog_changed(chunk)
             if "search" in self.vitrine.__dict__:
-                ids = list(dict.fromkeys(pid for _, pid, _ in rows))
-                for start in range(0, len(ids), APPLY_CHUNK):
-                    self.refresh(ids[start : start + APPLY_CHUNK])
                 total += len(ids)
                 self.applied += len(ids)
 

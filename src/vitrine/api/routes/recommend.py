@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -15,12 +18,18 @@ from vitrine.api.auth import require
 from vitrine.api.problems import Problem
 from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
-from vitrine.recommend.service import NotReadyError, RecommendationService, UnknownItemError
+from vitrine.recommend.service import (
+    NotReadyError,
+    RecommendationList,
+    RecommendationService,
+    UnknownItemError,
+)
 from vitrine.recommend.strategies import Strategy, StrategyError
 
 router = APIRouter(tags=["recommendations"])
 T = TypeVar("T")
 MAX_BATCH = 10_000
+ACCEPT_IN_LOOP = 50  # events validated and applied in the event loop (more: in a thread)
 
 
 class EventIn(BaseModel):
@@ -93,7 +102,10 @@ class StrategyOut(StrategyIn):
     name: str
 
 
-def service(request: Request) -> RecommendationService:
+async def service(request: Request) -> RecommendationService:
+    # async: a plain function dependency would be run in the thread pool (a thread hop
+    # and two GIL hand-overs per request, measured as a large share of a cached list's
+    # time under load)
     return request.app.state.vitrine.recommendations
 
 
@@ -150,7 +162,12 @@ async def post_events(
     if len(events) > MAX_BATCH:
         raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
     rows = [e.model_dump(exclude_none=True) for e in events]
-    added, duplicates = await call(svc.add_events, rows)
+    if len(rows) > ACCEPT_IN_LOOP:  # a bulk upload: all of it in a worker thread
+        added, duplicates = await call(svc.add_events, rows)
+        return EventsAccepted(accepted=len(added), duplicates=duplicates)
+    with problems():  # applied here, so that the customers' new lists start at once
+        pending = svc.accept_events(rows)
+    added, duplicates = await call(svc.store_events, pending)
     return EventsAccepted(accepted=len(added), duplicates=duplicates)
 
 
@@ -170,7 +187,12 @@ async def user_recommendations(
     """Personalised recommendations, each explained; unknown customers get the fallbacks."""
     with problems():  # a cached list is answered here: no computing, no thread hop
         result = svc.cached_user_list(user_id, k, strategy, filter)
-    if result is None:
+    if isinstance(result, Future):  # being computed (after an event): wait for it
+        with contextlib.suppress(Exception):  # a failure shows when computed below
+            await asyncio.wrap_future(result)
+        with problems():
+            result = svc.cached_user_list(user_id, k, strategy, filter)
+    if not isinstance(result, RecommendationList):
         result = await call(svc.recommend_user, user_id, k, strategy, filter)
     # Serialised by the service (the items once per computed list): the hot path.
     return Response(result.to_body(), media_type="application/json")
