@@ -133,7 +133,9 @@ def compare(
     for name, blocks in (("frozen", frozen), ("ft", tuned)):
         t0 = time.perf_counter()
         train_f = blocks.take(np.flatnonzero(~test_mask))
-        trained = train_heads(train_f, train_labels, TrainConfig(min_support=MIN_SUPPORT, text=False))
+        trained = train_heads(
+            train_f, train_labels, TrainConfig(min_support=MIN_SUPPORT, text=False)
+        )
         pred = Predictor([t.model for t in trained.values()]).predict(blocks.take(test_rows))
         served[name] = {
             f: np.array(["(other)" if v is None else v for v in p.value], dtype=object)
