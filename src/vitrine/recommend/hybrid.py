@@ -466,6 +466,30 @@ class Hybrid(Recommender):
             log.info("hybrid window %d: %d users, %d positives", w, len(bought), positives)
         return features, labels, groups
 
+    def ranker_params_for(self, feature_names: list[str]) -> dict[str, Any]:
+        """The LightGBM LambdaRank parameters (monotone constraints by feature name)."""
+        return {
+            "objective": "lambdarank",
+            "n_estimators": 200,
+            "learning_rate": 0.03,
+            "num_leaves": 7,
+            "min_child_samples": 50,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.7,
+            "reg_lambda": 1.0,
+            "monotone_constraints": [
+                1 if n in INCREASING else -1 if n in DECREASING else 0
+                for n in feature_names
+            ],
+            "monotone_constraints_method": "advanced",
+            "lambdarank_truncation_level": 20,
+            "random_state": self.seed,
+            "n_jobs": 1,
+            "verbose": -1,
+            **self.ranker_params,
+        }
+
     def fit(self, data: Dataset) -> Self:
         import lightgbm as lgb
 
@@ -479,28 +503,7 @@ class Hybrid(Recommender):
                         len(groups))
             self.model = None
             return self
-        params = {
-            "objective": "lambdarank",
-            "n_estimators": 200,
-            "learning_rate": 0.03,
-            "num_leaves": 7,
-            "min_child_samples": 50,
-            "subsample": 0.8,
-            "subsample_freq": 1,
-            "colsample_bytree": 0.7,
-            "reg_lambda": 1.0,
-            "monotone_constraints": [
-                1 if n in INCREASING else -1 if n in DECREASING else 0
-                for n in self.stage1.feature_names
-            ],
-            "monotone_constraints_method": "advanced",
-            "lambdarank_truncation_level": 20,
-            "random_state": self.seed,
-            "n_jobs": 1,
-            "verbose": -1,
-            **self.ranker_params,
-        }
-        model = lgb.LGBMRanker(**params)
+        model = lgb.LGBMRanker(**self.ranker_params_for(self.stage1.feature_names))
         model.fit(np.vstack(features), np.concatenate(labels), group=groups,
                   feature_name=self.stage1.feature_names)
         self.model = model
