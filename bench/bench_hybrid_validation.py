@@ -1,14 +1,16 @@
 """Choosing the hybrid's training set-up on validation months, before any test month.
 
     .venv/bin/python bench/bench_hybrid_validation.py --home /tmp/hm-home \\
-        --anchors 2020-03-01,2020-02-02,2020-01-05,2019-12-08 --configs 16x7,22x14,44x7
+        --anchors 2020-03-01,2020-02-02,2020-01-05,2019-12-08 --configs 16x7,22x14,44x7 \\
+        --seeds 0,1,2
 
 For every anchor date the candidates and features of every customer who buys in the 30
-days after each weekly cut-off are computed once with the current stage 1
+days after each cut-off a configuration needs are computed once with the current stage 1
 (``hybrid.CandidateSources``: fitted on the events before the cut-off) and kept on disk
 (``--cache``); each configuration ``WINDOWSxSTEP[xLABEL_DAYS]`` then only trains the
 LambdaRank model on its label windows before the anchor and scores the 30 days after it
-(MAP@12, lists filled up from the last-4-weeks popularity, as ``evaluate`` does). The
+(MAP@12, lists filled up from the last-4-weeks popularity, as ``evaluate`` does; the
+mean over ranker seeds, whose spread is of the size of the differences looked for). The
 same customers and candidates for every configuration: only the training set-up differs.
 """
 
@@ -61,7 +63,7 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
 
 
 def train(cuts: dict[float, dict[str, Any]], anchor: float, windows: int, step: float,
-          label_days: float) -> Any:
+          label_days: float, seed: int) -> Any:
     import lightgbm as lgb
 
     x, y, groups = [], [], []
@@ -78,7 +80,7 @@ def train(cuts: dict[float, dict[str, Any]], anchor: float, windows: int, step: 
                 y.append(labels)
                 groups.append(len(labels))
     names = cuts[anchor]["names"]
-    model = lgb.LGBMRanker(**hybrid.Hybrid().ranker_params_for(names))
+    model = lgb.LGBMRanker(**hybrid.Hybrid(seed=seed).ranker_params_for(names))
     model.fit(np.vstack(x), np.concatenate(y), group=groups, feature_name=names)
     return model
 
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--anchors", default="2020-03-01,2020-02-02,2020-01-05,2019-12-08")
     parser.add_argument("--configs", default="16x7,22x14")
+    parser.add_argument("--seeds", default="0", help="ranker seeds (the mean is shown)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vitrine-hybrid-validation"))
     args = parser.parse_args()
     vitrine = open_home(args.home)
@@ -122,7 +125,9 @@ def main() -> None:
             needed.update(anchor - w * step - label_days for w in range(windows))
     cuts = {cut: cutoff_rows(data, cut, cache) for cut in sorted(needed)}
     for windows, step, label_days in configs:
-        maps = [score(cuts[a], train(cuts, a, windows, step, label_days)) for a in anchors]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        maps = [statistics.mean(score(cuts[a], train(cuts, a, windows, step, label_days, seed))
+                                for seed in seeds) for a in anchors]
         print(f"{windows} windows {step:g} days apart, {label_days:g}-day labels: MAP@12 mean "
               f"{statistics.mean(maps):.4f} ({' '.join(f'{m:.4f}' for m in maps)})", flush=True)
 
