@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--splits", default="2020-04-01,2020-05-01,2020-06-01",
                         help="split dates of the offline evaluation ('' to skip it)")
     parser.add_argument("--algorithms", help="comma-separated (default: all)")
+    parser.add_argument("--offline-only", action="store_true",
+                        help="stop after the offline evaluation (no serving / batch part)")
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--batch-customers", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
@@ -218,6 +220,11 @@ def main() -> None:
     algorithms = args.algorithms.split(",") if args.algorithms else None
     if args.splits:
         figures["offline"] = offline(service, args.splits.split(","), algorithms)
+    if args.offline_only:
+        if args.out:
+            args.out.write_text(json.dumps(figures, indent=2, default=str))
+        vitrine.close()
+        return
     started = time.perf_counter()
     models = service.load_or_train()
     figures["train_seconds"] = {"total": round(time.perf_counter() - started, 1),

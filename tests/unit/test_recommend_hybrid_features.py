@@ -1,0 +1,100 @@
+"""The hybrid's candidate sources and features on tiny hand-made shops."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from recommend_synth import START
+
+from vitrine.recommend import hybrid as hybrid_module
+from vitrine.recommend.data import CatalogProduct, Dataset, to_days
+from vitrine.recommend.events import DEFAULT_EVENT_WEIGHTS
+from vitrine.recommend.hybrid import (
+    DEFAULT_SOURCES,
+    WINDOWS,
+    CandidateSources,
+    Hybrid,
+    _variant_groups,
+)
+
+
+def tiny_shop() -> Dataset:
+    """Two shirts sold in three colours (same title), a dress, shoes; prices 10..60."""
+    rows = [
+        ("s-red", "Linen Shirt", "Shirt", "Red", 20.0),
+        ("s-blue", "linen  shirt", "Shirt", "Blue", 20.0),
+        ("s-white", "Linen Shirt", "Shirt", "White", 22.0),
+        ("d-red", "Summer Dress", "Dress", "Red", 40.0),
+        ("shoe", "Runner", "Shoes", "White", 60.0),
+        ("sock", None, "Socks", "White", 10.0),
+    ]
+    rng = np.random.default_rng(0)
+    products = [CatalogProduct(pid, title, {"category": cat, "colour": colour, "price": price})
+                for pid, title, cat, colour, price in rows]
+    embeddings = {pid: rng.normal(size=8) for pid, *_ in rows}
+    return Dataset.from_catalog(products, embeddings, embedding_dims=0)
+
+
+def with_purchases(data: Dataset, rows: list[tuple[str, str, int]]) -> Dataset:
+    events = [(user, pid, "purchase", START + timedelta(days=day), None) for user, pid, day in rows]
+    return data.with_events(sorted(events, key=lambda r: r[3]), DEFAULT_EVENT_WEIGHTS)
+
+
+def test_variant_groups_match_titles_case_and_space_insensitively() -> None:
+    data = tiny_shop()
+    groups = _variant_groups(data)
+    shirts = [data.item_index[p] for p in ("s-red", "s-blue", "s-white")]
+    assert len({int(groups[i]) for i in shirts}) == 1 and groups[shirts[0]] >= 0
+    # a title of its own (no other variant) or no title: no group
+    assert groups[data.item_index["d-red"]] == -1
+    assert groups[data.item_index["sock"]] == -1
+
+
+def features_of(data: Dataset, user: str, now: float) -> dict[str, dict[str, float]]:
+    """Each candidate product's features for one customer's history."""
+    sources = CandidateSources(data, DEFAULT_SOURCES, {"factors": 4, "iterations": 2})
+    history = data.histories()[data.user_index[user]]
+    items, f = sources.candidates(history, now, data.available)
+    names = sources.feature_names
+    return {data.items[int(i)]: dict(zip(names, row.tolist(), strict=True))
+                     for i, row in zip(items, f, strict=True)}
+
+
+def test_candidates_include_other_variants_with_affinity_and_price_features() -> None:
+    data = with_purchases(tiny_shop(), [
+        ("ann", "s-red", 0), ("ann", "s-red", 20), ("ann", "sock", 21),
+        ("bob", "d-red", 1), ("bob", "shoe", 2), ("cid", "s-white", 3),
+    ])
+    now = to_days(START) + 30
+    feats = features_of(data, "ann", now)
+    assert {"s-blue", "s-white"} <= set(feats)  # other colours of the shirt she bought
+    assert feats["s-blue"]["variant"] > 0 and feats["shoe"]["variant"] == 0
+    assert feats["s-red"]["in_history"] == 1
+    # she bought shirts twice and socks once: category and colour shares of her history
+    assert feats["s-blue"]["category_affinity"] > feats["shoe"]["category_affinity"] == 0
+    assert feats["s-white"]["facet_colour"] > 0 and feats["d-red"]["facet_colour"] > 0
+    # her price band is 10-20: the 60 shoes are far above it, the 22 shirt close
+    assert feats["shoe"]["price_ratio"] > feats["s-white"]["price_ratio"] > 0
+    assert feats["sock"]["price_ratio"] < 0
+
+
+def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = with_purchases(tiny_shop(), [
+        (f"u{u}", pid, day) for u in range(12) for pid, day in
+        (("s-red", 3 * u), ("s-blue", 3 * u + 20), ("shoe", 3 * u + 40))
+    ])
+    periods: list[tuple[float, float]] = []
+    real = hybrid_module._purchases
+
+    def spy(d: Dataset, start: float, end: float) -> dict[int, set[int]]:
+        periods.append((start, end))
+        return real(d, start, end)
+
+    monkeypatch.setattr(hybrid_module, "_purchases", spy)
+    Hybrid(windows=3, window_step=14.0, label_days=28.0,
+           als_params={"factors": 4, "iterations": 2}).fit(data)
+    end = data.last_day + 1
+    assert periods == [(end - 28, end), (end - 42, end - 14), (end - 56, end - 28)]
+    assert Hybrid().windows == WINDOWS
