@@ -232,12 +232,15 @@ class CatalogStore:
                 image["features"] = [dict(f._mapping) for f in feats]
             return product
 
-    def product_texts(self, product_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
-        """Title and description of each of ``product_ids`` (missing ones left out)."""
-        wanted = set(product_ids)
+    def product_texts(
+        self, product_ids: Iterable[str] | None = None
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Title and description of every product (or of ``product_ids``)."""
         query = select(Product.id, Product.title, Product.description)
+        if product_ids is not None:
+            query = query.where(Product.id.in_(list(product_ids)))
         with self.engine.connect() as conn:
-            return {pid: (t, d) for pid, t, d in conn.execute(query) if pid in wanted}
+            return {pid: (t, d) for pid, t, d in conn.execute(query)}
 
     def product_ids(self) -> set[str]:
         with self.engine.connect() as conn:

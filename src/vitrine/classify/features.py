@@ -79,7 +79,7 @@ def load_features(
         position = {pid: i for i, pid in enumerate(ids)}
         blocks[group] = matrix[[position[pid] for pid in ordered]]
     if text:
-        texts = store.product_texts(ordered)
+        texts = store.product_texts(product_ids)  # None: all (no huge IN list)
         blocks[TEXT_GROUP] = text_block(
             [product_text(*texts.get(pid, (None, None))) for pid in ordered]
         )

@@ -168,7 +168,7 @@ def _with_text(
     """The photo head fused with a head on the products' text, when most training
     products have text and the fusion is better on calibration rows (or text is pinned)."""
     pinned = config.groups is not None and TEXT_GROUP in config.groups
-    if not (config.text or pinned) or len(calib) == 0:
+    if not (config.text or pinned):
         return image
     texted = has_text(data.features.take(train))
     if texted.mean() < MIN_TEXT_SHARE or len(np.unique(y[train][texted])) < 2:
@@ -185,10 +185,8 @@ def _with_text(
     fused_score = _macro_f1(y[calib], fused.predict(held_out))
     scores["+".join(image.groups)] = round(image_score, 4)
     scores["+".join(fused.groups)] = round(fused_score, 4)
-    if pinned or fused_score > image_score + 1e-3:
-        return fused
-    image.calibrate(held_out, y[calib])  # fusing refit the photo head's temperature alone
-    return image
+    # fused.calibrate refit the photo head's temperature on the same rows: it holds either way
+    return fused if pinned or fused_score > image_score + 1e-3 else image
 
 
 def train_heads(
@@ -232,7 +230,7 @@ def train_heads(
         )
         if len(calib):
             head.calibrate(data.features.take(calib), y[calib])
-        head = _with_text(head, data, train, calib, y, config, scores)
+            head = _with_text(head, data, train, calib, y, config, scores)
         models[f] = FieldModel(
             f,
             head,

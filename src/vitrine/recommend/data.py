@@ -96,7 +96,7 @@ def reduce_dimensions(
     return np.ascontiguousarray(_unit(reduced) * has[:, None], np.float32), projection
 
 
-def _as_scalar(value: Any) -> str | None:
+def as_scalar(value: Any) -> str | None:
     if value is None or isinstance(value, list | dict | bool):
         return None
     text = str(value).strip()
@@ -182,7 +182,7 @@ class Dataset:
         category = np.full(n, -1, np.int32)
         if field_name:
             for row, a in enumerate(attrs):
-                value = _as_scalar(a.get(field_name))
+                value = as_scalar(a.get(field_name))
                 if value is not None:
                     category[row] = categories.setdefault(value, len(categories))
         facets = cls._pick_facets(attrs, field_name)
@@ -191,7 +191,7 @@ class Dataset:
         for j, name in enumerate(facets):
             values: dict[str, int] = {}
             for row, a in enumerate(attrs):
-                value = _as_scalar(a.get(name))
+                value = as_scalar(a.get(name))
                 if value is not None:
                     codes[row, j] = values.setdefault(value, len(values))
             facet_values.append(list(values))
@@ -232,7 +232,7 @@ class Dataset:
             for key, value in a.items():
                 if key in _SKIP_FACETS or isinstance(value, bool | int | float):
                     continue
-                text = _as_scalar(value)
+                text = as_scalar(value)
                 if text is None:
                     continue
                 present[key] = present.get(key, 0) + 1
@@ -249,8 +249,8 @@ class Dataset:
         good.sort(key=lambda k: (k != category_field, -len(counts[k]), k))
         chosen: list[str] = []
         for key in good:
-            values = [_as_scalar(a.get(key)) for a in attrs]
-            if not any(_same_partition(values, [_as_scalar(a.get(c)) for a in attrs])
+            values = [as_scalar(a.get(key)) for a in attrs]
+            if not any(_same_partition(values, [as_scalar(a.get(c)) for a in attrs])
                        for c in chosen):
                 chosen.append(key)
             if len(chosen) == MAX_FACETS:

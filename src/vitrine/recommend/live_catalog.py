@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
-from vitrine.recommend.data import Dataset, _as_scalar
+from vitrine.recommend.data import Dataset, as_scalar
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,9 @@ def extend(data: Dataset, changes: Mapping[str, ProductState | None]) -> Dataset
         price = attrs.get("price")
         out.price[row] = float(price) if isinstance(price, int | float) else np.nan
         if data.category_field:
-            out.category[row] = categories.get(_as_scalar(attrs.get(data.category_field)), -1)
+            out.category[row] = categories.get(as_scalar(attrs.get(data.category_field)), -1)
         for j, name in enumerate(data.facets):
-            out.facet_codes[row, j] = facet_values[j].get(_as_scalar(attrs.get(name)), -1)
+            out.facet_codes[row, j] = facet_values[j].get(as_scalar(attrs.get(name)), -1)
         if state.embedding is not None and state.embedding.shape[-1] == _raw_dims(data):
             out.embeddings[row] = data.projection(state.embedding)[0]
             out.has_embedding[row] = True

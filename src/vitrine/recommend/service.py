@@ -489,9 +489,9 @@ class RecommendationService:
             self._take_back(pending.seqs)
             raise
         new = {e.event_key for e in added}
-        duplicates = [seq for e, seq in pending.seqs if e.event_key not in new]
+        duplicates = [(e, seq) for e, seq in pending.seqs if e.event_key not in new]
         if duplicates:
-            self._take_back([(e, seq) for e, seq in pending.seqs if seq in set(duplicates)])
+            self._take_back(duplicates)
         return added, len(pending.records) - len(added)
 
     def _take_back(self, applied: Sequence[tuple[EventRecord, int]]) -> None:
