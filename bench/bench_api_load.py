@@ -94,9 +94,9 @@ class RawResponse:
 
 
 class RawHttp:
-    """Keep-alive HTTP/1.1 GETs over asyncio streams, for the open-loop scenarios: the
-    load generator shares the 2 cores with the server, and httpx measured ~3x the
-    server's CPU per request here (it could not send 200 requests/s itself)."""
+    """Keep-alive HTTP/1.1 GETs and JSON POSTs over asyncio streams, for the open-loop
+    scenarios: the load generator shares the 2 cores with the server, and httpx measured
+    ~3x the server's CPU per request here (it could not send 200 requests/s itself)."""
 
     def __init__(self, host: str, port: int, key: str) -> None:
         self.host, self.port = host, port
@@ -104,17 +104,26 @@ class RawHttp:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self, path: str) -> RawResponse:
+        return await self.request(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.headers)
+
+    async def post_json(self, path: str, body: bytes) -> RawResponse:
+        return await self.request(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n".encode() + self.headers + body
+        )
+
+    async def request(self, message: bytes) -> RawResponse:
         if self.idle:  # a kept connection the server may have closed meanwhile: retry once
             with contextlib.suppress(httpx.TransportError):
-                return await self._get(path, self.idle.pop())
-        return await self._get(path, await asyncio.open_connection(self.host, self.port))
+                return await self._send(message, self.idle.pop())
+        return await self._send(message, await asyncio.open_connection(self.host, self.port))
 
-    async def _get(
-        self, path: str, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    async def _send(
+        self, message: bytes, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]
     ) -> RawResponse:
         reader, writer = conn
         try:
-            writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.headers)
+            writer.write(message)
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):

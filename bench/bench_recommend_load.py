@@ -12,7 +12,12 @@ Customers are drawn at random from every customer of the log plus a share of new
 2. the default strategy (the hybrid), the same customers at the same rate;
 3. the default strategy while customers send events (``--event-rate`` per second): each
    event's customer asks for their list right after, and the list must have changed
-   ("event -> updated list" delay, measured over HTTP).
+   ("event -> updated list" delay, measured over HTTP);
+4. the default strategy while new products arrive (``--product-rate`` per second, each
+   with the photo of an existing product): the uploads' latency, and the delay until
+   each new product is among its look-alike's recommended look-alikes (the
+   recommendation models' catalog, not the search index; no retraining). The
+   new products are deleted at the end.
 
 Prints requests/s, p50/p95/p99 and errors per scenario, and the server's list statistics
 (served from the cache / precomputed / computed). The load generator shares the
@@ -76,27 +81,33 @@ def products() -> list[str]:
 
 
 async def event_to_list(
-    client: httpx.AsyncClient, users: list[str], items: list[str], rate: float,
-    seconds: float, rng: random.Random,
-) -> dict[str, Any]:
-    """Events at ``rate``/s; after each, that customer's next list: delay and change."""
+    raw: RawHttp, users: list[str], items: list[str], rate: float, seconds: float,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """Events at ``rate``/s; after each, that customer's next list: delay and change.
+
+    The delay runs from sending the POST to having the next list (both over HTTP, the
+    GET sent when the POST is answered); the POST's own share is reported beside it."""
     delays: list[float] = []
+    posts: list[float] = []
     changed = errors = 0
 
     async def one(user: str) -> None:
         nonlocal changed, errors
-        url = f"/v1/users/{user}/recommendations"
-        before = await client.get(url, params={"k": 12})
+        url = f"/v1/users/{user}/recommendations?k=12"
+        before = await raw.get(url)
         started = time.perf_counter()
         events = [{"user_id": user, "product_id": p, "type": "add_to_cart", "timestamp": LOG_END,
                    "event_id": f"{EVENT_PREFIX}{time.time_ns()}-{p}"} for p in rng.sample(items, 3)]
-        posted = await client.post("/v1/events", json={"events": events})
-        after = await client.get(url, params={"k": 12})
+        posted = await raw.post_json("/v1/events", json.dumps({"events": events}).encode())
+        answered = time.perf_counter()
+        after = await raw.get(url)
         if before.status_code >= 400 or posted.status_code >= 400 or after.status_code >= 400:
             errors += 1
             return
         delays.append(time.perf_counter() - started)
-        ids = [[i["product_id"] for i in r.json()["items"]] for r in (before, after)]
+        posts.append(answered - started)
+        ids = [[i["product_id"] for i in json.loads(r.body)["items"]] for r in (before, after)]
         changed += ids[0] != ids[1]
 
     tasks = []
@@ -107,9 +118,62 @@ async def event_to_list(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(rng.choice(users))))
     await asyncio.gather(*tasks)
-    out = summary("POST /v1/events -> next list", delays, errors, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    out = summary("POST /v1/events -> next list", delays, errors, elapsed)
     out["changed"] = f"{changed}/{len(delays)}"
-    return out
+    return [out, summary("... of which the POST /v1/events", posts, errors, elapsed)]
+
+
+async def product_arrivals(
+    client: httpx.AsyncClient, items: list[str], rate: float, seconds: float,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """New products at ``rate``/s while serving, each with the photo of an existing one:
+    the upload's latency, and the delay until the new product is among that existing
+    product's recommended look-alikes (``/similar/weighted``: the recommendation models'
+    catalog, which takes new products without retraining). Deleted afterwards."""
+    uploads: list[float] = []
+    visible: list[float] = []
+    added: list[str] = []
+    errors = missing = 0
+
+    async def one(n: int) -> None:
+        nonlocal errors, missing
+        original = rng.choice(items)
+        photo = (HM / "images" / original[:3] / f"{original}.jpg").read_bytes()
+        pid = f"bench-new-{n}-{time.time_ns()}"
+        started = time.perf_counter()
+        r = await client.post("/v1/products", data={"id": pid, "title": "bench new arrival"},
+                              files=[("images", (f"{pid}.jpg", photo, "image/jpeg"))])
+        if r.status_code >= 400:
+            errors += 1
+            return
+        added.append(pid)
+        uploads.append(time.perf_counter() - started)
+        deadline = started + 60
+        while time.perf_counter() < deadline:
+            similar = await client.get(f"/v1/products/{original}/similar/weighted",
+                                       params={"k": 10})
+            if pid in [i["product_id"] for i in similar.json().get("items", [])]:
+                visible.append(time.perf_counter() - started)
+                return
+            await asyncio.sleep(0.25)
+        missing += 1
+
+    tasks = []
+    started = time.perf_counter()
+    for n in range(max(1, int(rate * seconds))):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    for pid in added:  # leave the catalog as it was
+        (await client.delete(f"/v1/products/{pid}")).raise_for_status()
+    out = summary("... of which POST /v1/products (new arrival)", uploads, errors, elapsed)
+    seen = summary("new product -> recommended beside its look-alike", visible, missing, elapsed)
+    return [out, seen]
 
 
 async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -161,11 +225,19 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
             label = f"... default @{args.rate:g}/s with events @{args.event_rate:g}/s"
             load, events = await asyncio.gather(
                 open_loop(client, label, args.rate, args.seconds, recommend(None)),
-                event_to_list(client, known, items, args.event_rate, args.seconds, rng),
+                event_to_list(RawHttp(host, int(port), key), known, items, args.event_rate,
+                              args.seconds, rng),
             )
-            results += [load, events]
-            results[-2]["lists"] = (await client.get("/v1/recommendations/status")).json().get(
-                "lists")
+            load["lists"] = (await client.get("/v1/recommendations/status")).json().get("lists")
+            results += [load, *events]
+        if args.product_rate > 0:
+            label = f"... default @{args.rate:g}/s with new products @{args.product_rate:g}/s"
+            load, arrivals = await asyncio.gather(
+                open_loop(client, label, args.rate, args.seconds, recommend(None)),
+                product_arrivals(client, items, args.product_rate, args.seconds, rng),
+            )
+            load["lists"] = (await client.get("/v1/recommendations/status")).json().get("lists")
+            results += [load, *arrivals]
         raw.close()
     return results
 
@@ -178,6 +250,8 @@ def main() -> None:
     parser.add_argument("--cold-share", type=float, default=0.2,
                         help="share of requests for customers with no history")
     parser.add_argument("--event-rate", type=float, default=5)
+    parser.add_argument("--product-rate", type=float, default=0.5,
+                        help="new products per second in the catalog-change scenario")
     parser.add_argument("--warm-up", type=float, default=10, help="seconds at 50/s first")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "recommend_load.json")
     args = parser.parse_args()

@@ -98,3 +98,30 @@ def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPa
     end = data.last_day + 1
     assert periods == [(end - 28, end), (end - 42, end - 14), (end - 56, end - 28)]
     assert Hybrid().windows == WINDOWS
+
+
+def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_items(
+) -> None:
+    names = hybrid_module.BASE_FEATURES
+    n = 60
+    items = np.arange(100, 100 + n)
+    f = np.full((n, len(names)), np.nan, np.float32)
+    look = f[:, names.index("visual_max")]
+    cold = np.zeros(n, bool)
+    cold[[5, 50, 51, 52, 53]] = True  # candidates nobody bought yet
+    look[[5, 50, 51, 52]] = [0.1, 0.2, 0.9, 0.5]  # 53: no photo history to compare with
+    model = Hybrid()
+    model.stage1 = type("Stage1", (), {"cold": np.zeros(200, bool)})()
+    model.stage1.cold[items[cold]] = True
+    order = np.arange(n)  # the ranker's order: index 5 (cold) sits in the first page
+
+    out = model.with_new_products(order, items, f).tolist()
+    assert sorted(out) == list(range(n))  # a reordering: nothing lost, nothing doubled
+    assert out[:12] == list(range(12))  # the first page already shows a new product
+    # then the closest look-alikes, best first, at the end of each page
+    assert [out[23], out[35], out[47]] == [51, 52, 50]
+    assert out[12:23] == list(range(12, 23)) and out[24:35] == list(range(23, 34))
+    assert out.index(53) > out.index(49)  # never picked without a look-alike to explain it
+
+    model.new_every = 0
+    assert model.with_new_products(order, items, f).tolist() == list(range(n))

@@ -206,6 +206,10 @@ def test_strategies_validate_and_split_customers(shop: RecommendationService) ->
 def test_attribution_gives_ctr_and_conversion(shop: RecommendationService) -> None:
     shop.start()
     try:
+        # product and session lists first: one batch of served records mixes their shapes
+        product = shop.recommend_user("u5", k=1).items[0].product_id
+        shop.similar(product, k=3)
+        shop.recommend_session([product], k=3, strategy="visual")
         shown = [shop.recommend_user("u5", k=3, strategy="visual") for _ in range(4)]
         rec = shown[0]
         shop.add_events([
@@ -217,9 +221,9 @@ def test_attribution_gives_ctr_and_conversion(shop: RecommendationService) -> No
         stats = {s["strategy"]: s for s in shop.strategy_stats()}
     finally:
         shop.stop()
-    assert stats["visual"]["served"] == 4
-    assert stats["visual"]["ctr"] == pytest.approx(0.25)
-    assert stats["visual"]["conversion"] == pytest.approx(0.25)
+    assert stats["visual"]["served"] == 5 and stats["similar"]["served"] == 1
+    assert stats["visual"]["ctr"] == pytest.approx(0.2)
+    assert stats["visual"]["conversion"] == pytest.approx(0.2)
 
 
 def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:

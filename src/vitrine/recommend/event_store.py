@@ -183,8 +183,12 @@ class EventStore:
 
     def record_served(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
+            # One executemany needs one set of keys: a batch mixes user, session and
+            # product lists, which carry different optional fields.
+            optional = {"user_id": None, "session_id": None}
             with self.engine.begin() as conn:
-                conn.execute(RecommendationServed.__table__.insert(), list(rows))
+                conn.execute(RecommendationServed.__table__.insert(),
+                             [{**optional, **row} for row in rows])
 
     def strategy_stats(
         self, since: datetime | None = None, until: datetime | None = None

@@ -101,6 +101,16 @@ INCREASING = {
 }
 DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 
+# One in every NEW_EVERY positions goes to the never-bought product that looks most like
+# one of the customer's items, when the ranker put none in that stretch. A candidate
+# nobody bought has no statistics, so the ranker (rightly) puts them far down: on four
+# H&M validation months the cold purchases among the candidates ranked 66th to 391st.
+# Position 12 is worth little in MAP@12, and its best use is the new product the customer
+# is likeliest to want: the nearest look-alike of their own items picked a bought new
+# product for 4 customers of ~900, the ranker for 1, the visual profile for 2; MAP@12 of
+# the lists went from 0.0170 to 0.0172 (the mean of the four months).
+NEW_EVERY = 12
+
 
 @dataclass
 class _ItemStats:
@@ -485,6 +495,7 @@ def _purchases(data: Dataset, start: float, end: float) -> dict[int, set[int]]:
 
 class Hybrid(Recommender):
     name = "hybrid"
+    new_every = NEW_EVERY  # models saved before the parameter existed get the default
 
     def __init__(
         self,
@@ -496,6 +507,7 @@ class Hybrid(Recommender):
         ranker_params: dict[str, Any] | None = None,
         seed: int = 0,
         als_factors: str | None = None,
+        new_every: int = NEW_EVERY,
     ) -> None:
         super().__init__()
         self.sources = dict(sources or DEFAULT_SOURCES)
@@ -505,6 +517,7 @@ class Hybrid(Recommender):
         self.als_params = dict(als_params or {})
         self.ranker_params = dict(ranker_params or {})
         self.seed = seed
+        self.new_every = new_every  # 0: no reserved position for never-bought products
         # Serve ALS from `vitrine spark train-als` factors; the ranker's time windows still
         # fit their own ALS on each window's past (the factors saw the label periods).
         self.als_factors = als_factors
@@ -629,8 +642,35 @@ class Hybrid(Recommender):
         if not len(items):
             return self.stage1.popularity.recommend_explained(history, k, now, mask)
         s = self.rank(items, f)
-        order = np.lexsort((items, -s))[:k]
+        order = self.with_new_products(np.lexsort((items, -s)), items, f)[:k]
         return items[order], s[order], lambda item: self._explain(user, item)
+
+    def with_new_products(self, order: np.ndarray, items: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """``order`` (indices into ``items``, best first) with the last position of every
+        ``new_every`` holding a never-bought candidate when the ranker put none there: the
+        one most like an item of the customer's history (``visual_max``)."""
+        assert self.stage1 is not None
+        every = self.new_every
+        cold = self.stage1.cold[items]
+        look = f[:, BASE_FEATURES.index("visual_max")]
+        eligible = np.flatnonzero(cold & np.isfinite(look))
+        if every <= 1 or not len(eligible) or len(order) < every:
+            return order
+        picks = eligible[np.lexsort((items[eligible], -look[eligible]))].tolist()
+        used: set[int] = set()
+        out: list[int] = []
+        for index in order.tolist():
+            if index in used:
+                continue
+            if len(out) % every == every - 1 and not cold[out[-(every - 1):]].any():
+                pick = next((p for p in picks if p not in used), None)
+                if pick is not None:
+                    out.append(pick)
+                    used.add(pick)
+            if index not in used:  # unless it was the pick itself
+                out.append(index)
+                used.add(index)
+        return np.asarray(out, np.int64)
 
     def scores(self, history: History, now: float) -> np.ndarray:
         assert self.stage1 is not None
@@ -650,10 +690,13 @@ class Hybrid(Recommender):
         s1, history, now = self.stage1, user.history, user.now
         if (history.items == item).any():
             return s1.rebuy.explain(history, item, now)
+        profile = user.profile_similarity[item]
+        if s1.cold[item] and np.isfinite(profile):
+            reason = s1.profile.explain_from(user.profile_items, history, item)
+            return {**reason, "text": f"New: {reason['text']}"}
         cooc = user.scores["cooccurrence"][item]
         if np.isfinite(cooc) and cooc > 0.05:
             return s1.cooc.explain(history, item, now)
-        profile = user.profile_similarity[item]
         if np.isfinite(profile) and profile > 0.8:
             return s1.profile.explain_from(user.profile_items, history, item)
         als = user.scores["als"][item]
