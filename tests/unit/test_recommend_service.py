@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,3 +327,49 @@ def test_catalog_changes_after_training_are_served_without_retraining(
     shop.train()
     data = shop.models.data
     assert shop.models.catalog_generation == 0 and data.item_index["S3"] >= data.n_catalog
+
+
+def test_under_load_an_older_catalog_generation_is_served_and_refreshed_behind(
+    shop: RecommendationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = shop.recommend_user("u1", k=10, strategy="visual")  # a Shoes customer
+    store = shop.store
+    _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
+    store.save_product(
+        ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes"}),
+        [ImageRecord("NEW", "hNEW", "kNEW", "jpeg", 10, 10, 100, features=[
+            FeatureRecord("embedding", "test-model", vector=vectors[0])])],
+        replace_images=True,
+    )
+    shop.catalog.refresh_s = 0.0  # the previous generation's lists are stale at once
+    shop.catalog_changed(["NEW"])
+    assert shop.models.catalog_generation == 1
+
+    monkeypatch.setattr(shop, "_busy", lambda: True)  # every core computing lists
+    stale = shop.recommend_user("u1", k=10, strategy="visual")
+    assert [i.product_id for i in stale.items] == [i.product_id for i in first.items]
+    assert shop.list_stats()["stale_under_load"] == 1
+    for _ in range(200):  # the background refresher recomputes it
+        if not shop._pending:
+            break
+        time.sleep(0.01)
+    fresh = shop.recommend_user("u1", k=10, strategy="visual")
+    assert "NEW" in [i.product_id for i in fresh.items]
+
+    # a product deleted since is never served, busy or not
+    gone = fresh.items[0].product_id
+    store.delete_product(gone)
+    shop.catalog_changed([gone])
+    assert gone not in [i.product_id for i in
+                        shop.recommend_user("u1", k=10, strategy="visual").items]
+
+    monkeypatch.undo()  # idle cores: a stale list is computed afresh in the request
+    store.save_product(ProductRecord("NEW", "Shoes new", price=12.0, available=True,
+                                     attributes={"category": "Dress"}), [],
+                       replace_images=False)
+    shop.catalog_changed(["NEW"])
+    before = shop.list_stats()
+    shop.recommend_user("u1", k=10, strategy="visual")
+    after = shop.list_stats()
+    assert after["computed"] == before["computed"] + 1
+    assert after["stale_under_load"] == before["stale_under_load"]
