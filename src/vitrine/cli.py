@@ -33,6 +33,8 @@ strategies_app = typer.Typer(help="Recommendation strategies.", no_args_is_help=
 app.add_typer(strategies_app, name="strategies")
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+evaluate_app = typer.Typer(help="Held-out evaluations: classifiers, recommendations.")
+app.add_typer(evaluate_app, name="evaluate")
 
 FilterOption = Annotated[
     list[str] | None,
@@ -475,6 +477,7 @@ def train_recommendations(
                  "events": len(models.data.ev_day), "products": models.data.n_catalog})
 
 
+@evaluate_app.command("recommendations")
 @app.command("evaluate-recommendations")
 def evaluate_recommendations(
     split_date: Annotated[
@@ -944,16 +947,24 @@ def _model_line(row: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-@app.command()
+@evaluate_app.callback(invoke_without_command=True)
 def evaluate(
-    field: Annotated[str, typer.Option(help="The label field.")],
+    ctx: typer.Context,
+    field: Annotated[str | None, typer.Option(help="The label field.")] = None,
     model_id: Annotated[
         int | None, typer.Option("--id", help="A model id (default: active).")
     ] = None,
     full: Annotated[bool, typer.Option(help="Print every metric as JSON.")] = False,
 ) -> None:
-    """Print a field model's held-out evaluation."""
+    """Print a field model's held-out evaluation (`--field`), or evaluate the
+    recommendation algorithms offline (`vitrine evaluate recommendations --split-date`)."""
     from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if field is None:
+        _fail("give --field FIELD (a classifier's evaluation) or the `recommendations` command")
+    assert field is not None
 
     vitrine = _open()
     registry = ModelRegistry(vitrine.engine, vitrine.blobs)

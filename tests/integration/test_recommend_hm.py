@@ -120,7 +120,11 @@ def test_hm_import_events_recommend_and_evaluate(
     assert all(len(r["prediction"].split()) == 12 for r in table)
     assert table[0]["prediction"].split() == ids  # batch and single agree
 
-    result = runner.invoke(app, ["evaluate-recommendations", "--split-date", "2020-03-01",
+    # the spelling; `evaluate-recommendations` is the same command
+    assert runner.invoke(app, ["evaluate-recommendations", "--help"]).exit_code == 0
+    bad = runner.invoke(app, ["evaluate"])
+    assert bad.exit_code != 0 and "--field" in bad.output and "recommendations" in bad.output
+    result = runner.invoke(app, ["evaluate", "recommendations", "--split-date", "2020-03-01",
                                  "--algorithms", "als,visual_profile,rebuy", "--json"])
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)
