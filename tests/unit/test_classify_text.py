@@ -17,9 +17,10 @@ from vitrine.classify.features import (
     product_text,
     text_block,
 )
+from vitrine.classify.fusion import FusedHead, head_from_arrays
 from vitrine.classify.heads import LinearHead
 from vitrine.classify.predictor import Predictor
-from vitrine.classify.text import FusedHead, TextHead, has_text, head_from_arrays
+from vitrine.classify.text import TextHead, has_text
 from vitrine.classify.trainer import TrainConfig, train_heads
 from vitrine.config import load_settings
 from vitrine.services.classification import ClassificationService

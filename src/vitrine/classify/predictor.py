@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from vitrine.classify.features import FeatureBlocks
+from vitrine.classify.fusion import Head
 from vitrine.classify.hierarchy import Hierarchy, decode
-from vitrine.classify.text import Head
 
 OTHER = "(other)"  # the class rare values are merged into
 

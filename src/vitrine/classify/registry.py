@@ -17,7 +17,7 @@ from sqlalchemy import Engine, case, func, insert, select, update
 
 from vitrine.catalog.blobs import BlobStore
 from vitrine.catalog.models import ClassifierModel, utcnow
-from vitrine.classify.text import Head, head_from_arrays
+from vitrine.classify.fusion import Head, head_from_arrays
 
 
 class UnknownModelError(KeyError):

@@ -21,20 +21,14 @@ from sklearn.metrics import f1_score
 from vitrine.catalog.store import CatalogStore
 from vitrine.classify.dataset import Dataset, FieldLabels, assemble, read_field_labels
 from vitrine.classify.features import FEATURE_GROUPS, TEXT_GROUP, FeatureBlocks, load_features
+from vitrine.classify.fusion import FusedHead, Head
 from vitrine.classify.heads import ALGORITHM, LinearHead
 from vitrine.classify.hierarchy import Hierarchy, learn_hierarchies
 from vitrine.classify.metrics import choose_threshold, evaluate, reliability, selective
 from vitrine.classify.predictor import OTHER, FieldModel, Predictor
 from vitrine.classify.registry import ModelRegistry, UnknownModelError
 from vitrine.classify.split import stratified_split
-from vitrine.classify.text import (
-    MIN_TEXT_SHARE,
-    TEXT_ALGORITHM,
-    FusedHead,
-    Head,
-    TextHead,
-    has_text,
-)
+from vitrine.classify.text import MIN_TEXT_SHARE, TEXT_ALGORITHM, TextHead, has_text
 from vitrine.vision.features import FEATURE_VERSION
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ valid while the customer has no live event.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -37,17 +36,7 @@ class CachedList:
 
 def list_key(user: str, strategy: Any, k: int, rules: Any) -> tuple[str, str, int, str]:
     """(customer or COLD, strategy configuration, k, effective rules)."""
-    config = _as_key(strategy, lambda: {"name": strategy.name, **strategy.to_json()})
-    return user, config, k, _as_key(rules, rules.to_json)
-
-
-def _as_key(value: Any, describe: Any) -> str:
-    """A strategy's or rules' JSON, kept on the object: strategies and rules are values,
-    never changed once made, and each request of a cached list needs their key."""
-    key = value.__dict__.get("_list_key")
-    if key is None:
-        key = value.__dict__["_list_key"] = json.dumps(describe(), sort_keys=True)
-    return key
+    return user, strategy.cache_key, k, rules.cache_key
 
 
 class ListCache:

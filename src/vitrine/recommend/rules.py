@@ -9,9 +9,11 @@ candidates afterwards.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,12 @@ class Rules:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @cached_property
+    def cache_key(self) -> str:
+        """These rules as a list-cache key part, computed once: rules are never changed
+        once made (``merged`` makes new ones)."""
+        return json.dumps(self.to_json(), sort_keys=True)
 
     def validate(self) -> None:
         for name in ("exclude_purchased", "exclude_seen", "available_only"):

@@ -874,20 +874,22 @@ class RecommendationService:
         background, rather than computed in the request."""
         return self._computing >= BUSY_COMPUTING or len(self._pending) >= BUSY_BACKLOG
 
-    def _pending_list(self, job: _ListJob) -> Future[CachedList] | None:
-        """The background computation of exactly this list, if one runs."""
-        with self._lock:
-            found = self._pending.get(job.key)
+    def _running(self, job: _ListJob) -> Future[CachedList] | None:
+        """The background computation of exactly this list, if one runs (hold the lock)."""
+        found = self._pending.get(job.key)
         if found is None or found[1] is not job.models or found[2] != job.seq:
             return None
         return found[0]
+
+    def _pending_list(self, job: _ListJob) -> Future[CachedList] | None:
+        with self._lock:
+            return self._running(job)
 
     def _compute_later(self, job: _ListJob) -> None:
         """Compute a list in the background thread (one list at a time, each once)."""
         key = job.key
         with self._lock:
-            found = self._pending.get(key)
-            if found is not None and found[1] is job.models and found[2] == job.seq:
+            if self._running(job) is not None:
                 return
             try:
                 future = self._refresher.submit(self._compute_list, job)
@@ -905,8 +907,9 @@ class RecommendationService:
     def _cached(self, job: _ListJob) -> CachedList | None:
         """The kept list of a job, when it may be served: computed with this model set
         and history, with none of its products deleted or unavailable since, and with the
-        current catalog generation (or, for a short while, an older one, while it is
-        recomputed in the background)."""
+        current catalog generation, or an older one while it is recomputed in the
+        background: for ``recommend_catalog_refresh_s``, and longer while the cores are
+        busy computing lists (:meth:`_busy`)."""
         key, models, seq = job.key, job.models, job.seq
         found = self._lists.get(key, models.base, seq)
         if found is None and seq == 0:

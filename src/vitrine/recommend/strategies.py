@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -98,6 +99,12 @@ class Strategy:
             "fallback": self.fallback,
             "variants": self.variants,
         }
+
+    @cached_property
+    def cache_key(self) -> str:
+        """The whole configuration as a list-cache key part, computed once: a strategy is
+        never changed once made (a new configuration is a new object)."""
+        return json.dumps({"name": self.name, **self.to_json()}, sort_keys=True)
 
     def validate(self) -> None:
         if self.algorithm not in ALGORITHMS:
