@@ -45,6 +45,8 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
     past = data.before(cut)
     stage1 = hybrid.CandidateSources(past, hybrid.DEFAULT_SOURCES, {})
     histories = past.histories()
+    # the catalog as of the cut-off, as the hybrid's training windows and the evaluation see it
+    on_sale = past.available & (data.launch_days(hybrid.LAUNCH_LEAD_DAYS) <= cut)
     bought: dict[int, list[tuple[int, float]]] = {}
     m = data.ev_purchase & (data.ev_day >= cut) & (data.ev_day < cut + 30)
     for u, i, d in zip(data.ev_user[m].tolist(), data.ev_item[m].tolist(),
@@ -53,10 +55,10 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
     rows = []
     for user in sorted(bought):
         history = histories[user] if user < len(histories) else History.empty()
-        items, f = stage1.candidates(history, cut, past.available)
+        items, f = stage1.candidates(history, cut, on_sale)
         rows.append((user, items, f))
     filler, _ = Popularity(half_life_days=None, window_days=28.0).fit(past).recommend(
-        History.empty(), 200, cut, past.available)
+        History.empty(), 200, cut, on_sale)
     out = {"rows": rows, "bought": bought, "filler": filler, "names": stage1.feature_names}
     path.write_bytes(pickle.dumps(out))
     return out

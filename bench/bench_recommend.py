@@ -98,14 +98,17 @@ def ensure_events(service: Any) -> dict[str, Any]:
             "rows_per_second": round(report.rows / seconds)}
 
 
-def offline(service: Any, splits: list[str], algorithms: list[str] | None) -> dict[str, Any]:
+def offline(
+    service: Any, splits: list[str], algorithms: list[str] | None, whole_catalog: bool = False
+) -> dict[str, Any]:
     from vitrine.recommend.evaluate import format_table
     from vitrine.recommend.events import parse_time
 
     runs = []
     for split in splits:
         run = service.evaluate(parse_time(split), 12, algorithms, test_days=30,
-                               progress=lambda n, s=split: print(f"  {s}: {n}", flush=True))
+                               progress=lambda n, s=split: print(f"  {s}: {n}", flush=True),
+                               whole_catalog=whole_catalog)
         print(f"\nsplit {split} (test: 30 days): {run['params']}")
         print(format_table(run.pop("_results"), 12), flush=True)
         runs.append(run)
@@ -200,6 +203,9 @@ def main() -> None:
     parser.add_argument("--splits", default="2020-04-01,2020-05-01,2020-06-01",
                         help="split dates of the offline evaluation ('' to skip it)")
     parser.add_argument("--algorithms", help="comma-separated (default: all)")
+    parser.add_argument("--whole-catalog", action="store_true",
+                        help="offline: the catalog of now at every split (default: the "
+                             "catalog as of the split)")
     parser.add_argument("--offline-only", action="store_true",
                         help="stop after the offline evaluation (no serving / batch part)")
     parser.add_argument("--latency-requests", type=int, default=300)
@@ -219,7 +225,8 @@ def main() -> None:
     print(f"events: {figures['events']}", flush=True)
     algorithms = args.algorithms.split(",") if args.algorithms else None
     if args.splits:
-        figures["offline"] = offline(service, args.splits.split(","), algorithms)
+        figures["offline"] = offline(service, args.splits.split(","), algorithms,
+                                     args.whole_catalog)
     if args.offline_only:
         if args.out:
             args.out.write_text(json.dumps(figures, indent=2, default=str))

@@ -491,6 +491,11 @@ def evaluate_recommendations(
         str | None, typer.Option(help="Comma-separated algorithms (default: all).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
+    whole_catalog: Annotated[
+        bool,
+        typer.Option(help="Recommend from the catalog of now, also products launched after "
+                          "the split (default: the catalog as of the split)."),
+    ] = False,
 ) -> None:
     """Offline evaluation of every algorithm beside the last-4-weeks popularity baseline."""
     from vitrine.recommend.evaluate import format_table
@@ -505,6 +510,7 @@ def evaluate_recommendations(
         run = vitrine.recommendations.evaluate(
             split, k, algorithms.split(",") if algorithms else None, test_days,
             progress=lambda name: typer.echo(f"evaluating {name}", err=True),
+            whole_catalog=whole_catalog,
         )
     except ValueError as exc:
         _fail(str(exc))

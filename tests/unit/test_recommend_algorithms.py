@@ -180,3 +180,16 @@ def test_split_marks_cold_items() -> None:
     split = make_split(d, d.ev_day[len(d.ev_day) // 2])
     seen_before = set(split.train.ev_item.tolist())
     assert all(split.cold[i] != (i in seen_before) for i in range(d.n_items))
+
+
+def test_split_catalog_holds_the_products_on_sale_at_the_split() -> None:
+    d = shop()
+    d.created_day = np.full(d.n_catalog, d.last_day + 30)  # a catalog imported after the log
+    split_day = float(d.ev_day[len(d.ev_day) // 2])
+    split = make_split(d, split_day, lead_days=5.0)
+    first: dict[int, float] = {}
+    for item, day in zip(d.ev_item.tolist(), d.ev_day.tolist(), strict=True):
+        first.setdefault(item, day)
+    expected = [i in first and first[i] - 5.0 <= split_day for i in range(d.n_catalog)]
+    assert split.catalog.tolist() == expected
+    assert 0 < sum(expected) < d.n_catalog  # some launched later, some never sold

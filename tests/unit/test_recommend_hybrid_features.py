@@ -125,3 +125,43 @@ def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_
 
     model.new_every = 0
     assert model.with_new_products(order, items, f).tolist() == list(range(n))
+
+
+def test_launch_days_trust_a_creation_before_the_first_event_only() -> None:
+    data = with_purchases(tiny_shop(), [("u1", "s-red", 20), ("u1", "s-blue", 30),
+                                        ("u2", "d-red", 40)])
+    day0 = to_days(START)
+    # s-red: created before its first sale; s-blue and d-red: records younger than their
+    # first sale (an imported catalog); shoe: created, never sold; sock: nothing known
+    data.created_day = np.array([day0 + 10, day0 + 100, day0 + 10, day0 + 100, day0 + 50,
+                                 np.nan])
+    launched = data.launch_days(lead_days=7.0)
+    assert launched[:5].tolist() == [day0 + 10, day0 + 23, day0 + 10, day0 + 33, day0 + 50]
+    assert launched[5] == -np.inf
+
+
+def test_training_windows_only_see_products_on_sale_at_their_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = [(f"u{u}", "s-red", day) for u in range(6) for day in (5, 40, 75)]
+    rows += [("u0", "d-red", 80)]  # the dress is first sold on day 80
+    data = with_purchases(tiny_shop(), rows)
+    data.created_day = np.full(data.n_catalog, to_days(START) + 200)  # imported later
+    seen: list[tuple[float, set[int]]] = []
+    original = CandidateSources.candidates
+
+    def spy(self: CandidateSources, history, now, valid, user=None):  # type: ignore[no-untyped-def]
+        seen.append((now, set(np.flatnonzero(valid).tolist())))
+        return original(self, history, now, valid, user)
+
+    monkeypatch.setattr(CandidateSources, "candidates", spy)
+    Hybrid(windows=3, window_step=30.0, label_days=30.0, launch_lead_days=40.0,
+           als_params={"factors": 4, "iterations": 2}).fit(data)
+    dress, shoe = data.item_index["d-red"], data.item_index["shoe"]
+    # windows start on days 51 and 21; the dress is on sale from day 40 (40 days before
+    # its first sale); the shoe, never sold in a catalog imported after the log, is on
+    # sale in no past window
+    assert {start - to_days(START) for start, _ in seen} == {51.0, 21.0}
+    for start, valid in seen:
+        assert (dress in valid) == (start >= to_days(START) + 40)
+        assert shoe not in valid

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -245,6 +245,12 @@ class CatalogStore:
     def product_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return set(conn.scalars(select(Product.id)))
+
+    def created_times(self) -> dict[str, datetime]:
+        """When each product's record was created (timezone-aware, UTC when unstated)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Product.id, Product.created_at))
+            return {pid: ts if ts.tzinfo else ts.replace(tzinfo=UTC) for pid, ts in rows if ts}
 
     def count_products(self) -> int:
         with self.engine.connect() as conn:

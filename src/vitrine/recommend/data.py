@@ -129,6 +129,8 @@ class Dataset:
     # n_catalog bool: a product of the catalog now (False: deleted, or a row that only
     # events know, in a catalog extended after training; see recommend/live_catalog.py)
     listed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # n_catalog float64: the day each product record was created (nan: not known)
+    created_day: np.ndarray = field(default_factory=lambda: np.zeros(0))
     projection: Projection = field(default_factory=Projection)
     embedding_version: str | None = None
     users: list[str] = field(default_factory=list)
@@ -144,6 +146,8 @@ class Dataset:
     def __post_init__(self) -> None:
         if len(self.listed) != self.n_catalog:
             self.listed = np.ones(self.n_catalog, bool)
+        if len(self.created_day) != self.n_catalog:
+            self.created_day = np.full(self.n_catalog, np.nan)
 
     # -- building -----------------------------------------------------------------------
 
@@ -349,6 +353,27 @@ class Dataset:
     def recommendable(self) -> np.ndarray:
         """Per catalog item: in the catalog now and available."""
         return self.available & self.listed
+
+    def launch_days(self, lead_days: float) -> np.ndarray:
+        """Per catalog item: the day it went on sale, as far as the catalog and the log
+        tell (-inf: as long as the log knows).
+
+        A product created before its first event was on sale from its creation. A
+        product whose record is younger than its first event (a catalog imported beside
+        an older log) is taken as on sale ``lead_days`` before that event. A product
+        nobody interacted with is on sale from its creation (always, if that is not
+        known). A time-split model trained on a past period must only see the products
+        on sale then: a product launched later is not a negative of that period.
+        """
+        n = self.n_catalog
+        first = np.full(self.n_items, np.inf)
+        np.minimum.at(first, self.ev_item, self.ev_day)
+        first = first[:n]
+        created = self.created_day
+        with np.errstate(invalid="ignore"):
+            credible = created <= first  # False where nan or younger than its first event
+        out = np.where(np.isfinite(first), np.where(credible, created, first - lead_days), created)
+        return np.where(np.isnan(out), -np.inf, out)
 
     @property
     def n_users(self) -> int:

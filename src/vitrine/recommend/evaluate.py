@@ -5,7 +5,9 @@ fitted on the events before the split, recommends ``k`` products; a list shorter
 ``k`` is filled up from the last-4-weeks popularity, as the serving fallback chain
 does. Relevant items are everything the customer purchased in the test period,
 including products missing from the catalog (which no algorithm can recommend): the
-H&M competition's protocol.
+H&M competition's protocol. The catalog is the catalog as of the split
+(``Dataset.launch_days``): a product launched after it can be neither recommended nor
+hit, as it could not have been in a shop on that day.
 
 Metrics: MAP@k (the competition metric: precision at each hit, over ``min(|bought|,
 k)``), recall@k, NDCG@k, hit rate (customers with at least one hit), catalog coverage
@@ -28,7 +30,7 @@ from vitrine.recommend.base import Recommender
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.complementary import Complementary
 from vitrine.recommend.data import Dataset, History
-from vitrine.recommend.hybrid import Hybrid
+from vitrine.recommend.hybrid import LAUNCH_LEAD_DAYS, Hybrid
 from vitrine.recommend.popularity import Popularity, Rebuy
 from vitrine.recommend.visual import VisualProfile, VisualSimilar
 
@@ -78,9 +80,14 @@ class Split:
     test: dict[int, set[int]]  # user -> items purchased in the test period (all items)
     cold: np.ndarray  # per item: no event before the split
     split_day: float
+    catalog: np.ndarray  # per catalog item: on sale at the split and available
 
 
-def make_split(data: Dataset, split_day: float, test_days: float | None = None) -> Split:
+def make_split(
+    data: Dataset, split_day: float, test_days: float | None = None,
+    lead_days: float | None = LAUNCH_LEAD_DAYS,
+) -> Split:
+    """``lead_days`` None: every product of the catalog now, launched or not at the split."""
     train = data.before(split_day)
     m = data.ev_purchase & (data.ev_day >= split_day)
     if test_days is not None:
@@ -90,7 +97,10 @@ def make_split(data: Dataset, split_day: float, test_days: float | None = None) 
         test.setdefault(u, set()).add(i)
     seen = np.zeros(data.n_items, bool)
     seen[train.ev_item] = True
-    return Split(train, test, ~seen, split_day)
+    catalog = train.available.copy()
+    if lead_days is not None:
+        catalog &= data.launch_days(lead_days) <= split_day
+    return Split(train, test, ~seen, split_day, catalog)
 
 
 @dataclass
@@ -120,7 +130,7 @@ def evaluate_algorithm(
     fit_seconds = time.perf_counter() - started
     histories = train.histories()
     now = split.split_day
-    valid = train.available
+    valid = split.catalog
     aps, recalls, ndcgs, hits = [], [], [], []
     recommended_items: set[int] = set()
     cold_relevant = cold_hits = cold_recommended = total_recommended = 0
@@ -137,7 +147,8 @@ def evaluate_algorithm(
         ndcgs.append(ndcg(recs, relevant, k))
         hits.append(float(bool(relevant & set(recs))))
         recommended_items.update(recs)
-        cold_rel = {i for i in relevant if split.cold[i] and i < train.n_catalog}
+        cold_rel = {i for i in relevant if i < train.n_catalog and split.cold[i]
+                    and split.catalog[i]}
         cold_relevant += len(cold_rel)
         cold_hits += len(cold_rel & set(recs))
         cold_recommended += sum(bool(split.cold[i]) for i in recs)
@@ -165,15 +176,17 @@ def evaluate(
     algorithms: Mapping[str, Callable[[], Recommender]] | None = None,
     test_days: float | None = None,
     progress: Callable[[str], None] | None = None,
+    whole_catalog: bool = False,
 ) -> tuple[list[Result], dict[str, Any]]:
-    """Every algorithm on one time split; also returns facts about the split."""
-    split = make_split(data, split_day, test_days)
+    """Every algorithm on one time split; also returns facts about the split.
+    ``whole_catalog``: the catalog of now, not the catalog as of the split."""
+    split = make_split(data, split_day, test_days, None if whole_catalog else LAUNCH_LEAD_DAYS)
     if not split.test:
         raise ValueError("no purchases on or after the split date: nothing to test")
     if len(split.train.ev_day) == 0:
         raise ValueError("no events before the split date: nothing to train on")
     baseline = Popularity(half_life_days=None, window_days=28.0).fit(split.train)
-    filler, _ = baseline.recommend(History.empty(), 200, split_day, split.train.available)
+    filler, _ = baseline.recommend(History.empty(), 200, split_day, split.catalog)
     results = []
     for name, factory in (algorithms or default_algorithms()).items():
         if progress:
@@ -186,7 +199,10 @@ def evaluate(
         "test_purchases": len(relevant),
         "test_in_catalog": sum(i < data.n_catalog for i in relevant),
         "test_cold_in_catalog": sum(bool(split.cold[i]) and i < data.n_catalog for i in relevant),
+        "test_on_sale_at_split": sum(i < data.n_catalog and bool(split.catalog[i])
+                                     for i in relevant),
         "catalog": data.n_catalog,
+        "catalog_at_split": int(split.catalog.sum()),
     }
     return results, facts
 

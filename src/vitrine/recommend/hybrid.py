@@ -11,8 +11,9 @@ orders them with a LightGBM LambdaRank model.
 
 Training uses a time split, as serving will: for each of ``windows`` label periods of
 ``label_days``, ending ``window_step`` days apart at the end of the log, the sources are
-fitted on the events before the period and the purchases in it are the relevant items.
-The sources are then refitted on the whole log for serving.
+fitted on the events before the period and the purchases in it are the relevant items;
+the candidates are the products on sale at the period's start. The sources are then
+refitted on the whole log for serving.
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 # product for 4 customers of ~900, the ranker for 1, the visual profile for 2; MAP@12 of
 # the lists went from 0.0170 to 0.0172 (the mean of the four months).
 NEW_EVERY = 12
+
+# A training window's candidates are the products on sale at its start
+# (``Dataset.launch_days``): a product the log first sees later, in a catalog imported
+# beside an older log, is taken as on sale this many days before its first event, not
+# for the whole log. Counted as on sale all along, every product launched after a window
+# was a never-bought candidate nobody bought in it, and the ranker learnt that
+# never-bought products do not sell.
+LAUNCH_LEAD_DAYS = 28.0
 
 
 @dataclass
@@ -508,6 +517,7 @@ class Hybrid(Recommender):
         seed: int = 0,
         als_factors: str | None = None,
         new_every: int = NEW_EVERY,
+        launch_lead_days: float = LAUNCH_LEAD_DAYS,
     ) -> None:
         super().__init__()
         self.sources = dict(sources or DEFAULT_SOURCES)
@@ -518,6 +528,7 @@ class Hybrid(Recommender):
         self.ranker_params = dict(ranker_params or {})
         self.seed = seed
         self.new_every = new_every  # 0: no reserved position for never-bought products
+        self.launch_lead_days = launch_lead_days
         # Serve ALS from `vitrine spark train-als` factors; the ranker's time windows still
         # fit their own ALS on each window's past (the factors saw the label periods).
         self.als_factors = als_factors
@@ -533,6 +544,7 @@ class Hybrid(Recommender):
         groups: list[int] = []
         end = data.last_day + 1.0
         histories = None
+        launched = data.launch_days(self.launch_lead_days)
         for w in range(self.windows):
             stop = end - w * self.window_step
             start = stop - self.label_days
@@ -544,7 +556,7 @@ class Hybrid(Recommender):
                 continue
             stage1 = CandidateSources(past, self.sources, self.als_params)
             histories = past.histories()
-            valid = past.available.copy()
+            valid = past.available & (launched <= start)
             positives = 0
             for user, items in bought.items():
                 items_c, f = stage1.candidates(histories[user], start, valid)

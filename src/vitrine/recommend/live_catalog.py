@@ -85,6 +85,7 @@ def extend(data: Dataset, changes: Mapping[str, ProductState | None]) -> Dataset
     out.price = grown(data.price, np.nan)
     out.available = grown(data.available, False)
     out.listed = grown(data.listed, False)
+    out.created_day = grown(data.created_day, np.nan)
     categories = {c: i for i, c in enumerate(data.categories)}
     facet_values = [{v: i for i, v in enumerate(values)} for values in data.facet_values]
     for pid, state in changes.items():

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from vitrine.catalog.models import Feature, Image
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
-from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
+from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset, to_days
 from vitrine.recommend.event_store import EventStore
 from vitrine.vision.features import FEATURE_VERSION
 
@@ -47,6 +47,10 @@ def load_catalog(
     aspects = {kind: _by_id(*store.primary_vectors(kind, FEATURE_VERSION)) for kind in ASPECT_KINDS}
     data = Dataset.from_catalog(products, embeddings, aspects, category_field)
     data.embedding_version = version
+    created = store.created_times()
+    data.created_day = np.array(
+        [to_days(created[p.id]) if p.id in created else np.nan for p in products]
+    )
     return data
 
 

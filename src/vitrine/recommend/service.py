@@ -1146,6 +1146,7 @@ class RecommendationService:
         algorithms: Sequence[str] | None = None,
         test_days: float | None = None,
         progress: Callable[[str], None] | None = None,
+        whole_catalog: bool = False,
     ) -> dict[str, Any]:
         """Offline evaluation on the shop's own log; the result is stored for the admin UI."""
         from vitrine.recommend.evaluate import default_algorithms, evaluate
@@ -1162,9 +1163,10 @@ class RecommendationService:
             if unknown:
                 raise ValueError(f"unknown algorithms {unknown}; known: {', '.join(chosen)}")
             chosen = {n: f for n, f in chosen.items() if n in algorithms or n == "popularity_4w"}
-        results, facts = evaluate(data, to_days(split), k, chosen, test_days, progress)
+        results, facts = evaluate(data, to_days(split), k, chosen, test_days, progress,
+                                  whole_catalog)
         table = [r.to_json() for r in results]
-        params = {"test_days": test_days, **facts}
+        params = {"test_days": test_days, "whole_catalog": whole_catalog, **facts}
         with self.engine.begin() as conn:
             run_id = conn.execute(
                 RecommendationEvaluation.__table__.insert().values(
