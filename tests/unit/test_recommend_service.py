@@ -237,6 +237,21 @@ def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
     ]
 
 
+def test_a_catalog_changed_while_the_server_was_down_is_not_served_from_old_models(
+    shop: RecommendationService,
+) -> None:
+    """A product made unavailable (or edited) between two runs of the server changes no
+    count: the saved models must still not be taken for current."""
+    served = {i.product_id for i in shop.recommend_user("u2", k=10).items}
+    gone = sorted(served)[0]
+    assert shop.store.update_product(gone, {"available": False})
+    fresh = RecommendationService(shop.settings, shop.engine, shop.store)
+    loaded = fresh.load_or_train()
+    assert loaded.fingerprint != shop.models.fingerprint
+    assert loaded.trained_at > shop.models.trained_at  # retrained, not loaded
+    assert gone not in {i.product_id for i in fresh.recommend_user("u2", k=10).items}
+
+
 def test_batch_in_worker_processes_matches_one_process(shop: RecommendationService) -> None:
     ids = [f"u{i % 40}" for i in range(2100)] + ["nobody", "u3"]
     one = list(shop.recommend_many(ids, 5, "als", workers=1))

@@ -252,6 +252,21 @@ class CatalogStore:
             rows = conn.execute(select(Product.id, Product.created_at))
             return {pid: ts if ts.tzinfo else ts.replace(tzinfo=UTC) for pid, ts in rows if ts}
 
+    def catalog_stamp(self) -> str:
+        """Changes whenever a product is added, changed or deleted, or a photo or an
+        embedding is stored: models trained on the catalog are stale when it differs."""
+        with self.engine.connect() as conn:
+            products = conn.execute(
+                select(func.count(), func.max(Product.updated_at)).select_from(Product)
+            ).one()
+            images = conn.execute(select(func.count(Image.id), func.max(Image.id))).one()
+            embeddings = conn.execute(
+                select(func.count(Feature.id), func.max(Feature.id)).where(
+                    Feature.kind == EMBEDDING_KIND
+                )
+            ).one()
+        return "|".join(str(v) for v in (*products, *images, *embeddings))
+
     def count_products(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(Product)) or 0)

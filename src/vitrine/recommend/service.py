@@ -332,7 +332,7 @@ class RecommendationService:
 
     def fingerprint(self) -> str:
         return (
-            f"{self.events.fingerprint()}|{self.store.count_products()}|"
+            f"{self.events.fingerprint()}|{self.store.catalog_stamp()}|"
             + "|".join(sorted(self.weights))
             + als_factors_stamp(self.settings.recommend_als_factors)
         )
