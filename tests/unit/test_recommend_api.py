@@ -49,7 +49,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         r = client.post("/v1/events", json={"events": events}, headers=h(tokens["write"]))
         assert r.status_code == 200 and r.json()["accepted"] == 90
         client.post("/v1/recommendations/train", headers={"X-API-Key": tokens["admin"]})
-        for _ in range(600):
+        for _ in range(1800):  # training runs in a child process: slow on a busy machine
             status = client.get("/v1/recommendations/status",
                                 headers={"X-API-Key": tokens["read"]}).json()
             if status["ready"] and status["events"] == 90:

@@ -109,7 +109,7 @@ def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_
     look = f[:, names.index("visual_max")]
     cold = np.zeros(n, bool)
     cold[[5, 50, 51, 52, 53]] = True  # candidates nobody bought yet
-    look[[5, 50, 51, 52]] = [0.1, 0.2, 0.9, 0.5]  # 53: no photo history to compare with
+    look[[5, 50, 51, 52]] = [0.95, 0.2, 0.9, 0.5]  # 53: no photo history to compare with
     model = Hybrid()
     model.stage1 = type("Stage1", (), {"cold": np.zeros(200, bool)})()
     model.stage1.cold[items[cold]] = True
@@ -117,11 +117,18 @@ def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_
 
     out = model.with_new_products(order, items, f).tolist()
     assert sorted(out) == list(range(n))  # a reordering: nothing lost, nothing doubled
-    assert out[:12] == list(range(12))  # the first page already shows a new product
+    assert out[:12] == list(range(12))  # the first page already shows the closest one
     # then the closest look-alikes, best first, at the end of each page
     assert [out[23], out[35], out[47]] == [51, 52, 50]
     assert out[12:23] == list(range(12, 23)) and out[24:35] == list(range(23, 34))
     assert out.index(53) > out.index(49)  # never picked without a look-alike to explain it
+    assert model.with_new_products(order, items, f, 12).tolist() == out[:12]
+
+    # a new product on the first page that looks less like the customer's items than
+    # another does not keep the closest one out
+    look[5] = 0.1
+    out = model.with_new_products(order, items, f).tolist()
+    assert out[:12] == [*range(11), 51] and [out[23], out[35]] == [52, 50]
 
     model.new_every = 0
     assert model.with_new_products(order, items, f).tolist() == list(range(n))

@@ -103,13 +103,12 @@ INCREASING = {
 DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 
 # One in every NEW_EVERY positions goes to the never-bought product that looks most like
-# one of the customer's items, when the ranker put none in that stretch. A candidate
-# nobody bought has no statistics, so the ranker (rightly) puts them far down: on four
-# H&M validation months the cold purchases among the candidates ranked 66th to 391st.
-# Position 12 is worth little in MAP@12, and its best use is the new product the customer
-# is likeliest to want: the nearest look-alike of their own items picked a bought new
-# product for 4 customers of ~900, the ranker for 1, the visual profile for 2; MAP@12 of
-# the lists went from 0.0170 to 0.0172 (the mean of the four months).
+# one of the customer's items, unless the ranker put one at least as alike in that
+# stretch: the customer sees the new arrival closest to what they bought. Chosen when the
+# ranker still put never-bought candidates far down (66th to 391st on four H&M validation
+# months, before training windows saw only the products on sale then): the nearest
+# look-alike then picked a bought new product for 4 customers of ~900, the ranker for 1,
+# the visual profile for 2 (MAP@12 0.0170 -> 0.0172).
 NEW_EVERY = 12
 
 # A training window's candidates are the products on sale at its start
@@ -357,17 +356,18 @@ class CandidateSources:
     def user_scores(self, history: History, now: float) -> UserScores:
         """Every source's scores for this history, computed once per request."""
         centroids, mass, profile_items = self.profile.interests(history, now)
+        profile, similarity = self.profile.scores_and_similarity(centroids, mass)
         return UserScores(
             history, now,
             {
                 "rebuy": self.rebuy.scores(history, now),
                 "als": self.als.scores(history, now),
                 "cooccurrence": self.cooc.scores(history, now),
-                "visual_profile": self.profile.scores_for(centroids, mass),
+                "visual_profile": profile,
                 "similar": self.similar.scores(history, now),
                 "variants": self.variant_scores(history, now),
             },
-            self.profile.similarity_to(centroids),
+            similarity,
             profile_items,
             self.category_share(history, now),
         )
@@ -654,35 +654,42 @@ class Hybrid(Recommender):
         if not len(items):
             return self.stage1.popularity.recommend_explained(history, k, now, mask)
         s = self.rank(items, f)
-        order = self.with_new_products(np.lexsort((items, -s)), items, f)[:k]
+        order = self.with_new_products(np.lexsort((items, -s)), items, f, k)
         return items[order], s[order], lambda item: self._explain(user, item)
 
-    def with_new_products(self, order: np.ndarray, items: np.ndarray, f: np.ndarray) -> np.ndarray:
-        """``order`` (indices into ``items``, best first) with the last position of every
-        ``new_every`` holding a never-bought candidate when the ranker put none there: the
-        one most like an item of the customer's history (``visual_max``)."""
+    def with_new_products(
+        self, order: np.ndarray, items: np.ndarray, f: np.ndarray, k: int | None = None
+    ) -> np.ndarray:
+        """The first ``k`` of ``order`` (indices into ``items``, best first) with the last
+        position of every ``new_every`` holding the never-bought candidate most like an item
+        of the customer's history (``visual_max``), unless the ranker put one at least as
+        alike in that stretch."""
         assert self.stage1 is not None
+        k = len(order) if k is None else k
         every = self.new_every
         cold = self.stage1.cold[items]
         look = f[:, BASE_FEATURES.index("visual_max")]
         eligible = np.flatnonzero(cold & np.isfinite(look))
-        if every <= 1 or not len(eligible) or len(order) < every:
-            return order
+        if every <= 1 or not len(eligible) or len(order) < every or k < every:
+            return order[:k]
         picks = eligible[np.lexsort((items[eligible], -look[eligible]))].tolist()
         used: set[int] = set()
         out: list[int] = []
         for index in order.tolist():
+            if len(out) >= k:
+                break
             if index in used:
                 continue
-            if len(out) % every == every - 1 and not cold[out[-(every - 1):]].any():
+            if len(out) % every == every - 1:
                 pick = next((p for p in picks if p not in used), None)
-                if pick is not None:
+                stretch = np.asarray(out[-(every - 1):], np.int64)
+                if pick is not None and not (cold[stretch] & (look[stretch] >= look[pick])).any():
                     out.append(pick)
                     used.add(pick)
             if index not in used:  # unless it was the pick itself
                 out.append(index)
                 used.add(index)
-        return np.asarray(out, np.int64)
+        return np.asarray(out[:k], np.int64)
 
     def scores(self, history: History, now: float) -> np.ndarray:
         assert self.stage1 is not None

@@ -206,12 +206,7 @@ class VisualProfile(Recommender):
         return self.similarity_to(self.interests(history, now)[0])
 
     def similarity_to(self, centroids: np.ndarray) -> np.ndarray:
-        data = self.dataset
-        s = self.empty_scores()
-        if len(centroids):
-            best = (data.embeddings @ centroids.T).max(axis=1)
-            s[data.has_embedding] = best[data.has_embedding]
-        return s
+        return self.scores_and_similarity(centroids, None)[1]
 
     def scores(self, history: History, now: float) -> np.ndarray:
         centroids, mass, _ = self.interests(history, now)
@@ -220,18 +215,25 @@ class VisualProfile(Recommender):
     def scores_for(self, centroids: np.ndarray, mass: np.ndarray) -> np.ndarray:
         """Interests interleaved in proportion to their weight: the item at rank ``r`` of
         an interest of share ``w`` scores ``w / (r + 1)``."""
-        data = self.dataset
-        s = self.empty_scores()
+        return self.scores_and_similarity(centroids, mass)[0]
+
+    def scores_and_similarity(
+        self, centroids: np.ndarray, mass: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(the interleaved scores of ``scores_for``, unless ``mass`` is None; per item its
+        best cosine to one of the interests) from one product of the photos and interests."""
+        s, similarity = self.empty_scores(), self.empty_scores()
         if not len(centroids):
-            return s
-        photos, embeddings = data.photos
+            return s, similarity
+        photos, embeddings = self.dataset.photos
         sims = embeddings @ centroids.T.astype(np.float32)  # photos x interests
-        order = np.argsort(-sims, axis=0, kind="stable")
-        ranks = np.empty(sims.shape, np.float64)
-        np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)
-        combined = (mass[None, :] / (ranks + 1.0)).max(axis=1)
-        s[photos] = combined
-        return s
+        similarity[photos] = sims.max(axis=1)
+        if mass is not None:
+            order = np.argsort(-sims, axis=0, kind="stable")
+            ranks = np.empty(sims.shape, np.float64)
+            np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)
+            s[photos] = (mass[None, :] / (ranks + 1.0)).max(axis=1)
+        return s, similarity
 
     def recommend_explained(
         self, history: History, k: int, now: float, valid: np.ndarray | None = None
