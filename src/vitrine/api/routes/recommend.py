@@ -165,9 +165,10 @@ async def post_events(
     if len(rows) > ACCEPT_IN_LOOP:  # a bulk upload: all of it in a worker thread
         added, duplicates = await call(svc.add_events, rows)
         return EventsAccepted(accepted=len(added), duplicates=duplicates)
-    with problems():  # applied here, so that the customers' new lists start at once
+    with problems():  # applied here: the customers' next requests see the events at once
         pending = svc.accept_events(rows)
     added, duplicates = await call(svc.store_events, pending)
+    svc.refresh_lists(pending)  # their new lists start now, before the answer is sent
     return EventsAccepted(accepted=len(added), duplicates=duplicates)
 
 
