@@ -46,7 +46,7 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
     stage1 = hybrid.CandidateSources(past, hybrid.DEFAULT_SOURCES, {})
     histories = past.histories()
     # the catalog as of the cut-off, as the hybrid's training windows and the evaluation see it
-    on_sale = past.available & (data.launch_days(hybrid.LAUNCH_LEAD_DAYS) <= cut)
+    on_sale = past.available & (data.launch_days() <= cut)
     bought: dict[int, list[tuple[int, float]]] = {}
     m = data.ev_purchase & (data.ev_day >= cut) & (data.ev_day < cut + 30)
     for u, i, d in zip(data.ev_user[m].tolist(), data.ev_item[m].tolist(),

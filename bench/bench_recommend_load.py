@@ -225,8 +225,7 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
             label = f"... default @{args.rate:g}/s with events @{args.event_rate:g}/s"
             load, events = await asyncio.gather(
                 open_loop(client, label, args.rate, args.seconds, recommend(None)),
-                event_to_list(RawHttp(host, int(port), key), known, items, args.event_rate,
-                              args.seconds, rng),
+                event_to_list(raw, known, items, args.event_rate, args.seconds, rng),
             )
             load["lists"] = (await client.get("/v1/recommendations/status")).json().get("lists")
             results += [load, *events]

@@ -34,6 +34,10 @@ CATEGORY_CANDIDATES = (
 MAX_FACET_VALUES = 400
 MAX_FACETS = 10
 EMBEDDING_DIMS = 128
+# A product whose record is younger than its first event (a catalog imported beside an
+# older log) is taken as on sale this many days before that event (one label period of
+# the hybrid): see Dataset.launch_days.
+LAUNCH_LEAD_DAYS = 28.0
 _SKIP_FACETS = {"available", "price", "title", "description"}
 
 
@@ -52,6 +56,7 @@ class CatalogProduct:
     id: str
     title: str | None
     attributes: dict[str, Any]
+    created: datetime | None = None  # when the product's record was created
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -205,6 +210,7 @@ class Dataset:
             np.float32,
         )
         available = np.array([a.get("available", True) is not False for a in attrs], bool)
+        created = np.array([to_days(p.created) if p.created else np.nan for p in products])
         return cls(
             items=items,
             item_index=index,
@@ -222,6 +228,7 @@ class Dataset:
             facet_values=facet_values,
             price=price,
             available=available,
+            created_day=created,
             projection=projection,
         )
 
@@ -354,7 +361,15 @@ class Dataset:
         """Per catalog item: in the catalog now and available."""
         return self.available & self.listed
 
-    def launch_days(self, lead_days: float) -> np.ndarray:
+    def first_event_days(self) -> np.ndarray:
+        """Per item (catalog rows first, then event-only ones): the day of its first
+        event (nan: none)."""
+        first = np.full(self.n_items, np.nan)
+        # events are in time order: the last write per item, going backwards, is its first
+        first[self.ev_item[::-1]] = self.ev_day[::-1]
+        return first
+
+    def launch_days(self, lead_days: float = LAUNCH_LEAD_DAYS) -> np.ndarray:
         """Per catalog item: the day it went on sale, as far as the catalog and the log
         tell (-inf: as long as the log knows).
 
@@ -365,14 +380,11 @@ class Dataset:
         known). A time-split model trained on a past period must only see the products
         on sale then: a product launched later is not a negative of that period.
         """
-        n = self.n_catalog
-        first = np.full(self.n_items, np.inf)
-        np.minimum.at(first, self.ev_item, self.ev_day)
-        first = first[:n]
+        first = self.first_event_days()[: self.n_catalog]
         created = self.created_day
         with np.errstate(invalid="ignore"):
             credible = created <= first  # False where nan or younger than its first event
-        out = np.where(np.isfinite(first), np.where(credible, created, first - lead_days), created)
+        out = np.where(np.isnan(first), created, np.where(credible, created, first - lead_days))
         return np.where(np.isnan(out), -np.inf, out)
 
     @property

@@ -29,8 +29,8 @@ import numpy as np
 from vitrine.recommend.base import Recommender
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.complementary import Complementary
-from vitrine.recommend.data import Dataset, History
-from vitrine.recommend.hybrid import LAUNCH_LEAD_DAYS, Hybrid
+from vitrine.recommend.data import LAUNCH_LEAD_DAYS, Dataset, History
+from vitrine.recommend.hybrid import Hybrid
 from vitrine.recommend.popularity import Popularity, Rebuy
 from vitrine.recommend.visual import VisualProfile, VisualSimilar
 

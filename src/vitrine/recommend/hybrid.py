@@ -28,7 +28,7 @@ import numpy as np
 from vitrine.recommend.als_factors import AlsFactors
 from vitrine.recommend.base import Explainer, Reason, Recommender, top_k
 from vitrine.recommend.cf import ALS, Cooccurrence
-from vitrine.recommend.data import Dataset, History
+from vitrine.recommend.data import LAUNCH_LEAD_DAYS, Dataset, History
 from vitrine.recommend.popularity import Popularity, Rebuy, decayed_counts
 from vitrine.recommend.visual import VisualProfile, VisualSimilar
 
@@ -111,13 +111,6 @@ DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 # the visual profile for 2 (MAP@12 0.0170 -> 0.0172).
 NEW_EVERY = 12
 
-# A training window's candidates are the products on sale at its start
-# (``Dataset.launch_days``): a product the log first sees later, in a catalog imported
-# beside an older log, is taken as on sale this many days before its first event, not
-# for the whole log. Counted as on sale all along, every product launched after a window
-# was a never-bought candidate nobody bought in it, and the ranker learnt that
-# never-bought products do not sell.
-LAUNCH_LEAD_DAYS = 28.0
 
 
 @dataclass
@@ -186,12 +179,9 @@ def _item_stats(data: Dataset) -> _ItemStats:
     pop_7 = decayed_counts(data, now, 7.0)[:n]
     pop_30 = decayed_counts(data, now, None, 30.0)[:n]
     pop_all = decayed_counts(data, now, None)[:n]
-    first = np.full(data.n_items, np.nan)
+    first = data.first_event_days()
     last = np.full(data.n_items, np.nan)
-    if len(data.ev_item):
-        # events are in time order: the last write per item is its latest event
-        first[data.ev_item[::-1]] = data.ev_day[::-1]
-        last[data.ev_item] = data.ev_day
+    last[data.ev_item] = data.ev_day  # events are in time order: the last write is the latest
     price = data.price.astype(np.float64).copy()
     has_price = np.isfinite(data.ev_price)
     if has_price.any():
@@ -504,7 +494,6 @@ def _purchases(data: Dataset, start: float, end: float) -> dict[int, set[int]]:
 
 class Hybrid(Recommender):
     name = "hybrid"
-    new_every = NEW_EVERY  # models saved before the parameter existed get the default
 
     def __init__(
         self,
@@ -544,6 +533,10 @@ class Hybrid(Recommender):
         groups: list[int] = []
         end = data.last_day + 1.0
         histories = None
+        # Each window's candidates are the products on sale at its start. Counted as on
+        # sale all along, every product launched after a window was a never-bought
+        # candidate nobody bought in it, and the ranker learnt that never-bought products
+        # do not sell (it put real new arrivals 66th to 391st).
         launched = data.launch_days(self.launch_lead_days)
         for w in range(self.windows):
             stop = end - w * self.window_step

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from vitrine.catalog.models import Feature, Image
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
-from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset, to_days
+from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
 from vitrine.recommend.event_store import EventStore
 from vitrine.vision.features import FEATURE_VERSION
 
@@ -36,8 +36,10 @@ def load_catalog(
     store: CatalogStore, category_field: str = "", model_version: str | None = None
 ) -> Dataset:
     """Every product with its attributes, embedding and aspect vectors."""
+    created = store.created_times()
     products = [
-        CatalogProduct(pid, title, attrs) for pid, title, attrs in store.iter_attributes()
+        CatalogProduct(pid, title, attrs, created.get(pid))
+        for pid, title, attrs in store.iter_attributes()
     ]
     products.sort(key=lambda p: p.id)
     version = model_version or embedding_version(store)
@@ -47,10 +49,6 @@ def load_catalog(
     aspects = {kind: _by_id(*store.primary_vectors(kind, FEATURE_VERSION)) for kind in ASPECT_KINDS}
     data = Dataset.from_catalog(products, embeddings, aspects, category_field)
     data.embedding_version = version
-    created = store.created_times()
-    data.created_day = np.array(
-        [to_days(created[p.id]) if p.id in created else np.nan for p in products]
-    )
     return data
 
 

@@ -495,12 +495,19 @@ class RecommendationService:
         return PendingEvents(records, self._apply(unique))
 
     def refresh_lists(self, pending: PendingEvents) -> None:
-        """Start computing the default lists of these events' customers. Called once the
-        events are stored: a list computation started before holds the GIL while the
-        storing thread waits for it, and the POST of the events answered 2x later (p50
-        10-14 against 5-7 ms, p99 25-55 against 13-22 ms; event -> next list p99 70-151
-        against 58-64 ms after warm-up, bench/bench_recommend_load.py, runs interleaved)."""
-        self._refresh_after_events([e for e, _ in pending.seqs])
+        """Start computing the default list of these events' customers, so that their next
+        request finds it ready or being computed (then waits for it). Called once the
+        events are stored: a computation started earlier holds the GIL while the storing
+        thread waits for it (the POST answered 2x later in the load benchmark)."""
+        k = self.settings.recommend_event_refresh_k
+        if k <= 0 or self.settings.recommend_cache_size <= 0 or self._models is None:
+            return
+        users = list(dict.fromkeys(e.user_id for e, _ in pending.seqs))
+        for user_id in users[:100]:  # a bulk upload refreshes lazily, on request
+            try:
+                self._user_list(user_id, k, None, None, None, compute=False, refresh=True)
+            except StrategyError:
+                return
 
     def store_events(self, pending: PendingEvents) -> tuple[list[EventRecord], int]:
         """Store accepted events; those already stored before are taken back out of the
@@ -525,19 +532,6 @@ class RecommendationService:
                     self._live[user] = kept
                 else:
                     self._live.pop(user, None)
-
-    def _refresh_after_events(self, added: Sequence[EventRecord]) -> None:
-        """Start computing the default list of the customers these events came from, so
-        that their next request finds it ready or being computed (then waits for it)."""
-        k = self.settings.recommend_event_refresh_k
-        if k <= 0 or self.settings.recommend_cache_size <= 0 or self._models is None:
-            return
-        users = list(dict.fromkeys(e.user_id for e in added))
-        for user_id in users[:100]:  # a bulk upload refreshes lazily, on request
-            try:
-                self._user_list(user_id, k, None, None, None, compute=False, refresh=True)
-            except StrategyError:
-                return
 
     def import_events(self, path: Path, columns: EventColumns) -> EventImportReport:
         return self.events.import_csv(path, columns, self.weights, on_batch=self._apply)

@@ -201,13 +201,6 @@ class VisualProfile(Recommender):
         keep = mass > 0
         return centroids[keep], mass[keep] / mass[keep].sum(), items
 
-    def similarity(self, history: History, now: float) -> np.ndarray:
-        """Per catalog item: its best cosine to one of the customer's interests."""
-        return self.similarity_to(self.interests(history, now)[0])
-
-    def similarity_to(self, centroids: np.ndarray) -> np.ndarray:
-        return self.scores_and_similarity(centroids, None)[1]
-
     def scores(self, history: History, now: float) -> np.ndarray:
         centroids, mass, _ = self.interests(history, now)
         return self.scores_for(centroids, mass)
@@ -218,21 +211,20 @@ class VisualProfile(Recommender):
         return self.scores_and_similarity(centroids, mass)[0]
 
     def scores_and_similarity(
-        self, centroids: np.ndarray, mass: np.ndarray | None
+        self, centroids: np.ndarray, mass: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(the interleaved scores of ``scores_for``, unless ``mass`` is None; per item its
-        best cosine to one of the interests) from one product of the photos and interests."""
+        """(the interleaved scores of ``scores_for``; per item its best cosine to one of
+        the interests) from one product of the photos and the interests."""
         s, similarity = self.empty_scores(), self.empty_scores()
         if not len(centroids):
             return s, similarity
         photos, embeddings = self.dataset.photos
         sims = embeddings @ centroids.T.astype(np.float32)  # photos x interests
         similarity[photos] = sims.max(axis=1)
-        if mass is not None:
-            order = np.argsort(-sims, axis=0, kind="stable")
-            ranks = np.empty(sims.shape, np.float64)
-            np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)
-            s[photos] = (mass[None, :] / (ranks + 1.0)).max(axis=1)
+        order = np.argsort(-sims, axis=0, kind="stable")
+        ranks = np.empty(sims.shape, np.float64)
+        np.put_along_axis(ranks, order, np.arange(len(photos), dtype=np.float64)[:, None], 0)
+        s[photos] = (mass[None, :] / (ranks + 1.0)).max(axis=1)
         return s, similarity
 
     def recommend_explained(
