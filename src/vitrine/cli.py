@@ -94,6 +94,10 @@ def import_catalog_cmd(
     ] = None,
     title_column: Annotated[str | None, typer.Option(help="Column with the title.")] = None,
     price_column: Annotated[str | None, typer.Option(help="Column with the price.")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's encoding when not UTF-8 / UTF-16 with a BOM (e.g. cp1252)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Import at most this many rows.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (0: none).")] = None,
     rejects: Annotated[Path | None, typer.Option(help="Where to write the rejects CSV.")] = None,
@@ -102,6 +106,7 @@ def import_catalog_cmd(
     """Import products and their photos from a CSV; resumable, bad rows reported."""
     from vitrine.jobs.bulk_import import import_catalog
     from vitrine.jobs.catalog_source import ColumnMapping
+    from vitrine.jobs.csv_records import check_encoding
 
     if not csv_path.is_file():
         _fail(f"{csv_path}: no such CSV file")
@@ -113,7 +118,12 @@ def import_catalog_cmd(
         image_column=image_column,
         title_column=title_column,
         price_column=price_column,
+        encoding=encoding,
     )
+    try:
+        check_encoding(encoding)
+    except ValueError as exc:
+        _fail(str(exc))
     vitrine = _open()
     try:
         report = import_catalog(
@@ -127,7 +137,7 @@ def import_catalog_cmd(
             progress=progress,
         )
     except ValueError as exc:
-        _fail(str(exc))
+        _fail(f"{csv_path}: {exc}")
     finally:
         vitrine.close()
     summary = report.to_json()

@@ -69,6 +69,10 @@ class Settings:
     max_import_bytes: int = 4 * 1024 * 1024 * 1024  # CSV + zip of a bulk import
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser
     import_root: Path | None = None  # server-side folder that imports may read from
+    # What an uploaded zip of photos may expand to; a larger one is refused (413) unread.
+    import_zip_max_bytes: int = 4 * 1024 * 1024 * 1024
+    import_zip_max_entries: int = 200_000
+    import_zip_max_ratio: float = 100.0  # uncompressed / compressed, per entry
     batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
     log_level: str = "INFO"
 

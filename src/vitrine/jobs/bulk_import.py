@@ -10,6 +10,7 @@ reported, never fatal: the rest is imported.
 from __future__ import annotations
 
 import csv
+import errno
 import multiprocessing
 import os
 import time
@@ -27,6 +28,7 @@ from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.classify.features import product_text
 from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
+from vitrine.jobs.csv_records import read_records
 from vitrine.services.records import aspect_rows, image_records, image_sizes
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import (
@@ -160,10 +162,22 @@ def _prepare_task(task: _Task) -> _Outcome:
         return _Outcome(task.line, task.product_id, prepared=prepared, blob_key=key)
     except ImageDecodeError as exc:
         return _Outcome(task.line, task.product_id, error=exc.reason, source=task.path)
+    except OSError as exc:  # the reason names the problem, never a server path
+        return _Outcome(task.line, task.product_id, error=_os_reason(exc), source=task.path)
     except Exception as exc:  # one broken photo must never stop the import
         return _Outcome(
             task.line, task.product_id, error=f"{type(exc).__name__}: {exc}", source=task.path
         )
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "photo path names a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "photo file cannot be read: permission denied"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "photo path is too long"
+    return f"photo file cannot be read: {exc.strerror or type(exc).__name__}"
 
 
 # -- main side ------------------------------------------------------------------------
@@ -180,9 +194,9 @@ def _chunks(items: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
         yield chunk
 
 
-def count_rows(csv_path: Path) -> int:
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+def count_rows(csv_path: Path, encoding: str | None = None) -> int:
+    """Data rows of the CSV (broken ones included: each is one reject)."""
+    return max(0, sum(1 for _ in read_records(csv_path, encoding)) - 1)
 
 
 class _Writer:
@@ -264,12 +278,16 @@ def import_catalog(
     progress: bool = True,
     on_progress: Callable[[ImportReport, int], None] | None = None,
     progress_every: float = 1.0,
+    confine: bool = False,
 ) -> ImportReport:
-    """Import a catalog CSV and its photos; see the module docstring."""
+    """Import a catalog CSV and its photos; see the module docstring.
+
+    ``confine``: every photo path must stay inside ``images_dir`` (API import jobs).
+    """
     mapping = mapping or ColumnMapping()
     report = ImportReport()
     started = time.perf_counter()
-    total = count_rows(csv_path)
+    total = count_rows(csv_path, mapping.encoding)
     if limit is not None:
         total = min(total, limit)
 
@@ -279,7 +297,7 @@ def import_catalog(
 
     def tasks() -> Iterator[_Task]:
         nonlocal processed
-        for item in read_catalog(csv_path, images_dir, mapping):
+        for item in read_catalog(csv_path, images_dir, mapping, confine=confine):
             if limit is not None and report.rows >= limit:
                 return
             report.rows += 1

@@ -7,13 +7,14 @@ The photo path comes from a template over the row's columns, such as ``{id}.jpg`
 
 from __future__ import annotations
 
-import csv
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from vitrine.catalog.store import ProductRecord
+from vitrine.jobs.csv_records import BrokenRecord, CsvFormatError, read_records
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)(?:\[(-?\d*):(-?\d*)\])?\}")
 TITLE_COLUMNS = ("title", "name", "productDisplayName", "prod_name")
@@ -71,12 +72,34 @@ class ColumnMapping:
     title_column: str | None = None
     description_column: str | None = None
     price_column: str | None = None
+    encoding: str | None = None  # None: UTF-8 (BOM or not) or UTF-16 with a BOM
+
+
+OUTSIDE_FOLDER = "photo path outside the import folder"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def confined(relative: str) -> str:
+    """``relative`` if it names a file inside its folder; a RowError otherwise.
+
+    The check is on the text alone, so that links an operator placed inside the folder
+    are followed, and the reason never tells what exists on the server.
+    """
+    parts = re.split(r"[\\/]", relative)
+    if (
+        relative.startswith(("/", "\\"))
+        or _DRIVE.match(relative)
+        or ".." in parts
+        or "\x00" in relative
+    ):
+        raise RowError(OUTSIDE_FOLDER)
+    return relative
 
 
 def _pick(fieldnames: list[str], explicit: str | None, candidates: tuple[str, ...]) -> str | None:
     if explicit:
         if explicit not in fieldnames:
-            raise ValueError(f"column {explicit!r} is not in the CSV header")
+            raise CsvFormatError(f"column {explicit!r} is not in the CSV header")
         return explicit
     return next((c for c in candidates if c in fieldnames), None)
 
@@ -86,62 +109,74 @@ def _parse_bool(text: str) -> bool:
 
 
 def read_catalog(
-    csv_path: Path, images_dir: Path, mapping: ColumnMapping
+    csv_path: Path, images_dir: Path, mapping: ColumnMapping, *, confine: bool = False
 ) -> Iterator[CatalogRow | RejectedRow]:
-    """Yield each row as a product with its photo path, or as a rejection with its reason."""
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fieldnames = list(reader.fieldnames or [])
-        if mapping.id_column not in fieldnames:
-            raise ValueError(
-                f"{csv_path}: id column {mapping.id_column!r} is not in the header "
-                f"({', '.join(fieldnames[:12])})"
-            )
-        template = PathTemplate(mapping.image_path or f"{{{mapping.id_column}}}.jpg")
-        if mapping.image_column and mapping.image_column not in fieldnames:
-            raise ValueError(
-                f"{csv_path}: image column {mapping.image_column!r} is not in the header"
-            )
-        title = _pick(fieldnames, mapping.title_column, TITLE_COLUMNS)
-        description = _pick(fieldnames, mapping.description_column, DESCRIPTION_COLUMNS)
-        price = _pick(fieldnames, mapping.price_column, PRICE_COLUMNS)
-        available = _pick(fieldnames, None, AVAILABLE_COLUMNS)
-        special = {mapping.id_column, title, description, price, available, mapping.image_column}
-        seen: set[str] = set()
+    """Yield each row as a product with its photo path, or as a rejection with its reason.
 
-        for row in reader:
-            line = reader.line_num
-            pid = (row.get(mapping.id_column) or "").strip()
-            try:
-                if None in row:
-                    raise RowError("row has more fields than the header")
-                if not pid:
-                    raise RowError(f"empty id in column {mapping.id_column!r}")
-                if pid in seen:
-                    raise RowError(f"duplicate id {pid!r} (first occurrence imported)")
-                seen.add(pid)
-                relative = (row.get(mapping.image_column) if mapping.image_column else None) or (
-                    template.render(row)
-                )
-                image_path = images_dir / relative
-                price_value: float | None = None
-                if price and row.get(price):
-                    try:
-                        price_value = float(row[price])
-                    except ValueError as exc:
-                        raise RowError(f"price {row[price]!r} is not a number") from exc
-                product = ProductRecord(
-                    id=pid,
-                    title=row.get(title) if title else None,
-                    description=row.get(description) if description else None,
-                    price=price_value,
-                    available=_parse_bool(row[available])
-                    if available and row.get(available)
-                    else True,
-                    attributes={
-                        k: v for k, v in row.items() if k not in special and v not in (None, "")
-                    },
-                )
-                yield CatalogRow(line=line, product=product, image_path=image_path)
-            except RowError as exc:
-                yield RejectedRow(line=line, product_id=pid, source=str(csv_path), reason=str(exc))
+    ``confine``: photo paths must stay inside ``images_dir`` (imports asked for over the
+    API); the command line reads whatever its operator's folder names.
+    """
+    records = read_records(csv_path, mapping.encoding)
+    header = next(records, None)
+    if header is None:
+        raise CsvFormatError("the CSV file is empty")
+    if isinstance(header, BrokenRecord):
+        raise CsvFormatError(f"the header cannot be read: {header.reason}")
+    fieldnames = header.fields
+    if mapping.id_column not in fieldnames:
+        raise CsvFormatError(
+            f"id column {mapping.id_column!r} is not in the header ({', '.join(fieldnames[:12])})"
+        )
+    template = PathTemplate(mapping.image_path or f"{{{mapping.id_column}}}.jpg")
+    if mapping.image_column and mapping.image_column not in fieldnames:
+        raise CsvFormatError(f"image column {mapping.image_column!r} is not in the header")
+    title = _pick(fieldnames, mapping.title_column, TITLE_COLUMNS)
+    description = _pick(fieldnames, mapping.description_column, DESCRIPTION_COLUMNS)
+    price = _pick(fieldnames, mapping.price_column, PRICE_COLUMNS)
+    available = _pick(fieldnames, None, AVAILABLE_COLUMNS)
+    special = {mapping.id_column, title, description, price, available, mapping.image_column}
+    seen: set[str] = set()
+    source = csv_path.name
+
+    for record in records:
+        line = record.line
+        if isinstance(record, BrokenRecord):
+            yield RejectedRow(line=line, product_id="", source=source, reason=record.reason)
+            continue
+        row = dict(zip(fieldnames, record.fields, strict=False))
+        pid = (row.get(mapping.id_column) or "").strip()
+        try:
+            if len(record.fields) > len(fieldnames):
+                raise RowError("row has more fields than the header")
+            if not pid:
+                raise RowError(f"empty id in column {mapping.id_column!r}")
+            if pid in seen:
+                raise RowError(f"duplicate id {pid!r} (first occurrence imported)")
+            seen.add(pid)
+            relative = (row.get(mapping.image_column) if mapping.image_column else None) or (
+                template.render(row)
+            )
+            image_path = images_dir / (confined(relative) if confine else relative)
+            product = ProductRecord(
+                id=pid,
+                title=row.get(title) if title else None,
+                description=row.get(description) if description else None,
+                price=_parse_price(row.get(price) if price else None),
+                available=_parse_bool(row[available]) if available and row.get(available) else True,
+                attributes={k: v for k, v in row.items() if k not in special and v != ""},
+            )
+            yield CatalogRow(line=line, product=product, image_path=image_path)
+        except RowError as exc:
+            yield RejectedRow(line=line, product_id=pid, source=source, reason=str(exc))
+
+
+def _parse_price(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise RowError(f"price {text!r} is not a number") from exc
+    if not math.isfinite(value) or value < 0:
+        raise RowError(f"price {text!r} must be a finite number >= 0")
+    return value

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import stat
 import threading
 import uuid
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import select, update
 from vitrine.catalog.models import ImportJob, utcnow
 from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
 from vitrine.jobs.catalog_source import ColumnMapping
+from vitrine.jobs.csv_records import CsvFormatError, check_encoding
 from vitrine.services.runtime import Vitrine
 
 log = logging.getLogger(__name__)
@@ -33,24 +35,67 @@ class ImportRequestError(ValueError):
     """An import that cannot be started; the message says why."""
 
 
-def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
-    """Unzip without letting names escape ``target`` or sizes exceed ``max_bytes``."""
+class ImportTooLargeError(ImportRequestError):
+    """An upload that would expand beyond the configured bounds (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """What an uploaded zip may expand to."""
+
+    max_bytes: int
+    max_entries: int
+    max_ratio: float
+    # Entries this small are never called bombs, whatever their ratio (a blank PNG).
+    ratio_floor_bytes: int = 1024 * 1024
+
+
+def _is_link(member: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(member.external_attr >> 16)
+
+
+def check_zip(zf: zipfile.ZipFile, target: Path, limits: ZipLimits) -> None:
+    """Refuse, before anything is written, a zip that escapes ``target``, holds links or
+    expands past ``limits`` (its sizes as declared: extraction stops at them)."""
+    members = zf.infolist()
+    if len(members) > limits.max_entries:
+        raise ImportTooLargeError(
+            f"the zip holds {len(members)} entries, more than the limit of {limits.max_entries}"
+        )
+    total = sum(m.file_size for m in members)
+    if total > limits.max_bytes:
+        raise ImportTooLargeError(
+            f"the zip unpacks to {total} bytes, more than the limit of {limits.max_bytes}"
+        )
+    root = target.resolve()
+    for member in members:
+        if _is_link(member):
+            raise ImportRequestError(f"zip entry {member.filename!r} is a link; links are refused")
+        if not (root / member.filename).resolve().is_relative_to(root):
+            raise ImportRequestError(f"zip entry {member.filename!r} escapes the folder")
+        ratio = member.file_size / max(1, member.compress_size)
+        if member.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+            raise ImportTooLargeError(
+                f"zip entry {member.filename!r} expands {ratio:.0f} times, more than the "
+                f"limit of {limits.max_ratio:g}: a zip bomb is refused"
+            )
+
+
+def safe_extract(archive: Path, target: Path, limits: ZipLimits) -> None:
+    """Unzip after :func:`check_zip`; a broken zip is an ImportRequestError."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            total = sum(m.file_size for m in members)
-            if total > max_bytes:
-                raise ImportRequestError(
-                    f"the zip unpacks to {total} bytes, more than the limit of {max_bytes}"
-                )
-            root = target.resolve()
-            for member in members:
-                dest = (root / member.filename).resolve()
-                if not dest.is_relative_to(root):
-                    raise ImportRequestError(f"zip entry {member.filename!r} escapes the folder")
-            zf.extractall(root)
+            check_zip(zf, target, limits)
+            zf.extractall(target.resolve())
     except zipfile.BadZipFile as exc:
         raise ImportRequestError(f"the images file is not a valid zip: {exc}") from exc
+
+
+def _check_mapping(mapping: ColumnMapping) -> None:
+    try:
+        check_encoding(mapping.encoding)
+    except CsvFormatError as exc:
+        raise ImportRequestError(str(exc)) from exc
 
 
 class ImportJobs:
@@ -66,14 +111,21 @@ class ImportJobs:
     def create_from_upload(
         self, csv_data: bytes, zip_path: Path | None, mapping: ColumnMapping
     ) -> str:
+        _check_mapping(mapping)
         job_id = uuid.uuid4().hex
         folder = self.root / job_id
         images = folder / "images"
         images.mkdir(parents=True)
         (folder / "products.csv").write_bytes(csv_data)
         if zip_path is not None:
+            settings = self.vitrine.settings
+            limits = ZipLimits(
+                max_bytes=settings.import_zip_max_bytes,
+                max_entries=settings.import_zip_max_entries,
+                max_ratio=settings.import_zip_max_ratio,
+            )
             try:
-                safe_extract(zip_path, images, self.vitrine.settings.max_import_bytes)
+                safe_extract(zip_path, images, limits)
             except ImportRequestError:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
@@ -85,12 +137,13 @@ class ImportJobs:
             raise ImportRequestError(
                 "server-side imports are disabled: set VITRINE_IMPORT_ROOT to allow a folder"
             )
+        _check_mapping(mapping)
         root = root.resolve()
         csv_file = (root / csv_path).resolve()
         folder = (root / images_dir).resolve()
-        for path in (csv_file, folder):
+        for given, path in ((csv_path, csv_file), (images_dir, folder)):
             if not path.is_relative_to(root):
-                raise ImportRequestError(f"{path} is outside the import root")
+                raise ImportRequestError(f"{given!r} is outside the import root")
         if not csv_file.is_file():
             raise ImportRequestError(f"{csv_path}: no such CSV file under the import root")
         if not folder.is_dir():
@@ -185,17 +238,33 @@ class ImportJobs:
 
         try:
             csv_path = Path(params["csv"])
-            self._save(job_id, total=count_rows(csv_path))
+            mapping = ColumnMapping(**params["mapping"])
+            self._save(job_id, total=count_rows(csv_path, mapping.encoding))
             import_catalog(
                 self.vitrine,
                 csv_path,
                 Path(params["images"]),
-                ColumnMapping(**params["mapping"]),
+                mapping,
                 progress=False,
                 on_progress=progress,
                 rejects_path=self.root / f"{job_id}-rejects.csv",
+                confine=True,
             )
             self._save(job_id, status="done", finished_at=utcnow())
         except Exception as exc:  # a failed job is recorded, never kills the runner
             log.exception("import job %s failed", job_id)
-            self._save(job_id, status="failed", error=str(exc), finished_at=utcnow())
+            error = self._public_error(exc, params)
+            self._save(job_id, status="failed", error=error, finished_at=utcnow())
+
+    def _public_error(self, exc: Exception, params: dict[str, Any]) -> str:
+        """The job's error as its submitter may read it: no server path in it."""
+        if isinstance(exc, CsvFormatError):
+            return str(exc)
+        text = f"{type(exc).__name__}: {exc}"
+        root = self.vitrine.settings.import_root
+        folders = [params.get("csv", ""), params.get("images", ""), str(self.vitrine.settings.home)]
+        if root is not None:
+            folders += [str(root.resolve()), str(root)]
+        for folder in sorted(filter(None, folders), key=len, reverse=True):
+            text = text.replace(folder, "<import>")
+        return text

@@ -16,7 +16,7 @@ from vitrine.admin.templating import render
 from vitrine.api.routes.products import MAX_ID_LENGTH
 from vitrine.catalog.store import ProductRecord
 from vitrine.jobs.catalog_source import ColumnMapping
-from vitrine.jobs.import_jobs import ImportRequestError
+from vitrine.jobs.import_jobs import ImportRequestError, ImportTooLargeError
 from vitrine.services.products import ProductExistsError, Upload
 from vitrine.vision.decode import ImageDecodeError
 
@@ -119,6 +119,7 @@ async def upload_bulk(
     image_column: Annotated[str, Form()] = "",
     title_column: Annotated[str, Form()] = "",
     price_column: Annotated[str, Form()] = "",
+    encoding: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     jobs = request.app.state.imports
     mapping = ColumnMapping(
@@ -127,6 +128,7 @@ async def upload_bulk(
         image_column=_optional(image_column),
         title_column=_optional(title_column),
         price_column=_optional(price_column),
+        encoding=_optional(encoding),
     )
     csv_data = await csv.read()
     if not csv_data:
@@ -139,6 +141,8 @@ async def upload_bulk(
                 with zip_file.open("wb") as out:
                     await run_in_threadpool(shutil.copyfileobj, images.file, out)
             job_id = await run_in_threadpool(jobs.create_from_upload, csv_data, zip_file, mapping)
+    except ImportTooLargeError as exc:
+        return render(request, "partials/job.html", 413, job=None, error=str(exc))
     except (ImportRequestError, ValueError) as exc:
         return render(request, "partials/job.html", 422, job=None, error=str(exc))
     return render(request, "partials/job.html", job=jobs.get(job_id), error="")

@@ -14,7 +14,7 @@ from vitrine.api.auth import require
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import ImportJobOut
 from vitrine.jobs.catalog_source import ColumnMapping
-from vitrine.jobs.import_jobs import ImportJobs, ImportRequestError
+from vitrine.jobs.import_jobs import ImportJobs, ImportRequestError, ImportTooLargeError
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -50,6 +50,14 @@ async def create_import(
     image_column: Annotated[str | None, Form()] = None,
     title_column: Annotated[str | None, Form()] = None,
     price_column: Annotated[str | None, Form()] = None,
+    encoding: Annotated[
+        str | None,
+        Form(
+            max_length=64,
+            description="The CSV's encoding when it is not UTF-8 or UTF-16 with a BOM, "
+            "e.g. cp1252.",
+        ),
+    ] = None,
 ) -> ImportJobOut:
     """Queue an import; poll GET /v1/imports/{id} for progress and rejects."""
     jobs: ImportJobs = request.app.state.imports
@@ -59,6 +67,7 @@ async def create_import(
         image_column=image_column,
         title_column=title_column,
         price_column=price_column,
+        encoding=encoding or None,
     )
     try:
         if csv is not None:
@@ -76,6 +85,8 @@ async def create_import(
             job_id = jobs.create_from_path(csv_path, images_dir or ".", mapping)
         else:
             raise Problem(422, "send a csv file (and an images zip), or csv_path", "invalid-fields")
+    except ImportTooLargeError as exc:
+        raise Problem(413, str(exc), "import-too-large") from exc
     except ImportRequestError as exc:
         raise Problem(422, str(exc), "invalid-import") from exc
     job = jobs.get(job_id)
