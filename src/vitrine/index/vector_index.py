@@ -39,52 +39,47 @@ Concurrency
 Persistence
     :meth:`VectorIndex.save` writes one file: a magic header, a small JSON metadata
     block (dim, kind, parameters, fingerprint, counts), the row-to-id table as JSON,
-    then the faiss index. It is written to a temporary file in the same directory and
-    moved into place with ``os.replace``. :meth:`VectorIndex.stored_fingerprint` reads
-    only the header and metadata.
+    then the faiss index (:mod:`vitrine.index.index_file`: atomic replace).
+    :meth:`VectorIndex.stored_fingerprint` reads only the header and metadata.
+
+Parts: this module holds the index; :mod:`~vitrine.index.concurrency` its locking,
+:mod:`~vitrine.index.filtering` the bitmaps and the filter cache,
+:mod:`~vitrine.index.index_file` its file format.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import os
-import struct
-import tempfile
 import threading
-from collections import OrderedDict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import faiss
 import numpy as np
 
-__all__ = ["Hit", "VectorIndex"]
+from vitrine.index.concurrency import ReadWriteLock, omp_threads
+from vitrine.index.faiss_storage import (
+    KIND_FLAT,
+    KIND_HNSW,
+    exact_top_k,
+    flat_storage,
+    new_faiss_index,
+    stored_vectors,
+)
+from vitrine.index.filtering import FilterRowCache, bit_masks, packed_membership
+from vitrine.index.index_file import read_index_file, read_metadata, write_index_file
 
-KIND_FLAT: Final = "flat"
-KIND_HNSW: Final = "hnsw"
-
-_MAGIC: Final = b"VITRIDX\x01"
-_FORMAT: Final = "vitrine-vector-index"
-_FORMAT_VERSION: Final = 1
-_LEN: Final = struct.Struct("<Q")
-_MAX_META_BYTES: Final = 1 << 20
+__all__ = ["KIND_FLAT", "KIND_HNSW", "Hit", "VectorIndex"]
 
 # Vectors added to an HNSW graph per write-locked step: searches wait at most one chunk
 # (HNSW inserts cost ~1-3 ms each at 100k x 1280 on 2 cores, so ~30-100 ms).
 _HNSW_ADD_CHUNK: Final = 32
 # Rows copied at a time when rebuilding (bounds temporary memory: 16k x 1280 x 4 B = 84 MB).
 _GATHER_CHUNK: Final = 16_384
-# Rows scored at a time by exact search (a gather for many queries is 4k x 1280 x 4 B = 21 MB).
-_EXACT_CHUNK: Final = 4096
-# Up to this many queries, exact scoring reads rows in place (faiss compute_distance_subset).
-_SUBSET_MAX_QUERIES: Final = 4
-# frozenset filters whose id -> row mapping is remembered (see VectorIndex._allowed_rows).
-_FILTER_CACHE_SIZE: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,47 +88,6 @@ class Hit:
 
     product_id: str
     score: float
-
-
-class _ReadWriteLock:
-    """Many readers or one writer; waiting writers block new readers (no writer starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            try:
-                while self._writer or self._readers:
-                    self._cond.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 class VectorIndex:
@@ -184,7 +138,7 @@ class VectorIndex:
         self._exact_filter_max = int(exact_filter_max)
 
         self._mutex = threading.RLock()  # serialises mutations, rebuilds and saves
-        self._rw = _ReadWriteLock()  # searches read; in-place changes and swaps write
+        self._rw = ReadWriteLock()  # searches read; in-place changes and swaps write
 
         self._kind: str = KIND_FLAT
         self._index: Any = self._new_faiss_index(KIND_FLAT)
@@ -194,10 +148,7 @@ class VectorIndex:
         self._alive_bits: np.ndarray | None = None  # packed _alive, only while tombstones exist
         self._dead = 0
         self._generation = 0  # bumped by every change of rows; keys the filter cache
-        self._filter_cache: OrderedDict[int, tuple[frozenset[str], int, np.ndarray, Any]] = (
-            OrderedDict()
-        )
-        self._filter_cache_lock = threading.Lock()
+        self._filter_cache = FilterRowCache()
 
     # ------------------------------------------------------------------ properties
 
@@ -430,7 +381,7 @@ class VectorIndex:
             return empty
         # A single query runs on the calling thread only: OpenMP teams for one query cost
         # more than they save, and oversubscribe the CPU when requests search concurrently.
-        threads = _omp_threads(1) if nq == 1 else contextlib.nullcontext()
+        threads = omp_threads(1) if nq == 1 else contextlib.nullcontext()
         with threads, self._rw.read():
             live = len(self._pos)
             if live == 0:
@@ -447,10 +398,10 @@ class VectorIndex:
                 if candidates.size <= self._exact_filter_max:
                     return self._exact(queries, candidates, k)
                 if bits is None:
-                    bits = _packed_membership(candidates, int(self._index.ntotal))
+                    bits = packed_membership(candidates, int(self._index.ntotal))
                 elif excluded.size:
                     bits = bits.copy()
-                    np.bitwise_and.at(bits, excluded >> 3, ~_bit_masks(excluded))
+                    np.bitwise_and.at(bits, excluded >> 3, ~bit_masks(excluded))
                 want = min(k, int(candidates.size))
                 ef = max(self._ef_search, want)
                 ef = min(math.ceil(ef * live / candidates.size), max(4 * ef, 1024))
@@ -468,7 +419,7 @@ class VectorIndex:
                 else:
                     bits = np.packbits(self._alive, bitorder="little")
                 if excluded.size:
-                    np.bitwise_and.at(bits, excluded >> 3, ~_bit_masks(excluded))
+                    np.bitwise_and.at(bits, excluded >> 3, ~bit_masks(excluded))
                 selector = faiss.IDSelectorBitmap(bits)
             scores, labels = self._faiss_search(queries, want, selector, self._ef_search)
             return self._collect(queries, scores, labels, want, None, excluded)
@@ -481,30 +432,19 @@ class VectorIndex:
         return rows[rows >= 0]
 
     def _allowed_rows(self, allowed: Collection[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Sorted rows of ``allowed``, and their packed bitmap when past the exact limit.
-
-        Mapping ids to rows costs one dict probe per id, which dominates a broadly
-        filtered search (~50k ids). A ``frozenset`` passed again unchanged (same object)
-        while the index is unchanged reuses the previous mapping.
-        """
-        key = id(allowed)
+        """Sorted rows of ``allowed``, and their packed bitmap when past the exact limit
+        (a ``frozenset`` passed again while the index is unchanged reuses its mapping)."""
         cacheable = isinstance(allowed, frozenset)
         if cacheable:
-            with self._filter_cache_lock:
-                entry = self._filter_cache.get(key)
-                if entry is not None and entry[0] is allowed and entry[1] == self._generation:
-                    self._filter_cache.move_to_end(key)
-                    return entry[2], entry[3]
+            cached = self._filter_cache.get(allowed, self._generation)  # type: ignore[arg-type]
+            if cached is not None:
+                return cached
         rows = np.unique(self._rows_of(allowed))
         bits = None
         if rows.size > self._exact_filter_max:
-            bits = _packed_membership(rows, int(self._index.ntotal))
+            bits = packed_membership(rows, int(self._index.ntotal))
         if cacheable:
-            with self._filter_cache_lock:
-                self._filter_cache[key] = (allowed, self._generation, rows, bits)
-                self._filter_cache.move_to_end(key)
-                while len(self._filter_cache) > _FILTER_CACHE_SIZE:
-                    self._filter_cache.popitem(last=False)
+            self._filter_cache.put(allowed, self._generation, rows, bits)  # type: ignore[arg-type]
         return rows, bits
 
     def _faiss_search(
@@ -550,74 +490,25 @@ class VectorIndex:
 
     def _exact(self, queries: np.ndarray, rows: np.ndarray, k: int) -> list[list[Hit]]:
         """Exact top-k over the given live rows (caller holds the read lock)."""
-        nq = queries.shape[0]
-        k = min(k, int(rows.size))
-        best_scores = np.empty((nq, 0), dtype=np.float32)
-        best_rows = np.empty((nq, 0), dtype=np.int64)
-        for start in range(0, int(rows.size), _EXACT_CHUNK):
-            chunk = rows[start : start + _EXACT_CHUNK]
-            scores = self._scores(queries, chunk)
-            if scores.shape[1] > k:
-                top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-                scores = np.take_along_axis(scores, top, axis=1)
-                chunk_rows = chunk[top]
-            else:
-                chunk_rows = np.broadcast_to(chunk, scores.shape)
-            best_scores = np.concatenate([best_scores, scores], axis=1)
-            best_rows = np.concatenate([best_rows, chunk_rows], axis=1)
-        order = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]
+        flat = flat_storage(self._index, self._kind)
+        scores, best = exact_top_k(flat, queries, rows, k)
         ids = self._ids
         return [
             [
-                Hit(ids[int(r)], float(s))  # type: ignore[arg-type]
-                for s, r in zip(best_scores[i, order[i]], best_rows[i, order[i]], strict=True)
+                Hit(ids[int(r)], float(sc))  # type: ignore[arg-type]
+                for sc, r in zip(scores[i], best[i], strict=True)
             ]
-            for i in range(nq)
+            for i in range(queries.shape[0])
         ]
 
-    def _scores(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Inner products ``(nq, len(rows))`` of the queries with the stored rows."""
-        flat = self._flat_storage()
-        nq, m = queries.shape[0], int(rows.size)
-        if nq > _SUBSET_MAX_QUERIES:  # many queries: one gather, then a BLAS matmul
-            return queries @ self._stored_vectors()[rows].T
-        # few queries: faiss reads the rows in place (no gather copy), ~3x faster
-        labels = np.ascontiguousarray(np.broadcast_to(rows, (nq, m)), dtype=np.int64)
-        scores = np.empty((nq, m), dtype=np.float32)
-        flat.compute_distance_subset(
-            nq, faiss.swig_ptr(queries), m, faiss.swig_ptr(scores), faiss.swig_ptr(labels)
-        )
-        return scores
-
-    # ------------------------------------------------------------------ faiss helpers
-
     def _new_faiss_index(self, kind: str) -> Any:
-        if kind == KIND_FLAT:
-            return faiss.IndexFlatIP(self._dim)
-        if kind == KIND_HNSW:
-            index = faiss.IndexHNSWFlat(self._dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self._ef_construction
-            index.hnsw.efSearch = self._ef_search
-            return index
-        raise ValueError(f"unknown index kind {kind!r}")
-
-    def _flat_storage(self) -> Any:
-        """The ``IndexFlat`` holding the raw vectors (the index itself, or HNSW's storage)."""
-        if self._kind == KIND_FLAT:
-            return self._index
-        return faiss.downcast_index(self._index.storage)
+        return new_faiss_index(
+            kind, self._dim, self._hnsw_m, self._ef_construction, self._ef_search
+        )
 
     def _stored_vectors(self) -> np.ndarray:
-        """Zero-copy ``(ntotal, dim)`` view of the stored vectors.
-
-        Valid only while the index is not appended to: callers hold the read lock or
-        the mutation lock.
-        """
-        n = int(self._index.ntotal)
-        if n == 0:
-            return np.empty((0, self._dim), dtype=np.float32)
-        ptr = self._flat_storage().get_xb()
-        return faiss.rev_swig_ptr(ptr, n * self._dim).reshape(n, self._dim)
+        """Zero-copy view of the stored vectors (callers hold the read or mutation lock)."""
+        return stored_vectors(flat_storage(self._index, self._kind))
 
     def _as_matrix(self, array: np.ndarray, what: str) -> np.ndarray:
         matrix = np.asarray(array, dtype=np.float32)
@@ -634,17 +525,10 @@ class VectorIndex:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: Path, *, fingerprint: str = "") -> None:
-        """Write the index, id table and metadata to ``path`` atomically.
-
-        The file is written next to ``path`` under a temporary name, fsynced, then moved
-        over ``path`` with ``os.replace``; readers see either the old or the new file.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the index, id table and metadata to ``path`` atomically
+        (see :mod:`vitrine.index.index_file`)."""
         with self._mutex:
             meta = {
-                "format": _FORMAT,
-                "version": _FORMAT_VERSION,
                 "dim": self._dim,
                 "kind": self._kind,
                 "params": self.params,
@@ -653,27 +537,7 @@ class VectorIndex:
                 "rows": int(self._index.ntotal),
                 "tombstones": self._dead,
             }
-            meta_bytes = json.dumps(meta, sort_keys=True).encode()
-            ids_bytes = json.dumps(self._ids, ensure_ascii=False).encode()
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(_MAGIC)
-                    fh.write(_LEN.pack(len(meta_bytes)))
-                    fh.write(meta_bytes)
-                    fh.write(_LEN.pack(len(ids_bytes)))
-                    fh.write(ids_bytes)
-                    writer = faiss.PyCallbackIOWriter(fh.write)
-                    faiss.write_index(self._index, writer)
-                    del writer
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp_name, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp_name)
-                raise
-        _fsync_dir(path.parent)
+            write_index_file(path, meta, self._ids, self._index)
 
     @classmethod
     def load(cls, path: Path, **overrides: float) -> VectorIndex:
@@ -683,15 +547,7 @@ class VectorIndex:
         the current settings); ``hnsw_m`` / ``ef_construction`` then apply to rebuilds only.
         """
         path = Path(path)
-        with open(path, "rb") as fh:
-            meta = _read_meta(fh, path)
-            ids_len = _read_len(fh, path)
-            ids = json.loads(fh.read(ids_len))
-            reader = faiss.PyCallbackIOReader(fh.read)
-            index = faiss.read_index(reader)
-            del reader
-        if not isinstance(ids, list) or not all(i is None or isinstance(i, str) for i in ids):
-            raise ValueError(f"{path}: corrupt id table")
+        meta, ids, index = read_index_file(path)
         kind = meta.get("kind")
         params = {**meta.get("params", {}), **overrides}
         try:
@@ -722,11 +578,7 @@ class VectorIndex:
     @staticmethod
     def read_metadata(path: Path) -> dict[str, Any] | None:
         """The metadata block of a saved index, or None if missing or not a saved index."""
-        try:
-            with open(path, "rb") as fh:
-                return _read_meta(fh, Path(path))
-        except (OSError, ValueError):
-            return None
+        return read_metadata(path)
 
     @staticmethod
     def stored_fingerprint(path: Path) -> str | None:
@@ -739,66 +591,3 @@ class VectorIndex:
             return None
         fingerprint = meta.get("fingerprint")
         return fingerprint if isinstance(fingerprint, str) else None
-
-
-@contextlib.contextmanager
-def _omp_threads(n: int) -> Iterator[None]:
-    """Run faiss with ``n`` OpenMP threads on this thread (the setting is per thread)."""
-    previous = faiss.omp_get_max_threads()
-    if previous == n:
-        yield
-        return
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
-def _packed_membership(rows: np.ndarray, n: int) -> np.ndarray:
-    """Bitmap (little-endian bits, as faiss.IDSelectorBitmap reads them) of ``rows`` in ``n``."""
-    member = np.zeros(n, dtype=bool)
-    member[rows] = True
-    return np.packbits(member, bitorder="little")
-
-
-def _bit_masks(rows: np.ndarray) -> np.ndarray:
-    return np.left_shift(np.uint8(1), (rows & 7).astype(np.uint8))
-
-
-def _read_len(fh: BinaryIO, path: Path) -> int:
-    raw = fh.read(_LEN.size)
-    if len(raw) != _LEN.size:
-        raise ValueError(f"{path}: truncated vector index file")
-    return int(_LEN.unpack(raw)[0])
-
-
-def _read_meta(fh: BinaryIO, path: Path) -> dict[str, Any]:
-    if fh.read(len(_MAGIC)) != _MAGIC:
-        raise ValueError(f"{path}: not a vitrine vector index file")
-    size = _read_len(fh, path)
-    if size > _MAX_META_BYTES:
-        raise ValueError(f"{path}: metadata block too large ({size} bytes)")
-    try:
-        meta = json.loads(fh.read(size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt metadata: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(f"{path}: not a vitrine vector index file")
-    if meta.get("version") != _FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported vector index version {meta.get('version')!r}")
-    return meta
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (best effort; not every platform can open directories)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
