@@ -14,7 +14,7 @@ prints hit@1/5/10 and MRR of
   runs it: the canonical query view (exposure, the catalogue's typical aspect), ANN top
   ``--candidates`` on its embedding plus the top ``--candidates`` of each exact aspect scan
   (colour layout; colour + pattern), re-ranked by the fused aspects
-  (:mod:`vitrine.index.rerank`),
+  (:mod:`vitrine.index.fusion`),
 
 then the latency of the plain search by photo (decode + features + CNN + ANN) and of
 Vitrine's (+ layout, scans, rerank): one request at a time (with CPU-ms per request, the
@@ -245,7 +245,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def main() -> int:
-    from vitrine.index.rerank import DEFAULT_WEIGHTS, format_weights, parse_weights
+    from vitrine.index.fusion import DEFAULT_WEIGHTS, format_weights, parse_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, default=ROOT / ".cache" / "bench-fashion-home")

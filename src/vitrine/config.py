@@ -53,7 +53,7 @@ class Settings:
     index_ef_search: int = 64
 
     # Search by photo: aspect weights of the re-ranking ("" = the built-in defaults, see
-    # index/rerank.py; e.g. "embedding=2,layout_aligned=1.5,color=0.75") and how many
+    # index/fusion.py; e.g. "embedding=2,layout_aligned=1.5,color=0.75") and how many
     # candidates each source (ANN, exact aspect scans) contributes.
     search_aspect_weights: str = ""
     search_candidates: int = 50

@@ -3,7 +3,7 @@
 :class:`Dataset` maps product ids to dense item indices (catalog products first, then
 products that appear only in events: they tell about the customer but are never
 recommended) and customer ids to user indices, and holds per catalog item its CNN
-embedding, aspect vectors (an :class:`~vitrine.index.rerank.AspectStore`), category,
+embedding, aspect vectors (an :class:`~vitrine.index.aspect_store.AspectStore`), category,
 price, availability, and a few categorical *facets* (the product's attributes with few
 distinct values: type, colour, pattern, department, ...) that describe taste.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vitrine.index import AttributeIndex
-from vitrine.index.rerank import AspectStore
+from vitrine.index.aspect_store import AspectStore
 
 DAY = 86_400.0
 ASPECT_KINDS = ("color", "texture", "shape", "pattern")
@@ -82,9 +82,7 @@ class Projection:
         return np.ascontiguousarray(x * has[:, None], np.float32)
 
 
-def reduce_dimensions(
-    emb: np.ndarray, has: np.ndarray, dims: int
-) -> tuple[np.ndarray, Projection]:
+def reduce_dimensions(emb: np.ndarray, has: np.ndarray, dims: int) -> tuple[np.ndarray, Projection]:
     """Unit rows projected on the ``dims`` principal axes of the catalog's embeddings.
 
     Cosines are kept closely (the CNN's 1280 dimensions are highly redundant on one
@@ -205,8 +203,10 @@ class Dataset:
                     codes[row, j] = values.setdefault(value, len(values))
             facet_values.append(list(values))
         price = np.array(
-            [float(a["price"]) if isinstance(a.get("price"), int | float) else np.nan
-             for a in attrs],
+            [
+                float(a["price"]) if isinstance(a.get("price"), int | float) else np.nan
+                for a in attrs
+            ],
             np.float32,
         )
         available = np.array([a.get("available", True) is not False for a in attrs], bool)
@@ -261,15 +261,17 @@ class Dataset:
         chosen: list[str] = []
         for key in good:
             values = [as_scalar(a.get(key)) for a in attrs]
-            if not any(_same_partition(values, [as_scalar(a.get(c)) for a in attrs])
-                       for c in chosen):
+            if not any(
+                _same_partition(values, [as_scalar(a.get(c)) for a in attrs]) for c in chosen
+            ):
                 chosen.append(key)
             if len(chosen) == MAX_FACETS:
                 break
         return chosen
 
     def with_events(
-        self, events: Iterable[tuple[str, str, str, datetime, float | None]],
+        self,
+        events: Iterable[tuple[str, str, str, datetime, float | None]],
         weights: Mapping[str, float],
     ) -> Dataset:
         """Add the event log: (user, product, type, time, price) in time order."""
@@ -404,8 +406,11 @@ class Dataset:
             rows = order[bounds[user] : bounds[user + 1]]
             out.append(
                 History(
-                    self.ev_item[rows], self.ev_day[rows], self.ev_weight[rows],
-                    self.ev_purchase[rows], user=user,
+                    self.ev_item[rows],
+                    self.ev_day[rows],
+                    self.ev_weight[rows],
+                    self.ev_purchase[rows],
+                    user=user,
                 )
             )
         return out
@@ -415,8 +420,11 @@ class Dataset:
         rows = [self.item_index[p] for p in product_ids if p in self.item_index]
         n = len(rows)
         return History(
-            np.array(rows, np.int32), np.full(n, day), np.full(n, weight, np.float32),
-            np.zeros(n, bool), user=None,
+            np.array(rows, np.int32),
+            np.full(n, day),
+            np.full(n, weight, np.float32),
+            np.zeros(n, bool),
+            user=None,
         )
 
 

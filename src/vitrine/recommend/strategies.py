@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 
 from vitrine.catalog.models import RecommendationStrategy, utcnow
-from vitrine.index.rerank import DEFAULT_WEIGHTS
+from vitrine.index.fusion import DEFAULT_WEIGHTS
 from vitrine.recommend.als_factors import AlsFactors
 from vitrine.recommend.base import Recommender
 from vitrine.recommend.cf import ALS, Cooccurrence
@@ -158,23 +158,30 @@ def builtin_strategies(default_algorithm: str = "hybrid") -> dict[str, Strategy]
     """What a new shop starts with; ``default`` uses the algorithm that won the offline
     evaluation (see README "Recommendations")."""
     return {
-        "default": Strategy("default", default_algorithm,
-                            description="the best algorithm of the offline evaluation"),
+        "default": Strategy(
+            "default", default_algorithm, description="the best algorithm of the offline evaluation"
+        ),
         "hybrid": Strategy("hybrid", "hybrid", description="two-stage: sources + LambdaRank"),
         "als": Strategy("als", "als", description="implicit ALS"),
         "visual": Strategy(
-            "visual", "visual_profile", description="the customer's visual taste",
+            "visual",
+            "visual_profile",
+            description="the customer's visual taste",
             rules=Rules(exclude_purchased=True),
         ),
         "similar": Strategy(
-            "similar", "similar", weights=dict(
-                (k, v) for k, v in DEFAULT_WEIGHTS.items() if k in ASPECT_KINDS and v > 0
-            ), description="visually similar, aspect-weighted",
+            "similar",
+            "similar",
+            weights=dict((k, v) for k, v in DEFAULT_WEIGHTS.items() if k in ASPECT_KINDS and v > 0),
+            description="visually similar, aspect-weighted",
         ),
-        "trending": Strategy("trending", "trending", fallback=["popularity"],
-                             description="time-decayed popularity"),
+        "trending": Strategy(
+            "trending", "trending", fallback=["popularity"], description="time-decayed popularity"
+        ),
         "complementary": Strategy(
-            "complementary", "complementary", fallback=["similar", "trending"],
+            "complementary",
+            "complementary",
+            fallback=["similar", "trending"],
             description="complete the look: bought together across categories",
         ),
     }
@@ -195,8 +202,13 @@ class StrategyStore:
             present = set(conn.scalars(select(RecommendationStrategy.name)))
             now = utcnow()
             rows = [
-                {"name": s.name, "description": s.description, "config": s.to_json(),
-                 "created_at": now, "updated_at": now}
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "config": s.to_json(),
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for s in builtin_strategies(self.default_algorithm).values()
                 if s.name not in present
             ]
@@ -206,8 +218,11 @@ class StrategyStore:
     def list(self) -> list[Strategy]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(RecommendationStrategy.name, RecommendationStrategy.config,
-                       RecommendationStrategy.description).order_by(RecommendationStrategy.name)
+                select(
+                    RecommendationStrategy.name,
+                    RecommendationStrategy.config,
+                    RecommendationStrategy.description,
+                ).order_by(RecommendationStrategy.name)
             ).all()
         return [Strategy.from_json(n, c, d or "") for n, c, d in rows]
 
@@ -244,8 +259,11 @@ class StrategyStore:
                 )
             ).first()
             table = RecommendationStrategy.__table__
-            values = {"config": strategy.to_json(), "description": strategy.description,
-                      "updated_at": now}
+            values = {
+                "config": strategy.to_json(),
+                "description": strategy.description,
+                "updated_at": now,
+            }
             if exists:
                 conn.execute(table.update().where(table.c.name == strategy.name).values(**values))
             else:
@@ -254,6 +272,9 @@ class StrategyStore:
     def delete(self, name: str) -> bool:
         self._cache.clear()
         with self.engine.begin() as conn:
-            return conn.execute(
-                delete(RecommendationStrategy).where(RecommendationStrategy.name == name)
-            ).rowcount > 0
+            return (
+                conn.execute(
+                    delete(RecommendationStrategy).where(RecommendationStrategy.name == name)
+                ).rowcount
+                > 0
+            )

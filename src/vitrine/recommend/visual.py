@@ -3,7 +3,7 @@
 :class:`VisualSimilar` ranks products by the cosine of their CNN embeddings, or, given
 aspect weights (``{"embedding": 2, "color": 1, "shape": 0.5}``, as a strategy sets them),
 re-ranks the embedding's nearest candidates by the weighted fusion of aspect
-similarities of :class:`~vitrine.index.rerank.AspectStore`. For a customer it looks
+similarities of :class:`~vitrine.index.aspect_store.AspectStore`. For a customer it looks
 like their most recent items.
 
 :class:`VisualProfile` summarises a customer's taste in visual space: their items'
@@ -22,7 +22,7 @@ from typing import Self
 import numpy as np
 
 from vitrine.index import Hit
-from vitrine.index.rerank import EMBEDDING
+from vitrine.index.fusion import EMBEDDING
 from vitrine.recommend.base import Explainer, Reason, Recommender, top_k
 from vitrine.recommend.data import Dataset, History
 
@@ -66,8 +66,11 @@ class VisualSimilar(Recommender):
     name = "similar"
 
     def __init__(
-        self, weights: Mapping[str, float] | None = None, recent: int = 10,
-        half_life_days: float = 30.0, pool: int = 200,
+        self,
+        weights: Mapping[str, float] | None = None,
+        recent: int = 10,
+        half_life_days: float = 30.0,
+        pool: int = 200,
     ) -> None:
         super().__init__()
         self.weights = dict(weights) if weights else None
@@ -92,7 +95,11 @@ class VisualSimilar(Recommender):
         return s
 
     def similar_items(
-        self, item: int, k: int, now: float, valid: np.ndarray | None = None,
+        self,
+        item: int,
+        k: int,
+        now: float,
+        valid: np.ndarray | None = None,
         weights: Mapping[str, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         data = self.dataset
@@ -117,7 +124,8 @@ class VisualSimilar(Recommender):
         s = self.empty_scores()
         weights = history.item_weights(now, self.half_life_days)
         recent = [
-            i for i, w in sorted(weights.items(), key=lambda kv: -kv[1])
+            i
+            for i, w in sorted(weights.items(), key=lambda kv: -kv[1])
             if w > 0 and i < data.n_catalog and data.has_embedding[i]
         ][: self.recent]
         if not recent:
@@ -188,7 +196,8 @@ class VisualProfile(Recommender):
         data = self.dataset
         weights = history.item_weights(now, self.half_life_days)
         items = [
-            i for i, w in sorted(weights.items(), key=lambda kv: -kv[1])
+            i
+            for i, w in sorted(weights.items(), key=lambda kv: -kv[1])
             if w > 0 and i < data.n_catalog and data.has_embedding[i]
         ][: self.max_items]
         if not items:

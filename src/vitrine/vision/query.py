@@ -12,8 +12,8 @@ The typical aspect is learned from the catalogue's stored image sizes
 hand-crafted features and the CNN embedding of that view (one CNN pass, as for a catalogue
 photo), the colour layout, and the crop/rotation-aligned layout query
 (:class:`vitrine.vision.layout.AlignedLayoutQuery`). Its ``aspects`` feed
-:meth:`vitrine.index.rerank.AspectStore.rerank`, its ``scan_aspects``
-:meth:`~vitrine.index.rerank.AspectStore.scan`. With ``extra_view=True`` a photo whose
+:meth:`vitrine.index.aspect_store.AspectStore.rerank`, its ``scan_aspects``
+:meth:`~vitrine.index.aspect_store.AspectStore.scan`. With ``extra_view=True`` a photo whose
 aspect differs from the catalogue's is also described as it is (a second CNN pass), and
 each aspect takes the better of the two views: safer for genuinely square photos, at about
 25 ms more CPU per such query.
@@ -131,7 +131,7 @@ def canonical_view(rgb: np.ndarray, catalog_aspect: float | None) -> np.ndarray:
 def catalog_aspects(
     stored: Mapping[str, np.ndarray], kinds: Collection[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """The rows to upsert into :class:`vitrine.index.rerank.AspectStore` for some products.
+    """The rows to upsert into :class:`vitrine.index.aspect_store.AspectStore` for some products.
 
     ``stored``: their stored feature vectors by kind (``color``, ``texture``, ``shape``,
     ``pattern``: ``FEATURE_VERSION``; ``layout``: ``LAYOUT_VERSION``), N x dim each.

@@ -1,4 +1,4 @@
-"""Unit tests for vitrine.index.rerank (AspectStore, fusion, weights) and the layout matcher."""
+"""Unit tests for the aspect store, the fusion and weights of aspects, and the layout matcher."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from vitrine.index import Hit
-from vitrine.index.rerank import (
-    DEFAULT_WEIGHTS,
-    AspectStore,
-    format_weights,
-    fuse,
-    parse_weights,
-)
+from vitrine.index.aspect_store import AspectStore
+from vitrine.index.fusion import DEFAULT_WEIGHTS, format_weights, fuse, parse_weights
 from vitrine.vision.layout import (
     LAYOUT_DIM,
     AlignedLayoutQuery,
