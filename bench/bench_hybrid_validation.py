@@ -6,7 +6,7 @@
 
 For every anchor date the candidates and features of every customer who buys in the 30
 days after each cut-off a configuration needs are computed once with the current stage 1
-(``hybrid.CandidateSources``: fitted on the events before the cut-off) and kept on disk
+(``candidates.CandidateSources``: fitted on the events before the cut-off) and kept on disk
 (``--cache``); each configuration ``WINDOWSxSTEP[xLABEL_DAYS]`` then only trains the
 LambdaRank model on its label windows before the anchor and scores the 30 days after it
 (MAP@12, lists filled up from the last-4-weeks popularity, as ``evaluate`` does; the
@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_recommend import open_home
-from vitrine.recommend import hybrid
+from vitrine.recommend import candidates, hybrid
 from vitrine.recommend.data import Dataset, History
 from vitrine.recommend.evaluate import average_precision
 from vitrine.recommend.events import parse_time
@@ -43,7 +43,7 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
     if path.exists():
         return pickle.loads(path.read_bytes())
     past = data.before(cut)
-    stage1 = hybrid.CandidateSources(past, hybrid.DEFAULT_SOURCES, {})
+    stage1 = candidates.CandidateSources(past, candidates.DEFAULT_SOURCES, {})
     histories = past.histories()
     # the catalog as of the cut-off, as the hybrid's training windows and the evaluation see it
     on_sale = past.available & (data.launch_days() <= cut)
@@ -113,7 +113,7 @@ def main() -> None:
     data = load_dataset(service.store, service.events, service.weights,
                         category_field=service.settings.recommend_category_field)
     vitrine.close()
-    code = hashlib.sha256(Path(hybrid.__file__).read_bytes()).hexdigest()[:12]
+    code = hashlib.sha256(Path(candidates.__file__).read_bytes()).hexdigest()[:12]
     cache = args.cache / code  # features of this version of the stage-1 code
     cache.mkdir(parents=True, exist_ok=True)
     anchors = [parse_time(a).timestamp() / 86_400 for a in args.anchors.split(",")]

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 from recommend_synth import START
 
+from vitrine.recommend import candidates as candidates_module
 from vitrine.recommend import hybrid as hybrid_module
+from vitrine.recommend.candidates import DEFAULT_SOURCES, CandidateSources, _variant_groups
 from vitrine.recommend.data import CatalogProduct, Dataset, to_days
 from vitrine.recommend.events import DEFAULT_EVENT_WEIGHTS
-from vitrine.recommend.hybrid import (
-    DEFAULT_SOURCES,
-    WINDOWS,
-    CandidateSources,
-    Hybrid,
-    _variant_groups,
-)
+from vitrine.recommend.hybrid import WINDOWS, Hybrid
 
 
 def tiny_shop() -> Dataset:
@@ -102,7 +98,7 @@ def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPa
 
 def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_items(
 ) -> None:
-    names = hybrid_module.BASE_FEATURES
+    names = candidates_module.BASE_FEATURES
     n = 60
     items = np.arange(100, 100 + n)
     f = np.full((n, len(names)), np.nan, np.float32)
