@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitrine.vision.embedding import INPUT_SIZE, prepare_image
+from vitrine.vision.model_input import INPUT_SIZE, prepare_image
 
 BACKGROUND = (10, 200, 30)
 OBJECT = (250, 0, 0)
@@ -128,7 +128,7 @@ def test_prepare_does_not_load_onnxruntime() -> None:
 
     code = (
         "import sys, numpy as np\n"
-        "from vitrine.vision.embedding import prepare_image\n"
+        "from vitrine.vision.model_input import prepare_image\n"
         "prepare_image(np.zeros((5, 9, 3), np.uint8))\n"
         "assert 'onnxruntime' not in sys.modules and 'torch' not in sys.modules\n"
     )

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from vitrine.vision.decode import DecodeLimits, decode_image
-from vitrine.vision.embedding import Embedder, Label, prepare_image
+from vitrine.vision.embedding import Embedder, Label
 from vitrine.vision.features import FEATURE_VERSION, VisualFeatures, extract_features
 from vitrine.vision.layout import LAYOUT_KIND, LAYOUT_VERSION, layout_vector
+from vitrine.vision.model_input import prepare_image
 
 # Decoding at this long side keeps every detail the features and the 224-px model see,
 # and lets JPEG decoding skip most of the work on large photos.

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from vitrine.vision.model_input import INPUT_SIZE, prepare_image
 from vitrine.vision.onnx_export import INPUT_NAME, MODEL_NAME, export_onnx, weights_sha12
 
 logger = logging.getLogger(__name__)
@@ -126,8 +127,6 @@ class _BatchReader:
 
 
 def _collect_images(calibration_images: Iterable[np.ndarray], max_images: int) -> np.ndarray:
-    from vitrine.vision.embedding import INPUT_SIZE, prepare_image
-
     prepared: list[np.ndarray] = []
     for img in calibration_images:
         if len(prepared) >= max_images:

@@ -34,7 +34,6 @@ import numpy as np
 from vitrine.vision.analyzer import WORKING_SIDE, ImageAnalysis, PreparedImage
 from vitrine.vision.analyzer import content_hash as _content_hash
 from vitrine.vision.decode import DecodeLimits, decode_image
-from vitrine.vision.embedding import prepare_image
 from vitrine.vision.features import extract_features
 from vitrine.vision.layout import (
     COARSE_KIND,
@@ -44,6 +43,7 @@ from vitrine.vision.layout import (
     layout_vector,
     normalise_exposure,
 )
+from vitrine.vision.model_input import prepare_image
 
 # Aspect ratios closer than this (|log ratio|) count as the same.
 ASPECT_TOLERANCE = 0.05

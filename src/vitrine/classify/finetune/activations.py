@@ -8,7 +8,7 @@ next to the cache), which is several times faster than eager torch on a CPU; wit
 GPU it runs in torch on the GPU.
 
 Photos are read from the blob store and prepared exactly as the served model prepares
-them (:func:`vitrine.vision.embedding.prepare_image`, 224x224), so the fine-tuned model
+them (:func:`vitrine.vision.model_input.prepare_image`, 224x224), so the fine-tuned model
 is trained on what it will see in service.
 """
 
@@ -29,7 +29,8 @@ import numpy as np
 from vitrine.catalog.blobs import BlobNotFoundError, BlobStore
 from vitrine.vision.analyzer import WORKING_SIDE
 from vitrine.vision.decode import ImageDecodeError, decode_image
-from vitrine.vision.embedding import MAX_BATCH, prepare_image
+from vitrine.vision.embedding import MAX_BATCH
+from vitrine.vision.model_input import prepare_image
 
 log = logging.getLogger(__name__)
 
