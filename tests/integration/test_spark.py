@@ -203,7 +203,7 @@ def test_list_photos_on_s3(backend: Backend, tmp_path: Path) -> None:
 
     settings = backend.settings(tmp_path)
     options = S3Options.from_settings(settings)
-    from vitrine.catalog.blobs import open_blob_store
+    from vitrine.catalog.blob_stores import open_blob_store
 
     blobs = open_blob_store(settings.resolved_blob_url, options)
     for key in ("in/a.jpg", "in/b/c.PNG", "in/notes.txt"):

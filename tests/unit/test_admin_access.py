@@ -85,6 +85,31 @@ def test_sessions_store_only_a_hash_and_expire(users: UserService) -> None:
     assert sessions.get(token) is None
 
 
+def test_upgrading_drops_the_stored_csrf_tokens(tmp_path: Path) -> None:
+    from alembic import command
+
+    from vitrine.catalog.database import alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004_events")
+        conn.exec_driver_sql(
+            "INSERT INTO users (username, password_hash, role, failed_logins, created_at)"
+            " VALUES ('old', 'x', 'admin', 0, '2026-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO admin_sessions (id, user_id, csrf_token, created_at, expires_at)"
+            " VALUES ('h', 1, 'clear-token', '2026-01-01', '2099-01-01')"
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(admin_sessions)")]
+        kept = conn.exec_driver_sql("SELECT id, user_id FROM admin_sessions").all()
+    assert "csrf_token" not in columns and kept == [("h", 1)]
+
+
 # -- through HTTP -----------------------------------------------------------------------
 
 
@@ -195,6 +220,26 @@ def test_every_change_needs_the_session_csrf_token(client: TestClient) -> None:
     with client.app.state.admin.vitrine.engine.connect() as conn:  # type: ignore[attr-defined]
         rows = conn.execute(select(Label.field, Label.value, Label.source)).all()
     assert rows == [("articleType", "Tshirts", "human")]  # one human label per field
+
+
+def test_the_database_holds_no_csrf_token_in_clear(client: TestClient) -> None:
+    csrf = sign_in(client, "alice")
+    cookie = client.cookies.get("vitrine_session")
+    assert cookie and csrf
+    with client.app.state.admin.vitrine.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(select(AdminSession.__table__)).all()
+    assert len(rows) == 1
+    stored = [str(value) for value in rows[0]]
+    assert not any(csrf in value or cookie in value for value in stored), stored
+    assert "csrf_token" not in AdminSession.__table__.columns
+    # The derived token still works, and only for its own session.
+    h = {"X-CSRF-Token": csrf}
+    ok = client.post("/admin/catalog/p1/labels", data={"field": "a", "value": "b"}, headers=h)
+    assert ok.status_code == 200
+    other = sign_in(client, "alice")
+    assert other != csrf
+    stale = client.post("/admin/catalog/p1/labels", data={"field": "a", "value": "c"}, headers=h)
+    assert stale.status_code == 403
 
 
 def test_label_corrections_name_what_is_wrong(client: TestClient) -> None:

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from backends import Backend
-from vitrine.catalog.blobs import BlobNotFoundError, LocalBlobStore, image_key, open_blob_store
+from vitrine.catalog.blob_stores import open_blob_store
+from vitrine.catalog.blobs import BlobNotFoundError, LocalBlobStore, image_key
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.s3 import S3BlobStore, S3Options
 from vitrine.catalog.store import (

@@ -31,8 +31,10 @@ def test_event_validation_names_the_problem() -> None:
     for data, message in [
         ({"product_id": "p", "type": "view"}, "user_id is required"),
         ({"user_id": "u", "product_id": "p", "type": "like"}, "unknown event type 'like'"),
-        ({"user_id": "u", "product_id": "p", "type": "view", "timestamp": "yesterday"},
-         "not an ISO date"),
+        (
+            {"user_id": "u", "product_id": "p", "type": "view", "timestamp": "yesterday"},
+            "not an ISO date",
+        ),
         ({"user_id": "u", "product_id": "p", "type": "view", "price": -1}, "price"),
         ({"user_id": "u" * 200, "product_id": "p", "type": "view"}, "longer than"),
     ]:
@@ -59,12 +61,27 @@ def shop(tmp_path: Path) -> RecommendationService:
     for c, cat in enumerate(CATEGORIES):
         for j in range(10):
             pid = f"{cat[0]}{j}"
-            product = ProductRecord(pid, f"{cat} {j}", price=10.0 + j,
-                                    attributes={"category": cat, "colour": ("Black", "Red")[j % 2]})
-            image = ImageRecord(pid, f"h{pid}", f"k{pid}", "jpeg", 10, 10, 100, features=[
-                FeatureRecord("embedding", "test-model", vector=centres[c] + rng.normal(size=16)),
-                FeatureRecord("color", "features-1", vector=rng.random(8)),
-            ])
+            product = ProductRecord(
+                pid,
+                f"{cat} {j}",
+                price=10.0 + j,
+                attributes={"category": cat, "colour": ("Black", "Red")[j % 2]},
+            )
+            image = ImageRecord(
+                pid,
+                f"h{pid}",
+                f"k{pid}",
+                "jpeg",
+                10,
+                10,
+                100,
+                features=[
+                    FeatureRecord(
+                        "embedding", "test-model", vector=centres[c] + rng.normal(size=16)
+                    ),
+                    FeatureRecord("color", "features-1", vector=rng.random(8)),
+                ],
+            )
             store.save_product(product, [image], replace_images=True)
     settings = load_settings(env={}).with_overrides(home=tmp_path, recommend_retrain_minutes=0)
     service = RecommendationService(settings, engine, store)
@@ -72,8 +89,14 @@ def shop(tmp_path: Path) -> RecommendationService:
     for u in range(40):
         cat = CATEGORIES[u % 3]
         for j in range(4):
-            rows.append({"user_id": f"u{u}", "product_id": f"{cat[0]}{(u + j) % 10}",
-                         "type": "purchase", "timestamp": T0 + timedelta(days=u % 20 + j)})
+            rows.append(
+                {
+                    "user_id": f"u{u}",
+                    "product_id": f"{cat[0]}{(u + j) % 10}",
+                    "type": "purchase",
+                    "timestamp": T0 + timedelta(days=u % 20 + j),
+                }
+            )
     service.add_events(rows)
     strategy = Strategy("hybrid", "hybrid", params={"windows": 1, "label_days": 5})
     service.strategies.put(strategy)
@@ -87,21 +110,28 @@ def test_events_are_idempotent_and_import_reports_bad_rows(
 ) -> None:
     before = shop.events.count()
     history = len(shop.history("u1"))
-    added, duplicates = shop.add_events([
-        {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
-        {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
-    ])
+    added, duplicates = shop.add_events(
+        [
+            {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
+            {"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"},
+        ]
+    )
     assert len(added) == 1 and duplicates == 1
     # events are applied before they are stored; a duplicate is taken back out
     assert len(shop.history("u1")) == history + 1
     listed = shop.recommend_user("u1", k=5).items
-    added, duplicates = shop.add_events([{"user_id": "u1", "product_id": "D1", "type": "view",
-                                          "event_id": "x1"}])
+    added, duplicates = shop.add_events(
+        [{"user_id": "u1", "product_id": "D1", "type": "view", "event_id": "x1"}]
+    )
     assert len(added) == 0 and duplicates == 1 and len(shop.history("u1")) == history + 1
     assert shop.recommend_user("u1", k=5).items == listed
     with pytest.raises(EventError, match="event 1: unknown event type"):
-        shop.add_events([{"user_id": "u", "product_id": "D1", "type": "view"},
-                         {"user_id": "u", "product_id": "D1", "type": "zap"}])
+        shop.add_events(
+            [
+                {"user_id": "u", "product_id": "D1", "type": "view"},
+                {"user_id": "u", "product_id": "D1", "type": "zap"},
+            ]
+        )
     assert shop.events.count() == before + 1  # the bad batch wrote nothing
     path = tmp_path / "log.csv"
     with path.open("w", newline="") as f:
@@ -111,8 +141,9 @@ def test_events_are_idempotent_and_import_reports_bad_rows(
         w.writerow(["2024-05-01", "c1", "0001", "0.1"])  # a second item: kept
         w.writerow(["not a date", "c2", "0002", "0.1"])
         w.writerow(["2024-05-02", "", "0003", "0.1"])
-    columns = EventColumns(user="customer_id", item="article_id", time="t_dat",
-                           type_value="purchase", price="price")
+    columns = EventColumns(
+        user="customer_id", item="article_id", time="t_dat", type_value="purchase", price="price"
+    )
     report = shop.import_events(path, columns)
     assert (report.rows, report.added, len(report.rejected)) == (4, 2, 2)
     assert report.rejected[0][0] == 4 and "ISO date" in report.rejected[0][1]
@@ -213,18 +244,115 @@ def test_attribution_gives_ctr_and_conversion(shop: RecommendationService) -> No
         shop.recommend_session([product], k=3, strategy="visual")
         shown = [shop.recommend_user("u5", k=3, strategy="visual") for _ in range(4)]
         rec = shown[0]
-        shop.add_events([
-            {"user_id": "u5", "product_id": rec.items[0].product_id, "type": "click",
-             "recommendation_id": rec.id, "strategy": rec.strategy},
-            {"user_id": "u5", "product_id": rec.items[0].product_id, "type": "purchase",
-             "recommendation_id": rec.id, "strategy": rec.strategy},
-        ])
+        shop.add_events(
+            [
+                {
+                    "user_id": "u5",
+                    "product_id": rec.items[0].product_id,
+                    "type": "click",
+                    "recommendation_id": rec.id,
+                    "strategy": rec.strategy,
+                },
+                {
+                    "user_id": "u5",
+                    "product_id": rec.items[0].product_id,
+                    "type": "purchase",
+                    "recommendation_id": rec.id,
+                    "strategy": rec.strategy,
+                },
+            ]
+        )
         stats = {s["strategy"]: s for s in shop.strategy_stats()}
     finally:
         shop.stop()
     assert stats["visual"]["served"] == 5 and stats["similar"]["served"] == 1
     assert stats["visual"]["ctr"] == pytest.approx(0.2)
     assert stats["visual"]["conversion"] == pytest.approx(0.2)
+
+
+def test_event_times_outside_1970_to_tomorrow_are_refused_and_import_rejects_their_rows(
+    shop: RecommendationService, tmp_path: Path
+) -> None:
+    w = event_weights()
+    base = {"user_id": "u", "product_id": "p", "type": "view"}
+    for ts, message in [
+        ("0001-01-01T00:00:00", "timestamp 0001-01-01T00:00:00 is before 1970-01-01"),
+        (datetime(1, 1, 1), "timestamp 0001-01-01T00:00:00 is before 1970-01-01"),
+        ("1969-12-31T23:59:59Z", "before 1970-01-01"),
+        ("0001-01-01T00:00:00+01:00", "before 1970-01-01"),  # before year 1 in UTC
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z is more than 1 day in the future"),
+        ("9999-12-31T23:59:59-05:00", "in the future"),  # after year 9999 in UTC
+        ((datetime.now(UTC) + timedelta(days=2)).isoformat(), "in the future"),
+    ]:
+        with pytest.raises(EventError, match=message):
+            make_event({**base, "timestamp": ts}, w)
+    assert make_event({**base, "timestamp": "1970-01-01T00:00:00"}, w).ts == datetime(
+        1970, 1, 1, tzinfo=UTC
+    )
+    soon = datetime.now(UTC) + timedelta(hours=12)  # a client's clock a little ahead
+    assert make_event({**base, "timestamp": soon.isoformat()}, w).ts == soon
+    with pytest.raises(EventError, match="event 1: timestamp 0001-01-01T00:00:00 is before"):
+        shop.add_events(
+            [
+                {**base, "product_id": "D1"},
+                {**base, "product_id": "D1", "timestamp": "0001-01-01T00:00:00"},
+            ]
+        )
+    path = tmp_path / "times.csv"
+    path.write_text(
+        "t,customer_id,article_id\n"
+        "2024-05-01,c1,D1\n"
+        "0001-01-01,c1,D2\n"
+        "9999-12-31T23:59:59Z,c2,D3\n"
+        "2024-05-02,c2,D4\n"
+    )
+    columns = EventColumns(user="customer_id", item="article_id", time="t", type_value="view")
+    report = shop.import_events(path, columns)
+    assert (report.rows, report.added) == (4, 2)
+    assert [line for line, _ in report.rejected] == [3, 4]
+    assert "before 1970-01-01" in report.rejected[0][1]
+    assert "in the future" in report.rejected[1][1]
+
+
+def test_stored_events_with_absurd_times_never_stop_training(
+    shop: RecommendationService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows written around validation (an older version, SQL by hand) are left out and
+    counted; training and loading go on."""
+    from sqlalchemy import text
+
+    from vitrine.catalog.models import Event
+    from vitrine.recommend.loading import load_dataset
+
+    good = shop.events.count()
+    bad = [datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59), datetime(1969, 12, 31)]
+    with shop.engine.begin() as conn:
+        conn.execute(
+            Event.__table__.insert(),
+            [
+                {
+                    "event_key": f"bad-{n}",
+                    "user_id": "u1",
+                    "product_id": "D1",
+                    "type": "purchase",
+                    "ts": ts,
+                }
+                for n, ts in enumerate(bad)
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (event_key, user_id, product_id, type, ts, created_at) "
+                "VALUES ('bad-text', 'u1', 'D1', 'purchase', 'not a time', '2024-01-01')"
+            )
+        )
+    with caplog.at_level("WARNING"):
+        data = load_dataset(shop.store, shop.events, shop.weights)
+    assert data.skipped_events == 4 and len(data.ev_day) == good
+    assert "left out 4 stored events" in caplog.text
+    models = shop.train()
+    assert models.data.skipped_events == 4 and len(models.data.ev_day) == good
+    assert shop.recommend_user("u1", k=4).items
 
 
 def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
@@ -283,8 +411,9 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     assert shop.lists_served == hits + 1 and again.id != first.id  # each response its own id
     assert _listed(again) == _listed(first)
     # an event of this customer: the very next list is computed from the new history
-    shop.add_events([{"user_id": "u6", "product_id": f"B{j}", "type": "add_to_cart"}
-                     for j in range(5)])
+    shop.add_events(
+        [{"user_id": "u6", "product_id": f"B{j}", "type": "add_to_cart"} for j in range(5)]
+    )
     after = shop.recommend_user("u6", k=5, strategy="hybrid")
     assert shop.lists_served == hits + 1
     fresh = shop.recommend_user("u6", k=5, preview=shop.strategy("hybrid"))
@@ -294,8 +423,10 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     shop.recommend_user("u6", k=5, strategy="hybrid")
     assert shop.lists_served == hits + 2
     filtered = shop.recommend_user("u6", k=5, strategy="hybrid", filters=["colour=Red"])
-    assert all(shop.models.data.attributes[shop.models.data.item_index[i.product_id]]["colour"]
-               == "Red" for i in filtered.items)
+    assert all(
+        shop.models.data.attributes[shop.models.data.item_index[i.product_id]]["colour"] == "Red"
+        for i in filtered.items
+    )
     # a model swap: nothing of the old set is served
     shop.train()
     assert shop.models is not models and len(shop._lists) == 0
@@ -312,15 +443,34 @@ def test_catalog_changes_after_training_are_served_without_retraining(
     _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
     rng = np.random.default_rng(5)
     store.save_product(
-        ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes",
-                                                                  "colour": "Red"}),
-        [ImageRecord("NEW", "hNEW", "kNEW", "jpeg", 10, 10, 100, features=[
-            FeatureRecord("embedding", "test-model", vector=vectors[0] + 0.01 * rng.normal(size=16))
-        ])],
+        ProductRecord(
+            "NEW", "Shoes new", price=12.0, attributes={"category": "Shoes", "colour": "Red"}
+        ),
+        [
+            ImageRecord(
+                "NEW",
+                "hNEW",
+                "kNEW",
+                "jpeg",
+                10,
+                10,
+                100,
+                features=[
+                    FeatureRecord(
+                        "embedding", "test-model", vector=vectors[0] + 0.01 * rng.normal(size=16)
+                    )
+                ],
+            )
+        ],
         replace_images=True,
     )
-    store.save_product(ProductRecord("S2", "Shoes 2", price=12.0, available=False,
-                                     attributes={"category": "Shoes"}), [], replace_images=False)
+    store.save_product(
+        ProductRecord(
+            "S2", "Shoes 2", price=12.0, available=False, attributes={"category": "Shoes"}
+        ),
+        [],
+        replace_images=False,
+    )
     store.delete_product("S3")
     before = shop.recommend_user("u1", k=10, strategy="visual")  # a Shoes customer
     shop.catalog_changed(["NEW", "S2", "S3"])
@@ -352,8 +502,18 @@ def test_under_load_an_older_catalog_generation_is_served_and_refreshed_behind(
     _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
     store.save_product(
         ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes"}),
-        [ImageRecord("NEW", "hNEW", "kNEW", "jpeg", 10, 10, 100, features=[
-            FeatureRecord("embedding", "test-model", vector=vectors[0])])],
+        [
+            ImageRecord(
+                "NEW",
+                "hNEW",
+                "kNEW",
+                "jpeg",
+                10,
+                10,
+                100,
+                features=[FeatureRecord("embedding", "test-model", vector=vectors[0])],
+            )
+        ],
         replace_images=True,
     )
     shop.catalog.refresh_s = 0.0  # the previous generation's lists are stale at once
@@ -375,13 +535,18 @@ def test_under_load_an_older_catalog_generation_is_served_and_refreshed_behind(
     gone = fresh.items[0].product_id
     store.delete_product(gone)
     shop.catalog_changed([gone])
-    assert gone not in [i.product_id for i in
-                        shop.recommend_user("u1", k=10, strategy="visual").items]
+    assert gone not in [
+        i.product_id for i in shop.recommend_user("u1", k=10, strategy="visual").items
+    ]
 
     monkeypatch.undo()  # idle cores: a stale list is computed afresh in the request
-    store.save_product(ProductRecord("NEW", "Shoes new", price=12.0, available=True,
-                                     attributes={"category": "Dress"}), [],
-                       replace_images=False)
+    store.save_product(
+        ProductRecord(
+            "NEW", "Shoes new", price=12.0, available=True, attributes={"category": "Dress"}
+        ),
+        [],
+        replace_images=False,
+    )
     shop.catalog_changed(["NEW"])
     before = shop.list_stats()
     shop.recommend_user("u1", k=10, strategy="visual")

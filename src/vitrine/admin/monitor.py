@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from vitrine.catalog.models import ImportJob
 from vitrine.services.index_health import RecallCheck, check_recall
 from vitrine.services.runtime import Vitrine
+from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 LATENCY = "vitrine_http_request_seconds"
@@ -132,30 +133,24 @@ class SystemMonitor:
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first call only starts the measurement
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker(
+            "vitrine-monitor", self._round, interval=self.interval, wait_first=True, join_timeout=5
+        )
         self._next_recall = time.monotonic() + min(60.0, self.recall_period)
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         self.sample()
-        self._thread = threading.Thread(target=self._run, name="vitrine-monitor", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._worker.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sample()
-                if self.recall_period > 0 and time.monotonic() >= self._next_recall:
-                    self.run_recall_check()
-            except Exception:  # the monitor must never take the service down
-                log.exception("monitor sample failed")
+    def _round(self) -> None:
+        self.sample()
+        if self.recall_period > 0 and time.monotonic() >= self._next_recall:
+            self.run_recall_check()
 
     # -- sampling -------------------------------------------------------------------
 

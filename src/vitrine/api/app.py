@@ -17,6 +17,7 @@ from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
+from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, models, ops, products, search
 from vitrine.api.routes import recommend as recommend_routes
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
     app.include_router(models.router)
     app.include_router(recommend_routes.router)
+    install_openapi(app)  # the shared problem schema and every operation's error responses
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
     if origins:

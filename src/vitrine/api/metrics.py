@@ -62,7 +62,8 @@ class Metrics:
 
 def route_template(scope: dict[str, Any]) -> str:
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    # path_format: /v1/models/{model_id}, without the route's convertor (:int)
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
 
 
 class ObservedRequests:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from vitrine.api.openapi import UTCDateTime
 
 
 class NamedColor(BaseModel):
@@ -48,20 +49,34 @@ class ProductOut(BaseModel):
     tags: dict[str, Any] = Field(
         default_factory=dict, description="Named colours, ImageNet labels, tag models (pattern)."
     )
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: UTCDateTime | None = None
+    updated_at: UTCDateTime | None = None
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """An optional field that must not be null: no ``"default": null`` in the schema."""
+    schema.pop("default", None)
 
 
 class ProductPatch(BaseModel):
-    """Fields to change; attributes are merged (a null value removes the attribute)."""
+    """Fields to change; attributes are merged (a null value removes the attribute).
+
+    ``title``, ``description`` and ``price`` may be cleared with null; ``available`` and
+    ``attributes`` may not (a null for them is a 422 naming the field).
+    """
 
     model_config = {"extra": "forbid"}
 
-    title: str | None = None
+    title: str | None = Field(default=None, max_length=512)
     description: str | None = None
-    price: float | None = Field(default=None, ge=0)
-    available: bool | None = None
-    attributes: dict[str, Any] | None = None
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # Typed without None (the columns are NOT NULL); the None default only means "unset".
+    available: bool = Field(default=None, json_schema_extra=_not_nullable)  # type: ignore[assignment]
+    attributes: dict[str, Any] = Field(  # type: ignore[assignment]
+        default=None,
+        json_schema_extra=_not_nullable,
+        description="Merged into the product's attributes; a null value removes that key.",
+    )
 
 
 class ProductPage(BaseModel):
@@ -111,9 +126,9 @@ class ImportJobOut(BaseModel):
     rejected: int
     rejects: list[dict[str, Any]]
     error: str | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UTCDateTime | None = None
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
 
 
 class ModelSummary(BaseModel):
@@ -133,8 +148,8 @@ class ModelSummary(BaseModel):
     macro_f1: float | None = None
     review_threshold: float | None = None
     comparison: dict[str, Any] | None = None
-    created_at: datetime | None = None
-    activated_at: datetime | None = None
+    created_at: UTCDateTime | None = None
+    activated_at: UTCDateTime | None = None
 
 
 class ModelDetail(ModelSummary):

@@ -12,11 +12,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import unquote, urlparse
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from vitrine.catalog.s3 import S3Options
+from vitrine.private_fs import make_private_dir
 
 _EXTENSIONS = {
     "JPEG": "jpg",
@@ -69,7 +67,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         self.url = self.root.as_uri()
 
     def _path(self, key: str) -> Path:
@@ -80,8 +78,8 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        make_private_dir(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -108,18 +106,3 @@ class LocalBlobStore:
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     yield key
-
-
-def open_blob_store(url: str, s3: S3Options | None = None) -> BlobStore:
-    """Open the blob store a URL names (``file:///dir``, a plain path, or ``s3://bucket/prefix``)."""
-    parsed = urlparse(url)
-    if parsed.scheme in {"", "file"}:
-        return LocalBlobStore(Path(unquote(parsed.path) if parsed.scheme else url))
-    if parsed.scheme == "s3":
-        from vitrine.catalog.s3 import S3BlobStore
-
-        return S3BlobStore(url, s3)
-    raise ValueError(
-        f"blob store URL {url!r}: scheme {parsed.scheme!r} is not supported;"
-        " use file:///path or s3://bucket/prefix"
-    )

@@ -203,7 +203,9 @@ class User(Base):
 
 
 class AdminSession(Base):
-    """A signed-in admin UI session; the id is the SHA-256 of the cookie's token."""
+    """A signed-in admin UI session; the id is the SHA-256 of the cookie's token. The
+    session's CSRF token is not stored: it is derived from the cookie's token (see
+    ``services.sessions.csrf_token``)."""
 
     __tablename__ = "admin_sessions"
 
@@ -211,9 +213,10 @@ class AdminSession(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False
     )
-    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ClassifierModel(Base):
     """One trained classification head of a label field (or a tag): the model registry."""
 

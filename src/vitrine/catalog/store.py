@@ -301,6 +301,18 @@ class CatalogStore:
         with self.engine.connect() as conn:
             return {(p, h) for p, h in conn.execute(select(Image.product_id, Image.content_hash))}
 
+    def save_products(
+        self, products: Sequence[ProductRecord], images: Sequence[ImageRecord]
+    ) -> int:
+        """Upsert products and add their images in one transaction (a crash leaves no
+        product of the batch without its photo); returns how many images were new."""
+        if not products and not images:
+            return 0
+        with self.engine.begin() as conn:
+            if products:
+                self._upsert_products(conn, products)
+            return self._add_images(conn, images) if images else 0
+
     def add_images(self, records: Sequence[ImageRecord]) -> int:
         """Store images with their features in one transaction; returns how many were new.
 

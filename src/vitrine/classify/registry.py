@@ -34,6 +34,40 @@ def _row(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+# The columns a model summary shows, in this order (the API's ModelSummary has the same fields).
+SUMMARY_FIELDS = (
+    "id",
+    "field",
+    "kind",
+    "version",
+    "active",
+    "algorithm",
+    "feature_groups",
+    "embedding_version",
+    "train_size",
+    "validation_size",
+    "corrections_used",
+    "trigger",
+    "accuracy",
+    "macro_f1",
+    "review_threshold",
+    "comparison",
+    "created_at",
+    "activated_at",
+)
+
+
+def model_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A registry row's headline: its columns, held-out accuracy, macro F1, review threshold."""
+    overall = (row.get("metrics") or {}).get("all") or {}
+    return {
+        **{k: row[k] for k in SUMMARY_FIELDS if k in row},
+        "accuracy": overall.get("accuracy"),
+        "macro_f1": (overall.get("macro") or {}).get("f1"),
+        "review_threshold": (row.get("params") or {}).get("threshold"),
+    }
+
+
 class ModelRegistry:
     def __init__(self, engine: Engine, blobs: BlobStore) -> None:
         self.engine = engine

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vitrine.catalog.blobs import BlobStore, image_key, open_blob_store
+from vitrine.catalog.blob_stores import open_blob_store
+from vitrine.catalog.blobs import BlobStore, image_key
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.classify.features import product_text
@@ -230,8 +231,7 @@ class _Writer:
             return
         t0 = time.perf_counter()
         store = self.vitrine.store
-        store.upsert_products(self.products)
-        self.report.imported += store.add_images(self.images)
+        self.report.imported += store.save_products(self.products, self.images)
         t1 = time.perf_counter()
         ids = [pid for pid, _ in self.analyses]
         analyses = [a for _, a in self.analyses]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import stat
-import threading
 import uuid
 import zipfile
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
 from vitrine.jobs.catalog_source import ColumnMapping
 from vitrine.jobs.csv_records import CsvFormatError, check_encoding
 from vitrine.services.runtime import Vitrine
+from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 MAX_REJECTS_KEPT = 1000
@@ -102,9 +102,7 @@ class ImportJobs:
     def __init__(self, vitrine: Vitrine) -> None:
         self.vitrine = vitrine
         self.root = vitrine.settings.home / "imports"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("vitrine-imports", self._run_next, interval=JOB_POLL_S)
 
     # -- creating ---------------------------------------------------------------------
 
@@ -158,7 +156,7 @@ class ImportJobs:
                     id=job_id, status="queued", params=params, rejects=[], created_at=utcnow()
                 )
             )
-        self._wake.set()
+        self._worker.wake()
         return job_id
 
     # -- reading ----------------------------------------------------------------------
@@ -180,21 +178,14 @@ class ImportJobs:
     def start(self) -> None:
         """Start the runner; jobs left running by a previous process are queued again
         (only one process runs jobs: see ``services.leader``)."""
-        self._stop.clear()
         with self.vitrine.engine.begin() as conn:
             conn.execute(
                 update(ImportJob).where(ImportJob.status == "running").values(status="queued")
             )
-        self._thread = threading.Thread(target=self._run, name="vitrine-imports", daemon=True)
-        self._thread.start()
-        self._wake.set()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._worker.stop()
 
     def _next(self) -> dict[str, Any] | None:
         with self.vitrine.engine.connect() as conn:
@@ -206,14 +197,13 @@ class ImportJobs:
             ).first()
         return dict(row._mapping) if row else None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            job = self._next()
-            if job is None:
-                self._wake.wait(timeout=JOB_POLL_S)
-                self._wake.clear()
-                continue
-            self.run_job(job)
+    def _run_next(self) -> float | None:
+        """One round of the runner: the oldest queued job, or a wait for one."""
+        job = self._next()
+        if job is None:
+            return None
+        self.run_job(job)
+        return 0
 
     def _save(self, job_id: str, **values: Any) -> None:
         with self.vitrine.engine.begin() as conn:

@@ -10,6 +10,7 @@ distinct values: type, colour, pattern, department, ...) that describe taste.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,8 +48,25 @@ def _same_partition(a: Sequence[str | None], b: Sequence[str | None]) -> bool:
     return len(pairs) == len(set(a)) == len(set(b))
 
 
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def to_days(ts: datetime) -> float:
+    """Days since 1970-01-01 UTC (a time without a zone is UTC, as the database keeps it)."""
+    if ts.tzinfo is None:
+        return (ts - _NAIVE_EPOCH).total_seconds() / DAY
     return ts.timestamp() / DAY
+
+
+def event_day(ts: datetime | None, latest: float) -> float | None:
+    """A stored event's day, or None when it cannot be used: no time, one that cannot be
+    read, or one outside 1970-01-01 .. day ``latest`` (such rows get past validation only
+    when written around it, and must never stop a training)."""
+    try:
+        day = to_days(ts)  # type: ignore[arg-type]
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return None
+    return day if 0.0 <= day <= latest else None  # also NaN
 
 
 @dataclass
@@ -145,6 +163,8 @@ class Dataset:
     ev_weight: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     ev_purchase: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     ev_price: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # stored events with_events left out: a time out of range or that cannot be read
+    skipped_events: int = 0
 
     def __post_init__(self) -> None:
         if len(self.listed) != self.n_catalog:
@@ -271,10 +291,18 @@ class Dataset:
 
     def with_events(
         self,
-        events: Iterable[tuple[str, str, str, datetime, float | None]],
+        events: Iterable[tuple[str, str, str, datetime | None, float | None]],
         weights: Mapping[str, float],
+        *,
+        latest: datetime | None = None,
     ) -> Dataset:
-        """Add the event log: (user, product, type, time, price) in time order."""
+        """Add the event log: (user, product, type, time, price) in time order.
+
+        An event without a usable time (none, unreadable, before 1970 or after ``latest``,
+        by default a day from now) is left out and counted in ``skipped_events``.
+        """
+        last_day = to_days(latest) if latest is not None else time.time() / DAY + 1.0
+        skipped = 0
         users: dict[str, int] = {}
         items = list(self.items)
         index = dict(self.item_index)
@@ -287,13 +315,17 @@ class Dataset:
         for user, product, type_, ts, p in events:
             if type_ not in weights:
                 continue  # a type that was removed from the configuration
+            day = event_day(ts, last_day)
+            if day is None:
+                skipped += 1
+                continue
             u.append(users.setdefault(user, len(users)))
             row = index.get(product)
             if row is None:
                 row = index[product] = len(items)
                 items.append(product)
             i.append(row)
-            d.append(to_days(ts))
+            d.append(day)
             w.append(weights[type_])
             buy.append(type_ == "purchase")
             price.append(np.nan if p is None else p)
@@ -306,6 +338,8 @@ class Dataset:
         out.ev_weight = np.array(w, np.float32)
         out.ev_purchase = np.array(buy, bool)
         out.ev_price = np.array(price, np.float32)
+        out.ev_price[~np.isfinite(out.ev_price)] = np.nan  # a stored infinite price: unknown
+        out.skipped_events = skipped
         order = np.argsort(out.ev_day, kind="stable")
         if len(order) and (order != np.arange(len(order))).any():
             for name in ("ev_user", "ev_item", "ev_day", "ev_weight", "ev_purchase", "ev_price"):

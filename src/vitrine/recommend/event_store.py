@@ -10,17 +10,24 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Insert, func, select
+from sqlalchemy import Engine, Insert, String, extract, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrine.catalog.models import Event, RecommendationServed
 from vitrine.recommend.events import EventError, EventRecord, make_event
 
 _BATCH = 2_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_epoch(seconds: Any) -> datetime:
+    """A UTC time from seconds since 1970 (exact for PostgreSQL's numeric epoch); raises
+    OverflowError or ValueError for one a datetime cannot hold (infinity too)."""
+    return _EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
 
 
 @dataclass
@@ -94,16 +101,35 @@ class EventStore:
 
     def iter_events(
         self, *, before: datetime | None = None
-    ) -> Iterator[tuple[str, str, str, datetime, float | None]]:
-        """(user, product, type, time, price) of every event in time order."""
-        query = select(Event.user_id, Event.product_id, Event.type, Event.ts, Event.price).order_by(
+    ) -> Iterator[tuple[str, str, str, datetime | None, float | None]]:
+        """(user, product, type, time, price) of every event in time order.
+
+        The time is read without the driver's conversion, which fails on a whole query
+        for one absurd row (year 0 or 10000 in the session's zone, text that is no time,
+        a row written around validation): such a row's time is None (or out of range)
+        and the training leaves it out (see ``Dataset.with_events``). A time without a
+        zone (SQLite's) is UTC.
+        """
+        if self.engine.dialect.name == "postgresql":
+            ts = extract("epoch", Event.ts)  # seconds: any timestamptz, even 'infinity'
+            parse = _from_epoch
+        else:
+            ts = type_coerce(Event.ts, String)  # SQLite: the stored text
+            parse = datetime.fromisoformat
+        query = select(Event.user_id, Event.product_id, Event.type, ts, Event.price).order_by(
             Event.ts, Event.id
         )
         if before is not None:
             query = query.where(Event.ts < before)
         with self.engine.connect() as conn:
-            for row in conn.execution_options(yield_per=20_000).execute(query):
-                yield tuple(row)  # type: ignore[misc]
+            for user, product, type_, raw, price in conn.execution_options(
+                yield_per=20_000
+            ).execute(query):
+                try:
+                    when: datetime | None = parse(raw)
+                except (TypeError, ValueError, OverflowError):
+                    when = None
+                yield user, product, type_, when, price
 
     def user_events(self, user_id: str) -> list[tuple[str, str, datetime]]:
         with self.engine.connect() as conn:
@@ -164,8 +190,10 @@ class EventStore:
                     "session_id": row.get(columns.session) if columns.session else None,
                     "price": row.get(columns.price) if columns.price else None,
                 }
-                natural = tuple(str(data[k] or "") for k in ("user_id", "product_id", "type",
-                                                             "timestamp", "session_id"))
+                natural = tuple(
+                    str(data[k] or "")
+                    for k in ("user_id", "product_id", "type", "timestamp", "session_id")
+                )
                 occurrence = occurrences.get(natural, 0)
                 occurrences[natural] = occurrence + 1
                 try:
@@ -187,8 +215,9 @@ class EventStore:
             # product lists, which carry different optional fields.
             optional = {"user_id": None, "session_id": None}
             with self.engine.begin() as conn:
-                conn.execute(RecommendationServed.__table__.insert(),
-                             [{**optional, **row} for row in rows])
+                conn.execute(
+                    RecommendationServed.__table__.insert(), [{**optional, **row} for row in rows]
+                )
 
     def strategy_stats(
         self, since: datetime | None = None, until: datetime | None = None
@@ -199,8 +228,12 @@ class EventStore:
             RecommendationServed.strategy
         )
         events_q = (
-            select(Event.strategy, Event.type, func.count(func.distinct(Event.recommendation_id)),
-                   func.count())
+            select(
+                Event.strategy,
+                Event.type,
+                func.count(func.distinct(Event.recommendation_id)),
+                func.count(),
+            )
             .where(Event.recommendation_id.is_not(None))
             .group_by(Event.strategy, Event.type)
         )

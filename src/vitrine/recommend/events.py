@@ -18,7 +18,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -28,10 +28,22 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 8.0,
 }
 MAX_ID_LENGTH = 128
+# An event's time lies between these (UTC): an absurd time (year 1, year 9999) would stop
+# every training (day numbers out of range) and skew trending and recency.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)  # clocks of clients run ahead
 
 
 class EventError(ValueError):
     """An event that cannot be stored; the message names the field and the problem."""
+
+
+class TimeOutOfRangeError(EventError):
+    """A time whose UTC value is outside what a datetime holds (near year 1 or 9999)."""
+
+    def __init__(self, message: str, *, early: bool) -> None:
+        super().__init__(message)
+        self.early = early
 
 
 def event_weights(custom: str = "") -> dict[str, float]:
@@ -68,7 +80,35 @@ def parse_time(value: str | datetime | date | None, *, default: datetime | None 
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise EventError(f"time {text!r} is not an ISO date or date-time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:  # a time without a zone is UTC
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: in UTC, before year 1
+        early = parsed.year < 1970
+        raise TimeOutOfRangeError(
+            f"time {parsed.isoformat()} is out of range", early=early
+        ) from None
+
+
+def event_time(value: str | datetime | date | None, *, now: datetime | None = None) -> datetime:
+    """An event's time (see :func:`parse_time`; none: ``now``), refused unless between
+    1970-01-01T00:00:00Z and a day after now; the message names the time."""
+    current = now or datetime.now(UTC)
+    if value is None or value == "":
+        return current
+    shown = value.isoformat() if isinstance(value, date) else str(value).strip()
+    try:
+        ts = parse_time(value)
+    except TimeOutOfRangeError as exc:
+        early = exc.early
+    else:
+        if EARLIEST <= ts <= current + FUTURE_SLACK:
+            return ts
+        early = ts < EARLIEST
+    if early:
+        raise EventError(f"timestamp {shown} is before {EARLIEST:%Y-%m-%d}")
+    raise EventError(f"timestamp {shown} is more than {FUTURE_SLACK.days} day in the future")
 
 
 @dataclass(frozen=True)
@@ -139,7 +179,7 @@ def make_event(
     if type_ not in weights:
         known = ", ".join(sorted(weights))
         raise EventError(f"unknown event type {type_!r}; known types: {known}")
-    ts = parse_time(data.get("timestamp"), default=now)  # type: ignore[arg-type]
+    ts = event_time(data.get("timestamp"), now=now)  # type: ignore[arg-type]
     session = _identifier("session_id", data.get("session_id"), required=False)
     price_raw = data.get("price")
     price: float | None = None
@@ -152,9 +192,7 @@ def make_event(
             raise EventError(f"price {price_raw!r} must be a finite number >= 0")
     event_id = _identifier("event_id", data.get("event_id"), required=False)
     key = (
-        "id:" + event_id
-        if event_id
-        else natural_key(user, product, type_, ts, session, occurrence)
+        "id:" + event_id if event_id else natural_key(user, product, type_, ts, session, occurrence)
     )
     return EventRecord(
         user_id=user,

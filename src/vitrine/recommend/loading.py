@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
 from vitrine.recommend.event_store import EventStore
 from vitrine.vision.features import FEATURE_VERSION
+
+log = logging.getLogger(__name__)
 
 
 def embedding_version(store: CatalogStore) -> str | None:
@@ -61,6 +64,17 @@ def load_dataset(
     before: datetime | None = None,
     model_version: str | None = None,
 ) -> Dataset:
-    """The catalog and the event log (optionally only the events before ``before``)."""
+    """The catalog and the event log (optionally only the events before ``before``).
+
+    A stored event whose time is out of range or cannot be read is left out (counted in
+    ``skipped_events``, with a warning): one bad row never stops a training.
+    """
     catalog = load_catalog(store, category_field, model_version)
-    return catalog.with_events(events.iter_events(before=before), weights)
+    data = catalog.with_events(events.iter_events(before=before), weights)
+    if data.skipped_events:
+        log.warning(
+            "left out %d stored events whose time is before 1970, more than a day ahead "
+            "or unreadable",
+            data.skipped_events,
+        )
+    return data

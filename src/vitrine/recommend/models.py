@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from vitrine.private_fs import make_private_dir
 from vitrine.recommend.base import Recommender
 from vitrine.recommend.data import Dataset, History
 from vitrine.recommend.strategies import ALGORITHMS
 
 log = logging.getLogger(__name__)
+
 
 def _code_version() -> str:
     """A hash of the recommender's source: a model pickled by other code is not loaded."""
@@ -70,8 +72,9 @@ class ModelSet:
             algorithms[name] = ALGORITHMS[algorithm](**params).fit(data)
             seconds[name] = round(time.perf_counter() - started, 3)
             log.info("trained %s in %.1f s", name, seconds[name])
-        return cls(data, algorithms, fingerprint, snapshot_seq, time.time(), seconds,
-                   data.histories())
+        return cls(
+            data, algorithms, fingerprint, snapshot_seq, time.time(), seconds, data.histories()
+        )
 
     def with_catalog(self, data: Dataset, generation: int) -> ModelSet:
         """The trained set answering over ``data``, its catalog extended by the changes
@@ -103,7 +106,7 @@ class ModelSet:
     # -- persistence --------------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         path = directory / "models.pkl"
         # A temporary file of our own: API workers sharing a home may save at once.
         tmp = path.with_name(f"models.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -134,6 +137,7 @@ class ModelSet:
 
 def fallback_list(models: ModelSet, name: str, k: int) -> np.ndarray:
     algorithm = models.algorithms[name]
-    items, _ = algorithm.recommend(History.empty(), k, models.reference_day,
-                                   models.data.recommendable)
+    items, _ = algorithm.recommend(
+        History.empty(), k, models.reference_day, models.data.recommendable
+    )
     return items

@@ -47,6 +47,7 @@ from vitrine.recommend.models import ModelSet
 from vitrine.recommend.rules import Rules, candidate_mask, reshape
 from vitrine.recommend.strategies import Strategy, StrategyError, StrategyStore
 from vitrine.recommend.visual import VisualSimilar
+from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -169,25 +170,16 @@ class _ServedWriter:
         self.rows: deque[dict[str, Any]] = deque()
         self._busy = False
         self._done = threading.Condition()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="served-writer", daemon=True)
-        self.thread.start()
+        self._worker = BackgroundWorker(
+            "served-writer", self._write_all, interval=interval, on_stop=self._write_all
+        )
+        self._worker.start()
 
     def put(self, row: dict[str, Any]) -> None:
         if len(self.rows) >= self.MAX_ROWS:
             log.warning("served-recommendations queue full; dropping one record")
             return
         self.rows.append(row)
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            stopping = self._stop.is_set()
-            self._write_all()
-            if stopping:
-                return
 
     def _write_all(self) -> None:
         with self._done:
@@ -209,14 +201,13 @@ class _ServedWriter:
     def wait_written(self) -> None:
         """Until every list put so far is in the database (or failed to be written)."""
         with self._done:
-            while self.thread.is_alive() and (self.rows or self._busy):
-                self._wake.set()
+            while self._worker.running and (self.rows or self._busy):
+                self._worker.wake()
                 self._done.wait(0.05)
 
     def flush(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self.thread.join(timeout=10)
+        """Stop, writing what is left."""
+        self._worker.stop()
 
 
 @dataclass(frozen=True)
@@ -310,9 +301,12 @@ class RecommendationService:
         self._seq = 0
         self._lock = threading.Lock()
         self._train_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        period = settings.recommend_retrain_minutes * 60
+        self._trainer = BackgroundWorker(
+            "recommend-trainer", self._train_round, interval=period or None, join_timeout=5
+        )
+        self._trained_once = False
+        self._retrain_requested = False
         self._served: _ServedWriter | None = None
         self._lists = ListCache(settings.recommend_cache_size)
         self.lists_served = 0  # from the cache or precomputed
@@ -428,47 +422,39 @@ class RecommendationService:
 
     def start(self) -> None:
         """Load or train in the background, then retrain on schedule or on demand."""
-        if self._thread is not None:
+        if self._trainer.running:
             return
         self._served = _ServedWriter(self.events)
-        self._thread = threading.Thread(target=self._loop, name="recommend-trainer", daemon=True)
-        self._thread.start()
+        self._trainer.start()
 
     def request_retrain(self) -> None:
-        self._wake.set()
+        self._retrain_requested = True
+        self._trainer.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self._trainer.stop(timeout=0)  # no new round; the one in progress is joined below
         if self._publish_timer is not None:
             self._publish_timer.cancel()
         self._refresher.shutdown(wait=False, cancel_futures=True)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._trainer.stop()
         if self._served is not None:
             self._served.flush()
 
-    def _loop(self) -> None:
-        period = self.settings.recommend_retrain_minutes * 60
+    def _train_round(self) -> None:
+        """The trainer's round: load or train at first, then retrain when asked, or on
+        schedule when the events or the catalog changed."""
+        first = not self._trained_once
+        self._trained_once = True
+        requested, self._retrain_requested = self._retrain_requested, False
         try:
-            self.load_or_train(separate_process=True)
+            if first:
+                self.load_or_train(separate_process=True)
+            elif requested or self.fingerprint() != self.models.fingerprint:
+                self.train_separately()
+                self.last_error = None
         except Exception as exc:
-            log.exception("recommendation training failed")
+            log.exception("recommendation %s failed", "training" if first else "retraining")
             self.last_error = str(exc)
-        while not self._stop.is_set():
-            woke = self._wake.wait(timeout=period if period > 0 else None)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                if woke or self.fingerprint() != self.models.fingerprint:
-                    self.train_separately()
-                    self.last_error = None
-            except Exception as exc:
-                log.exception("recommendation retraining failed")
-                self.last_error = str(exc)
-
-    # -- events -------------------------------------------------------------------------
 
     def add_events(self, raw: Sequence[Mapping[str, Any]]) -> tuple[list[EventRecord], int]:
         """Validate (all or nothing: a bad event raises EventError naming its position),
@@ -545,8 +531,13 @@ class RecommendationService:
             for e in records:
                 self._seq += 1
                 self._live.setdefault(e.user_id, []).append(
-                    (self._seq, e.product_id, to_days(e.ts), self.weights[e.type],
-                     e.type == "purchase")
+                    (
+                        self._seq,
+                        e.product_id,
+                        to_days(e.ts),
+                        self.weights[e.type],
+                        e.type == "purchase",
+                    )
                 )
                 applied.append((e, self._seq))
         return applied
@@ -596,15 +587,18 @@ class RecommendationService:
         """Serve the catalog changes recorded so far (a new catalog generation)."""
         with self._publish_lock:
             models = self._models
-            if models is None or not self.catalog.pending or self._stop.is_set():
+            if models is None or not self.catalog.pending or self._trainer.stopping:
                 return
             data, generation = self.catalog.extended(models.base.data)
             extended = models.with_catalog(data, generation)
             with self._lock:
                 if self._models is not None and self._models.base is models.base:
                     self._models = extended
-        log.info("catalog generation %d: %d products changed since training", generation,
-                 len(self.catalog.changes))
+        log.info(
+            "catalog generation %d: %d products changed since training",
+            generation,
+            len(self.catalog.changes),
+        )
 
     def candidates(self, rules: Rules, data: Dataset, history: History) -> np.ndarray:
         """The catalog items a list may hold: the rules' mask, less the products deleted or
@@ -1167,8 +1161,9 @@ class RecommendationService:
             if unknown:
                 raise ValueError(f"unknown algorithms {unknown}; known: {', '.join(chosen)}")
             chosen = {n: f for n, f in chosen.items() if n in algorithms or n == "popularity_4w"}
-        results, facts = evaluate(data, to_days(split), k, chosen, test_days, progress,
-                                  whole_catalog)
+        results, facts = evaluate(
+            data, to_days(split), k, chosen, test_days, progress, whole_catalog
+        )
         table = [r.to_json() for r in results]
         params = {"test_days": test_days, "whole_catalog": whole_catalog, **facts}
         with self.engine.begin() as conn:

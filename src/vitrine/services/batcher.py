@@ -8,13 +8,13 @@ load the model runs on fuller batches and throughput rises without hurting laten
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage
+from vitrine.worker import BackgroundWorker
 
 
 @dataclass
@@ -40,9 +40,9 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._on_timing = on_timing
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="vitrine-batcher", daemon=True)
         self._closed = False
-        self._thread.start()
+        self._worker = BackgroundWorker("vitrine-batcher", self._next_batch, interval=0)
+        self._worker.start()
 
     def submit(self, images: Sequence[PreparedImage]) -> Future[list[ImageAnalysis]]:
         if self._closed:
@@ -60,34 +60,33 @@ class MicroBatcher:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._queue.put(None)
-            self._thread.join(timeout=5)
+            self._queue.put(None)  # wakes the worker waiting for the next request
+            self._worker.stop(timeout=5)
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            size = len(first.images)
-            deadline = time.monotonic() + self.max_wait
-            stop = False
-            while size < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    nxt = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-                size += len(nxt.images)
-            self._process(batch)
-            if stop:
-                return
+    def _next_batch(self) -> float:
+        """Wait for a request, gather others for up to ``max_wait``, run them as one."""
+        first = self._queue.get()
+        if first is None:  # closing: leave the marker for the round that sees the stop
+            self._queue.put(None)
+            return 0
+        batch = [first]
+        size = len(first.images)
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                nxt = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            batch.append(nxt)
+            size += len(nxt.images)
+        self._process(batch)
+        return 0
 
     def _process(self, batch: list[_Request]) -> None:
         images = [img for request in batch for img in request.images]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from vitrine.catalog.change_feed import CHANNEL, FeedCursor, latest_id, prune
 from vitrine.services.runtime import Vitrine
+from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 APPLY_CHUNK = 500
@@ -32,45 +32,35 @@ class ChangeFollower:
         self.cursor = FeedCursor(last_id=latest_id(vitrine.engine))
         self.poll_s = max(0.01, vitrine.settings.change_feed_poll_ms / 1000)
         self.applied = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("change-feed", self._round, interval=0)
         self._listener: Any = None
         self._last_prune = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._worker.stop()
         self._close_listener()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.catch_up()
-                if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-                    self._last_prune = time.monotonic()
-                    prune(self.vitrine.engine, self.vitrine.settings.change_feed_retention_s)
-            except Exception:  # the database may be away for a moment: keep following
-                log.exception("change feed: could not apply changes; retrying")
-                self._stop.wait(1.0)
-            self._wait()
+    def _round(self) -> float:
+        """Apply what changed, then wait for the next change (a failing round is retried
+        by the worker: the database may be away for a moment)."""
+        self.catch_up()
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            prune(self.vitrine.engine, self.vitrine.settings.change_feed_retention_s)
+        self._wait()
+        return 0
 
     # -- waiting ----------------------------------------------------------------------
 
     def _wait(self) -> None:
         """Sleep until the poll interval ends, or until PostgreSQL notifies a change."""
         if self.vitrine.engine.dialect.name != "postgresql":
-            self._stop.wait(self.poll_s)
+            self._worker.sleep(self.poll_s)
             return
         try:
             if self._listener is None:
@@ -80,7 +70,7 @@ class ChangeFollower:
         except Exception as exc:  # fall back to polling until it reconnects
             log.warning("change feed: LISTEN failed (%s); polling", type(exc).__name__)
             self._close_listener()
-            self._stop.wait(self.poll_s)
+            self._worker.sleep(self.poll_s)
 
     def _listen(self) -> Any:
         import psycopg

@@ -24,6 +24,7 @@ from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
 from vitrine.classify.trainer import TrainConfig, train_and_register
 from vitrine.services.runtime import Vitrine
 from vitrine.vision.analyzer import ImageAnalysis
+from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 RELOAD_SECONDS = 2.0
@@ -65,8 +66,13 @@ class ClassificationService:
         self._predictor: Predictor | None = None
         self._generation: tuple[Any, ...] | None = None
         self._checked = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._retrainer = BackgroundWorker(
+            "vitrine-retrain",
+            self._retrain_round,
+            interval=vitrine.settings.classify_retrain_check_seconds,
+            wait_first=True,
+            join_timeout=30,
+        )
 
     @property
     def embedding_version(self) -> str:
@@ -239,26 +245,15 @@ class ClassificationService:
             rows += self.train(fields, trigger="auto")
         return rows
 
+    def _retrain_round(self) -> None:
+        self.retrain_due()
+
     def start(self) -> None:
         """Start the background retrainer (when retraining is configured)."""
         s = self.vitrine.settings
         if s.classify_retrain_after <= 0 and s.classify_retrain_interval_hours <= 0:
             return
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="vitrine-retrain", daemon=True)
-        self._thread.start()
+        self._retrainer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.vitrine.settings.classify_retrain_check_seconds):
-            try:
-                self.retrain_due()
-            except Exception:  # a failed run must not stop the retrainer
-                log.exception("background retraining failed")
+        self._retrainer.stop()

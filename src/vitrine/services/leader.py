@@ -26,6 +26,8 @@ from typing import IO, Any, Protocol
 
 from sqlalchemy import Engine
 
+from vitrine.worker import BackgroundWorker
+
 log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock takes a signed 64-bit key; derive a fixed one from a name.
@@ -138,32 +140,31 @@ class Leadership:
         self.retry_s = retry_s
         self.leading = False
         self._started: list[Duty] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._worker = BackgroundWorker(
+            "vitrine-leader", self.step, interval=self.retry_s, wait_first=True
+        )
         self._mutex = threading.Lock()
 
     def start(self) -> None:
         """Try once now (so a single process leads from its first request), then keep
         trying in the background."""
-        if self._thread is not None:
+        if self._worker.running:
             return
-        self._stop.clear()
+        self._stopped = False
         self.step()
-        self._thread = threading.Thread(target=self._run, name="vitrine-leader", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._stopped = True
+        self._worker.stop()
         with self._mutex:
             self._resign()
 
     def step(self) -> None:
         """One round: check a held lock, or try to take it."""
         with self._mutex:
-            if self._stop.is_set():
+            if self._stopped:
                 return
             if self.leading:
                 if not self.lock.still_held():
@@ -195,7 +196,3 @@ class Leadership:
         if self.leading:
             self.lock.release()
         self.leading = False
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.retry_s):
-            self.step()

@@ -7,6 +7,7 @@ upload never leaves a half-written product behind.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,13 @@ class ProductExistsError(Exception):
 
 class ProductNotFoundError(KeyError):
     """No product with this id."""
+
+
+class InvalidChangeError(ValueError):
+    """A change a product cannot take; the message names the field."""
+
+
+NOT_NULL_FIELDS = ("available", "attributes")  # NOT NULL columns: never set to None
 
 
 class MissingPhotoError(ImageDecodeError):
@@ -124,6 +132,14 @@ class ProductService:
         return key
 
     def update(self, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields; raises InvalidChangeError naming a field that cannot take
+        its value (a null for a NOT NULL column, a price that is not a finite number >= 0)."""
+        for name in NOT_NULL_FIELDS:
+            if name in changes and changes[name] is None:
+                raise InvalidChangeError(f"{name} must not be null")
+        price = changes.get("price")
+        if price is not None and not (isinstance(price, int | float) and 0 <= price < math.inf):
+            raise InvalidChangeError("price must be a finite number >= 0")
         if not self.vitrine.store.update_product(product_id, changes):
             raise ProductNotFoundError(product_id)
         product = self.vitrine.store.get_product(product_id)

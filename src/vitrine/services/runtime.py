@@ -11,11 +11,13 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from vitrine.catalog.blobs import BlobStore, open_blob_store
+from vitrine.catalog.blob_stores import open_blob_store
+from vitrine.catalog.blobs import BlobStore
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings, load_settings
+from vitrine.private_fs import secure_home
 from vitrine.services.batcher import MicroBatcher
 from vitrine.services.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalyzer
@@ -32,7 +34,7 @@ class Vitrine:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        secure_home(self.settings.home)  # 0700, tightened if an older home is looser
         self.engine = make_engine(self.settings.resolved_database_url)
         migrate(self.engine)
         self.store = CatalogStore(self.engine)

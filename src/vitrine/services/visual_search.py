@@ -9,7 +9,7 @@ missing or stale. The aspect store is read from the database on every start.
 
 Search by photo (:meth:`VisualSearch.search_photo`) takes candidates from the embedding's
 ANN search and from exact whole-catalog scans of cheap aspects, then orders them by the
-calibrated fusion of every aspect (:mod:`vitrine.index.rerank`); see
+calibrated fusion of every aspect (:mod:`vitrine.index.fusion`); see
 ``bench/bench_photo_search.py`` for what each part buys.
 """
 
@@ -26,7 +26,9 @@ import numpy as np
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
 from vitrine.index import AttributeIndex, Hit, VectorIndex, parse_filter
-from vitrine.index.rerank import DEFAULT_SCANS, DEFAULT_WEIGHTS, AspectStore, parse_weights
+from vitrine.index.aspect_store import AspectStore
+from vitrine.index.fusion import DEFAULT_SCANS, DEFAULT_WEIGHTS, parse_weights
+from vitrine.private_fs import make_private_dir
 from vitrine.services.records import ASPECT_VERSIONS
 from vitrine.vision.embedding import EMBEDDING_DIM
 from vitrine.vision.query import QueryDescription, TypicalAspect, catalog_aspects
@@ -143,7 +145,7 @@ class VisualSearch:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         self.vectors.save(self.path, fingerprint=self.store.fingerprint(self.model_version))
         self.dirty = False
 

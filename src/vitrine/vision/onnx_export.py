@@ -34,6 +34,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitrine.private_fs import make_private_dir
+
 if TYPE_CHECKING:
     import torch
 
@@ -150,7 +152,7 @@ def write_onnx(
     import onnxruntime as ort
     import torch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     dummy = torch.zeros((1, _EXPORT_SIZE, _EXPORT_SIZE, 3), dtype=torch.uint8)
     fd, raw_name = tempfile.mkstemp(
         prefix=f".{target.stem}-", suffix=".raw.onnx", dir=target.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -169,7 +169,7 @@ def correct_label(
 @router.get("/images/{image_id}")
 async def image(
     request: Request,
-    image_id: int,
+    image_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     _: Annotated[Viewer, Depends(viewer)],
     size: Annotated[int, Query()] = 320,
 ) -> Response:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.admin.security import Viewer, reader_post, viewer
 from vitrine.admin.templating import render
+from vitrine.api.problems import image_problem
 from vitrine.catalog.browse import BrowseFilter
 from vitrine.services.photo_search import search_by_photo
 from vitrine.vision.decode import ImageDecodeError
@@ -36,15 +37,15 @@ async def run_search(
     product_id: Annotated[str, Form()] = "",
     k: Annotated[int, Form(ge=1, le=100)] = 24,
     filters: Annotated[str, Form()] = "",
-    min_score: Annotated[float, Form(ge=-1, le=1)] = -1.0,
+    min_score: Annotated[float, Form(ge=-1, le=1, allow_inf_nan=False)] = -1.0,
 ) -> HTMLResponse:
     admin = request.app.state.admin
     vitrine = admin.vitrine
     started = time.perf_counter()
     has_image = image is not None and bool(image.filename)
 
-    def failed(message: str) -> HTMLResponse:
-        return render(request, "partials/search_results.html", 422, error=message, results=[])
+    def failed(message: str, status: int = 422) -> HTMLResponse:
+        return render(request, "partials/search_results.html", status, error=message, results=[])
 
     if has_image == bool(product_id.strip()):
         return failed("Drop or choose a photo, or give a product id (one of the two).")
@@ -54,7 +55,7 @@ async def run_search(
             limit = vitrine.settings.max_image_bytes
             data = await image.read(limit + 1)
             if len(data) > limit:
-                return failed(f"{image.filename}: larger than the limit of {limit:,} bytes")
+                return failed(f"{image.filename}: larger than the limit of {limit:,} bytes", 413)
             _, hits = await run_in_threadpool(
                 search_by_photo, vitrine, data, image.filename or "photo", k, split_filters(filters)
             )
@@ -65,8 +66,8 @@ async def run_search(
             if vector is None:
                 return failed(f"Product {pid!r} is not in the visual index.")
             hits = vitrine.search.search(vector, k, split_filters(filters), exclude={pid})
-    except ImageDecodeError as exc:
-        return failed(str(exc))
+    except ImageDecodeError as exc:  # the API's status for the same file (415, 413, 422)
+        return failed(str(exc), image_problem(exc).status)
     except ValueError as exc:
         return failed(f"Filter: {exc}")
     hits = [h for h in hits if h.score >= min_score]

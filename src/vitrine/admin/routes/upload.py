@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
+from vitrine.api.problems import image_problem
 from vitrine.api.routes.products import MAX_ID_LENGTH
 from vitrine.catalog.store import ProductRecord
 from vitrine.jobs.catalog_source import ColumnMapping
@@ -68,8 +70,8 @@ async def upload_product(
         return failed(f"Product id: 1 to {MAX_ID_LENGTH} characters without '/'.")
     try:
         value = float(price) if price.strip() else None
-        if value is not None and value < 0:
-            raise FormError("price must not be negative")
+        if value is not None and not 0 <= value < math.inf:  # also NaN
+            raise FormError("Price must be a finite number, not negative.")
         record = ProductRecord(
             id=pid,
             title=_optional(title),
@@ -95,8 +97,8 @@ async def upload_product(
         )
     except ProductExistsError:
         return failed(f"Product {pid!r} already exists.", 409)
-    except ImageDecodeError as exc:
-        return failed(str(exc))
+    except ImageDecodeError as exc:  # the API's status for the same file (415, 413, 422)
+        return failed(str(exc), image_problem(exc).status)
     request.app.state.metrics.images.inc()
     return render(
         request,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.api.auth import require
+from vitrine.api.openapi import form_parts
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import ImportJobOut
 from vitrine.jobs.catalog_source import ColumnMapping
@@ -37,7 +38,11 @@ def job_out(job: dict[str, Any]) -> ImportJobOut:
 
 
 @router.post(
-    "", status_code=202, response_model=ImportJobOut, dependencies=[Depends(require("write"))]
+    "",
+    status_code=202,
+    response_model=ImportJobOut,
+    openapi_extra=form_parts(csv="text/csv", images="application/zip"),
+    dependencies=[Depends(require("write"))],
 )
 async def create_import(
     request: Request,

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.api.auth import require
+from vitrine.api.openapi import problems
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import Feedback, FeedbackOut, ModelDetail, ModelList, ModelSummary
 from vitrine.classify.labels import resolve_categories
 from vitrine.classify.registry import UnknownModelError
+from vitrine.classify.registry import model_summary as summary
 from vitrine.services.classification import ClassificationService, UnknownProductError
 
 router = APIRouter(tags=["classification"])
+# A database id: bounded so that an id beyond int64 is a 422, not an overflow in the driver.
+ModelId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The model version's id.")]
 
 
 def _service(request: Request) -> ClassificationService:
     return request.app.state.vitrine.classification
-
-
-def summary(row: dict[str, Any]) -> dict[str, Any]:
-    overall = (row.get("metrics") or {}).get("all") or {}
-    return {
-        **{k: row[k] for k in ModelSummary.model_fields if k in row},
-        "accuracy": overall.get("accuracy"),
-        "macro_f1": (overall.get("macro") or {}).get("f1"),
-        "review_threshold": (row.get("params") or {}).get("threshold"),
-    }
 
 
 @router.get("/v1/models", response_model=ModelList, dependencies=[Depends(require("read"))])
@@ -52,20 +46,20 @@ def _get(request: Request, model_id: int) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/models/{model_id}", response_model=ModelDetail, dependencies=[Depends(require("read"))]
+    "/v1/models/{model_id:int}", response_model=ModelDetail, dependencies=[Depends(require("read"))]
 )
-def get_model(request: Request, model_id: int) -> ModelDetail:
+def get_model(request: Request, model_id: ModelId) -> ModelDetail:
     """One model version: all of its evaluation metrics and parameters."""
     row = _get(request, model_id)
     return ModelDetail(**summary(row), metrics=row["metrics"], params=row["params"])
 
 
 @router.post(
-    "/v1/models/{model_id}/activate",
+    "/v1/models/{model_id:int}/activate",
     response_model=ModelSummary,
     dependencies=[Depends(require("admin"))],
 )
-def activate_model(request: Request, model_id: int) -> ModelSummary:
+def activate_model(request: Request, model_id: ModelId) -> ModelSummary:
     """Make this version its field's active model."""
     _get(request, model_id)
     return ModelSummary(**summary(_service(request).registry.activate(model_id)))
@@ -74,6 +68,7 @@ def activate_model(request: Request, model_id: int) -> ModelSummary:
 @router.post(
     "/v1/models/rollback",
     response_model=ModelSummary,
+    responses=problems(404),
     dependencies=[Depends(require("admin"))],
 )
 def rollback_model(
@@ -90,6 +85,7 @@ def rollback_model(
     "/v1/feedback",
     response_model=FeedbackOut,
     status_code=201,
+    responses=problems(404),
     dependencies=[Depends(require("write"))],
 )
 async def feedback(request: Request, body: Feedback) -> FeedbackOut:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -18,7 +18,25 @@ def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+READINESS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "indexed": {"type": "integer", "description": "Products in the visual index."},
+        "model": {"type": "string", "description": "The embedding model's version."},
+        "database": {"type": "string", "description": "Why the database is unavailable."},
+    },
+}
+
+
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Ready", "content": {"application/json": {"schema": READINESS}}},
+        503: {"description": "Not ready", "content": {"application/json": {"schema": READINESS}}},
+    },
+)
 def readyz(request: Request) -> JSONResponse:
     """The database answers and the index is loaded."""
     vitrine = request.app.state.vitrine
@@ -34,7 +52,11 @@ def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     m = request.app.state.metrics

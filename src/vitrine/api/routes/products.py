@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 
 from vitrine.api.auth import require
+from vitrine.api.openapi import UPLOAD_IMAGE_TYPES, UPLOAD_PROBLEMS, form_parts, problems
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import ProductCreated, ProductOut, ProductPage, ProductPatch
 from vitrine.api.views import product_out
 from vitrine.catalog.blobs import BlobNotFoundError
 from vitrine.catalog.store import ProductRecord
 from vitrine.services.products import (
+    InvalidChangeError,
     ProductExistsError,
     ProductNotFoundError,
     ProductService,
@@ -27,6 +30,21 @@ IMAGE_KEYS_HELP = (
     "Photos already in the blob store (e.g. S3 keys under the store's prefix), used in place "
     "of uploads; repeatable. They come after any uploaded images."
 )
+
+
+IMAGE_MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+IMAGE_CONTENT = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in [*dict.fromkeys(IMAGE_MEDIA_TYPES.values()), "application/octet-stream"]
+}
 
 
 def service(request: Request) -> ProductService:
@@ -88,8 +106,8 @@ async def _save(
         raise Problem(
             422, "at least one image (or an image_keys entry) is required", "invalid-fields"
         )
-    if price is not None and price < 0:
-        raise Problem(422, "price must not be negative", "invalid-fields")
+    if price is not None and not 0 <= price < math.inf:  # also NaN
+        raise Problem(422, "price must be a finite number >= 0", "invalid-fields")
     record = ProductRecord(
         id=check_id(product_id),
         title=title,
@@ -115,7 +133,12 @@ async def _save(
 
 
 @router.post(
-    "", status_code=201, response_model=ProductCreated, dependencies=[Depends(require("write"))]
+    "",
+    status_code=201,
+    response_model=ProductCreated,
+    responses={**problems(409), **UPLOAD_PROBLEMS},
+    openapi_extra=form_parts(images=UPLOAD_IMAGE_TYPES),
+    dependencies=[Depends(require("write"))],
 )
 async def create_product(
     request: Request,
@@ -125,9 +148,9 @@ async def create_product(
         list[UploadFile] | None, File(description="One or more photos; the first is primary.")
     ] = None,
     image_keys: Annotated[list[str] | None, Form(description=IMAGE_KEYS_HELP)] = None,
-    title: Annotated[str | None, Form()] = None,
+    title: Annotated[str | None, Form(max_length=512)] = None,
     description: Annotated[str | None, Form()] = None,
-    price: Annotated[float | None, Form()] = None,
+    price: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
     available: Annotated[bool, Form()] = True,
     attributes: Annotated[str | None, Form(description="JSON object of free fields.")] = None,
 ) -> ProductCreated:
@@ -148,7 +171,11 @@ async def create_product(
 
 
 @router.put(
-    "/{product_id}", response_model=ProductCreated, dependencies=[Depends(require("write"))]
+    "/{product_id}",
+    response_model=ProductCreated,
+    responses=UPLOAD_PROBLEMS,
+    openapi_extra=form_parts(images=UPLOAD_IMAGE_TYPES),
+    dependencies=[Depends(require("write"))],
 )
 async def replace_product(
     request: Request,
@@ -156,9 +183,9 @@ async def replace_product(
     products: Annotated[ProductService, Depends(service)],
     images: Annotated[list[UploadFile] | None, File()] = None,
     image_keys: Annotated[list[str] | None, Form(description=IMAGE_KEYS_HELP)] = None,
-    title: Annotated[str | None, Form()] = None,
+    title: Annotated[str | None, Form(max_length=512)] = None,
     description: Annotated[str | None, Form()] = None,
-    price: Annotated[float | None, Form()] = None,
+    price: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
     available: Annotated[bool, Form()] = True,
     attributes: Annotated[str | None, Form()] = None,
 ) -> ProductCreated:
@@ -188,6 +215,8 @@ def patch_product(
         return product_out(products.update(product_id, changes))
     except ProductNotFoundError as exc:
         raise Problem(404, f"product {product_id!r} does not exist", "unknown-product") from exc
+    except InvalidChangeError as exc:
+        raise Problem(422, str(exc), "invalid-fields") from exc
 
 
 @router.get("/{product_id}", response_model=ProductOut, dependencies=[Depends(require("read"))])
@@ -198,8 +227,17 @@ def get_product(product_id: str, request: Request) -> ProductOut:
     return product_out(product)
 
 
-@router.get("/{product_id}/images/{image_id}", dependencies=[Depends(require("read"))])
-def get_image(product_id: str, image_id: int, request: Request) -> Response:
+@router.get(
+    "/{product_id}/images/{image_id}",
+    response_class=Response,
+    responses={200: {"description": "The photo, as stored.", "content": IMAGE_CONTENT}},
+    dependencies=[Depends(require("read"))],
+)
+def get_image(
+    product_id: str,
+    image_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The image's id.")],
+    request: Request,
+) -> Response:
     vitrine = request.app.state.vitrine
     product = vitrine.store.get_product(product_id)
     image = next((i for i in (product or {}).get("images", []) if i["id"] == image_id), None)
@@ -209,18 +247,9 @@ def get_image(product_id: str, image_id: int, request: Request) -> Response:
         data = vitrine.blobs.get(image["blob_key"])
     except BlobNotFoundError as exc:
         raise Problem(404, "the image file is missing from the blob store", "missing-blob") from exc
-    media = {
-        "JPEG": "image/jpeg",
-        "MPO": "image/jpeg",
-        "PNG": "image/png",
-        "WEBP": "image/webp",
-        "GIF": "image/gif",
-        "BMP": "image/bmp",
-        "TIFF": "image/tiff",
-    }
     return Response(
         data,
-        media_type=media.get(image["format"], "application/octet-stream"),
+        media_type=IMAGE_MEDIA_TYPES.get(image["format"], "application/octet-stream"),
         headers={"Cache-Control": "public, max-age=31536000, immutable"},
     )
 

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    FiniteFloat,
+    RootModel,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.api.auth import require
+from vitrine.api.openapi import DateTimeParam, UTCDateTime
+from vitrine.api.openapi import problems as documented
 from vitrine.api.problems import Problem
 from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
@@ -30,6 +42,9 @@ router = APIRouter(tags=["recommendations"])
 T = TypeVar("T")
 MAX_BATCH = 10_000
 ACCEPT_IN_LOOP = 50  # events validated and applied in the event loop (more: in a thread)
+# What the service's errors become (see problems()): unknown product, category or strategy,
+# and models not trained yet.
+SERVICE_PROBLEMS = documented(404, 503)
 
 
 class EventIn(BaseModel):
@@ -43,13 +58,47 @@ class EventIn(BaseModel):
     session_id: str | None = Field(default=None, max_length=128)
     recommendation_id: str | None = Field(default=None, max_length=64)
     strategy: str | None = Field(default=None, max_length=64)
-    price: float | None = Field(default=None, ge=0)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class EventBatch(BaseModel):
     model_config = {"extra": "forbid"}
 
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _events_form(value: Any) -> str | None:
+    """Which of the three body forms of POST /v1/events, by shape (validated as that one)."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "batch" if "events" in value else "event"
+    if isinstance(value, EventBatch | EventIn):
+        return "batch" if isinstance(value, EventBatch) else "event"
+    return None
+
+
+class EventsBody(
+    RootModel[
+        Annotated[
+            Annotated[EventIn, Tag("event")]
+            | Annotated[list[EventIn], Tag("list")]
+            | Annotated[EventBatch, Tag("batch")],
+            Discriminator(
+                _events_form,
+                custom_error_type="invalid_events",
+                custom_error_message='expected an event, a list of events or {"events": [...]}',
+            ),
+        ]
+    ]
+):
+    """One event, a list of events, or ``{"events": [...]}`` (the form is told by shape)."""
+
+    def events(self) -> list[EventIn]:
+        body = self.root
+        if isinstance(body, EventBatch):
+            return body.events
+        return body if isinstance(body, list) else [body]
 
 
 class EventsAccepted(BaseModel):
@@ -92,14 +141,72 @@ class StrategyIn(BaseModel):
     description: str = ""
     algorithm: str = "hybrid"
     params: dict[str, Any] = Field(default_factory=dict)
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, FiniteFloat] = Field(default_factory=dict)
     rules: dict[str, Any] = Field(default_factory=dict)
     fallback: list[str] = Field(default_factory=lambda: ["visual_profile", "trending"])
-    variants: dict[str, float] = Field(default_factory=dict)
+    variants: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+    @field_validator("params", "rules")
+    @classmethod
+    def _finite(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """No NaN or infinity anywhere inside (JSON has none: a stored one breaks reading)."""
+
+        def walk(item: Any, path: str) -> None:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{path} must be a finite number")
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    walk(inner, f"{path}.{key}")
+            elif isinstance(item, list):
+                for n, inner in enumerate(item):
+                    walk(inner, f"{path}[{n}]")
+
+        walk(value, str(info.field_name))
+        return value
 
 
 class StrategyOut(StrategyIn):
     name: str
+
+
+class RecommendationStatus(BaseModel):
+    """The models' state; only ``ready`` and ``error`` before the first training."""
+
+    model_config = {"extra": "allow"}
+
+    ready: bool
+    trained_at: UTCDateTime | None = None
+    algorithms: dict[str, float] | None = Field(default=None, description="training seconds")
+    products: int | None = None
+    customers: int | None = None
+    events: int | None = None
+    events_skipped: int | None = Field(default=None, description="time out of range, unreadable")
+    lists: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class TrainingRequested(BaseModel):
+    status: str
+
+
+class StrategyStats(BaseModel):
+    strategy: str
+    served: int
+    clicked_lists: int
+    events: dict[str, int] = Field(description="attributed events by type")
+    ctr: float | None
+    conversion: float | None
+
+
+class EvaluationRun(BaseModel):
+    model_config = {"extra": "allow"}
+
+    id: int
+    split_date: UTCDateTime
+    k: int
+    params: dict[str, Any]
+    results: list[Any]
+    created_at: UTCDateTime | None = None
 
 
 async def service(request: Request) -> RecommendationService:
@@ -126,11 +233,15 @@ def problems() -> Iterator[None]:
     try:
         yield
     except NotReadyError as exc:
-        raise Problem(503, str(exc), "not-ready", retry_after=5) from exc
+        raise Problem(
+            503, str(exc), "not-ready", headers={"Retry-After": "5"}, retry_after=5
+        ) from exc
     except UnknownItemError as exc:
         what = str(exc.args[0]) if exc.args else "product"
-        detail = f"{what} is unknown" if what.startswith("category") else (
-            f"product {what!r} is not in the catalog the recommender knows"
+        detail = (
+            f"{what} is unknown"
+            if what.startswith("category")
+            else (f"product {what!r} is not in the catalog the recommender knows")
         )
         raise Problem(404, detail, "unknown-product") from exc
     except StrategyError as exc:
@@ -147,18 +258,20 @@ def _strategy_out(s: Strategy) -> StrategyOut:
 
 
 @router.post(
-    "/v1/events", response_model=EventsAccepted, dependencies=[Depends(require("write"))]
+    "/v1/events",
+    response_model=EventsAccepted,
+    responses=documented(503),
+    dependencies=[Depends(require("write"))],
 )
 async def post_events(
     svc: Service,
-    body: Annotated[EventIn | EventBatch | list[EventIn], Body()],
+    body: EventsBody,
 ) -> EventsAccepted:
     """One event, a list, or ``{"events": [...]}``; re-sent events are not counted twice.
 
     The customer's next recommendations take the event into account at once.
     """
-    events = body.events if isinstance(body, EventBatch) else body
-    events = events if isinstance(events, list) else [events]
+    events = body.events()
     if len(events) > MAX_BATCH:
         raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
     rows = [e.model_dump(exclude_none=True) for e in events]
@@ -176,6 +289,7 @@ async def post_events(
     "/v1/users/{user_id}/recommendations",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses=SERVICE_PROBLEMS,
     dependencies=[Depends(require("read"))],
 )
 async def user_recommendations(
@@ -203,12 +317,17 @@ async def user_recommendations(
     "/v1/sessions/recommendations",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses=SERVICE_PROBLEMS,
     dependencies=[Depends(require("read"))],
 )
 async def session_recommendations(svc: Service, body: SessionRequest) -> dict[str, Any]:
     """Recommendations for an anonymous session from the products it looked at."""
     result = await call(
-        svc.recommend_session, body.product_ids, body.k, body.strategy, body.filter,
+        svc.recommend_session,
+        body.product_ids,
+        body.k,
+        body.strategy,
+        body.filter,
         body.session_id,
     )
     return result.to_json()
@@ -218,10 +337,14 @@ async def session_recommendations(svc: Service, body: SessionRequest) -> dict[st
     "/v1/products/{product_id}/complementary",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses=SERVICE_PROBLEMS,
     dependencies=[Depends(require("read"))],
 )
 async def complementary(
-    svc: Service, product_id: str, k: K = 12, filter: Filters = None,
+    svc: Service,
+    product_id: str,
+    k: K = 12,
+    filter: Filters = None,
     strategy: str | None = None,
 ) -> dict[str, Any]:
     """Products bought together with this one, from other categories."""
@@ -233,17 +356,21 @@ async def complementary(
     "/v1/products/{product_id}/similar/weighted",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses=SERVICE_PROBLEMS,
     dependencies=[Depends(require("read"))],
 )
 async def similar_weighted(
-    svc: Service, product_id: str, k: K = 12, filter: Filters = None,
+    svc: Service,
+    product_id: str,
+    k: K = 12,
+    filter: Filters = None,
     strategy: str | None = None,
     weights: Annotated[str | None, Query(description="embedding=2,color=1,shape=0.5")] = None,
 ) -> dict[str, Any]:
     """Visually similar products by a strategy's (or these) aspect weights, explained."""
     parsed = None
     if weights is not None:
-        from vitrine.index.rerank import parse_weights
+        from vitrine.index.fusion import parse_weights
 
         try:
             parsed = parse_weights(weights)
@@ -257,11 +384,10 @@ async def similar_weighted(
     "/v1/trending",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses=SERVICE_PROBLEMS,
     dependencies=[Depends(require("read"))],
 )
-async def trending(
-    svc: Service, k: K = 12, category: str | None = None
-) -> dict[str, Any]:
+async def trending(svc: Service, k: K = 12, category: str | None = None) -> dict[str, Any]:
     """The products trending now, overall or in one category."""
     return (await call(svc.trending, k, category)).to_json()
 
@@ -300,7 +426,10 @@ async def put_strategy(svc: Service, name: str, body: StrategyIn) -> StrategyOut
 
 
 @router.delete(
-    "/v1/strategies/{name}", status_code=204, dependencies=[Depends(require("admin"))]
+    "/v1/strategies/{name}",
+    status_code=204,
+    responses=documented(409),
+    dependencies=[Depends(require("admin"))],
 )
 async def delete_strategy(svc: Service, name: str) -> Response:
     if name == svc.settings.recommend_default_strategy:
@@ -314,6 +443,7 @@ async def delete_strategy(svc: Service, name: str) -> Response:
     "/v1/strategies/{name}/preview",
     response_model=Recommendations,
     response_model_exclude_none=True,
+    responses={**SERVICE_PROBLEMS, **documented(409)},
     dependencies=[Depends(require("admin"))],
 )
 async def preview_strategy(
@@ -321,16 +451,26 @@ async def preview_strategy(
 ) -> dict[str, Any]:
     """What an (unsaved) strategy would recommend to a customer; nothing is recorded."""
     strategy = await call(Strategy.from_json, name, body.model_dump(exclude={"description"}))
-    if strategy.model_key not in svc.models.algorithms:
-        raise Problem(409, f"algorithm {strategy.algorithm!r} is not trained yet; save the "
-                      "strategy and retrain", "not-trained")
+    with problems():  # not trained at all yet: 503
+        trained = svc.models.algorithms
+    if strategy.model_key not in trained:
+        raise Problem(
+            409,
+            f"algorithm {strategy.algorithm!r} is not trained yet; save the strategy and retrain",
+            "not-trained",
+        )
     return (await call(svc.recommend_user, user_id, k, preview=strategy)).to_json()
 
 
 # -- operations and analytics -----------------------------------------------------------------
 
 
-@router.get("/v1/recommendations/status", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/recommendations/status",
+    response_model=RecommendationStatus,
+    response_model_exclude_unset=True,
+    dependencies=[Depends(require("read"))],
+)
 async def status(svc: Service) -> dict[str, Any]:
     """Whether models are loaded, when they were trained, what they hold."""
     if not svc.ready:
@@ -338,18 +478,23 @@ async def status(svc: Service) -> dict[str, Any]:
     m = svc.models
     return {
         "ready": True,
-        "trained_at": datetime.fromtimestamp(m.trained_at).astimezone().isoformat(),
+        "trained_at": datetime.fromtimestamp(m.trained_at, UTC),
         "algorithms": m.train_seconds,
         "products": m.data.n_catalog,
         "customers": m.data.n_users,
         "events": len(m.data.ev_day),
+        # stored events left out of training: a time out of range or unreadable
+        "events_skipped": m.data.skipped_events,
         "lists": svc.list_stats(),
         "error": svc.last_error,
     }
 
 
 @router.post(
-    "/v1/recommendations/train", status_code=202, dependencies=[Depends(require("admin"))]
+    "/v1/recommendations/train",
+    status_code=202,
+    response_model=TrainingRequested,
+    dependencies=[Depends(require("admin"))],
 )
 async def train(svc: Service) -> dict[str, str]:
     """Retrain every model in the background; serving goes on with the current ones."""
@@ -357,15 +502,23 @@ async def train(svc: Service) -> dict[str, str]:
     return {"status": "training requested"}
 
 
-@router.get("/v1/recommendations/stats", dependencies=[Depends(require("admin"))])
+@router.get(
+    "/v1/recommendations/stats",
+    response_model=list[StrategyStats],
+    dependencies=[Depends(require("admin"))],
+)
 async def stats(
-    svc: Service, since: datetime | None = None, until: datetime | None = None
+    svc: Service, since: DateTimeParam | None = None, until: DateTimeParam | None = None
 ) -> list[dict[str, Any]]:
     """Per strategy: lists served, attributed clicks and purchases, CTR and conversion."""
     return await call(svc.strategy_stats, since, until)
 
 
-@router.get("/v1/recommendations/evaluations", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/recommendations/evaluations",
+    response_model=list[EvaluationRun],
+    dependencies=[Depends(require("read"))],
+)
 async def evaluations(svc: Service, limit: K = 20) -> list[dict[str, Any]]:
     """The latest offline evaluation runs (``vitrine evaluate-recommendations``)."""
     return await call(svc.evaluations, limit)

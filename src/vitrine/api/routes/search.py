@@ -10,13 +10,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.api.auth import require
-from vitrine.api.problems import Problem
+from vitrine.api.openapi import UPLOAD_IMAGE_TYPES, UPLOAD_PROBLEMS, form_parts, problems
+from vitrine.api.problems import Problem, image_problem
 from vitrine.api.routes.products import read_uploads
 from vitrine.api.schemas import Analysis, SearchResults
 from vitrine.index import Hit
 from vitrine.services.photo_search import search_by_photo
 from vitrine.services.products import ProductService
 from vitrine.services.visual_search import UnknownProductError
+from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
 
@@ -43,7 +45,12 @@ def _results(request: Request, hits: list[Hit], min_score: float, started: float
     return Response(body, media_type="application/json")
 
 
-@router.post("/v1/analyze", response_model=Analysis)
+@router.post(
+    "/v1/analyze",
+    response_model=Analysis,
+    responses=UPLOAD_PROBLEMS,
+    openapi_extra=form_parts(image=UPLOAD_IMAGE_TYPES),
+)
 async def analyze(
     request: Request,
     image: Annotated[UploadFile, File()],
@@ -62,7 +69,12 @@ async def analyze(
     return Analysis(**analysis.to_json(), **described)
 
 
-@router.post("/v1/search/image", response_model=SearchResults)
+@router.post(
+    "/v1/search/image",
+    response_model=SearchResults,
+    responses={**problems(404), **UPLOAD_PROBLEMS},
+    openapi_extra=form_parts(image=UPLOAD_IMAGE_TYPES),
+)
 async def search_image(
     request: Request,
     image: Annotated[UploadFile | None, File(description="A query photo.")] = None,
@@ -71,7 +83,7 @@ async def search_image(
     ] = None,
     k: Annotated[int, Form(ge=1, le=200)] = 10,
     filter: Annotated[list[str] | None, Form(description="field=value; repeatable")] = None,
-    min_score: Annotated[float, Form(ge=-1, le=1)] = -1.0,
+    min_score: Annotated[float, Form(ge=-1, le=1, allow_inf_nan=False)] = -1.0,
     weights: Annotated[
         str | None,
         Form(description="Photo re-ranking weights, e.g. embedding=2,color=1 (default: config)"),
@@ -105,6 +117,8 @@ async def search_image(
                 search_by_photo, vitrine, upload.data, upload.filename, k, filter, aspect_weights
             )
             request.app.state.metrics.images.inc()
+    except ImageDecodeError as exc:  # a ValueError too: the image's status, not a filter's
+        raise image_problem(exc) from exc
     except ValueError as exc:
         raise Problem(422, str(exc), "invalid-filter") from exc
     return _results(request, hits, min_score, started)
@@ -116,7 +130,7 @@ async def similar(
     product_id: str,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
     filter: Annotated[list[str] | None, Query(description="field=value; repeatable")] = None,
-    min_score: Annotated[float, Query(ge=-1, le=1)] = -1.0,
+    min_score: Annotated[float, Query(ge=-1, le=1, allow_inf_nan=False)] = -1.0,
 ) -> Response:
     """Products that look most like this one."""
     started = time.perf_counter()

@@ -9,6 +9,7 @@ database's ``events`` table when it exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from vitrine.catalog.models import Feature, Image, Product
 from vitrine.catalog.store import EMBEDDING_KIND
+from vitrine.recommend.events import EARLIEST, FUTURE_SLACK
 
 
 def export_query(engine: Engine, query: Any, path: Path, batch: int = 50_000) -> Path | None:
@@ -66,7 +68,15 @@ def export_catalog(engine: Engine, model_version: str, folder: Path) -> dict[str
         query = text("SELECT product_id, field, value, source, confidence FROM labels")
         out["labels"] = export_query(engine, query, folder / "labels.parquet")
     if "events" in tables:  # the event log of the recommender, when it is installed
-        query = text("SELECT user_id, product_id, type, ts, strategy FROM events")
+        # Only times an event may have (see recommend.events): one absurd stored row must
+        # not stop the export.
+        query = text(
+            "SELECT user_id, product_id, type, ts, strategy FROM events "
+            "WHERE ts >= :earliest AND ts <= :latest"
+        ).bindparams(
+            earliest=EARLIEST.replace(tzinfo=None),
+            latest=(datetime.now(UTC) + FUTURE_SLACK).replace(tzinfo=None),
+        )
         out["events"] = export_query(engine, query, folder / "events.parquet")
     return out
 

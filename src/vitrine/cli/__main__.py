@@ -1,0 +1,5 @@
+"""``python -m vitrine.cli``."""
+
+from vitrine.cli import main
+
+main()

@@ -1,0 +1,306 @@
+"""Classification commands: train heads and tag models, evaluate, record feedback, export
+labels; ``vitrine models`` (list, activate, roll back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vitrine.cli.common import fail, open_vitrine, parse_fields, print_json
+
+models_app = typer.Typer(
+    help="Classification models: list, activate, roll back.", no_args_is_help=True
+)
+
+
+def train(
+    fields: Annotated[
+        str, typer.Option(help="Comma-separated label fields, e.g. masterCategory,articleType.")
+    ],
+    groups: Annotated[
+        str | None,
+        typer.Option(help="Feature groups, e.g. embedding+color (default: chosen per field)."),
+    ] = None,
+    activate: Annotated[
+        str, typer.Option(help="if-better (default), always or never.")
+    ] = "if-better",
+    min_support: Annotated[int | None, typer.Option(help="Rare below this many examples.")] = None,
+    finetune: Annotated[
+        bool, typer.Option("--finetune", help="First fine-tune the CNN's last blocks (slow).")
+    ] = False,
+    budget_minutes: Annotated[
+        float, typer.Option(help="Fine-tuning: wall-clock budget of the training loop.")
+    ] = 20.0,
+    trainable_blocks: Annotated[
+        int, typer.Option(help="Fine-tuning: how many of the CNN's last blocks to train.")
+    ] = 2,
+) -> None:
+    """Train one head per field on the stored features; activate it when not worse.
+
+    With --finetune: fine-tune the CNN on the labelled photos, export it as a new embedding
+    model version, re-embed the catalog with it and index it (the version in service keeps
+    serving), then train heads on the new embeddings, kept inactive until you switch."""
+    from vitrine.classify.trainer import TrainingError
+
+    if activate not in {"if-better", "always", "never"}:
+        fail("--activate must be if-better, always or never")
+    if finetune:
+        _train_finetuned(parse_fields(fields), budget_minutes, trainable_blocks, min_support)
+        return
+    vitrine = open_vitrine()
+    chosen = groups.split("+") if groups else None
+    try:
+        rows = vitrine.classification.train(
+            parse_fields(fields), activate=activate, groups=chosen, min_support=min_support
+        )
+    except (TrainingError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        vitrine.close()
+    print_json([_model_line(r) for r in rows])
+
+
+def _train_finetuned(
+    fields: list[str], budget_minutes: float, trainable_blocks: int, min_support: int | None
+) -> None:
+    from vitrine.classify.finetune import FineTuneConfig
+    from vitrine.classify.trainer import TrainingError
+    from vitrine.services.classification import ClassificationService, train_config
+    from vitrine.services.finetuning import fine_tune_catalog, reembed_catalog
+
+    if budget_minutes <= 0:
+        fail("--budget-minutes must be positive")
+    vitrine = open_vitrine()
+    split = train_config(vitrine, min_support=min_support)
+    try:
+        config = FineTuneConfig(
+            trainable_blocks=trainable_blocks,
+            budget_seconds=budget_minutes * 60,
+            threads=vitrine.settings.embedding_threads,
+            min_support=split.min_support,
+            holdout=split.holdout,
+            correction_weight=split.correction_weight,
+        )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            typer.echo(f"{stage}: {done}/{total}", err=True)
+
+        record = fine_tune_catalog(vitrine, fields, config, progress)
+        version = record["version"]
+        report = reembed_catalog(vitrine, version, progress)
+        rows = ClassificationService(vitrine, embedding_version=version).train(
+            fields, activate="never", min_support=min_support
+        )
+    except (TrainingError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        vitrine.close()
+    print_json(
+        {
+            "model": {k: record[k] for k in ("version", "fields", "stopped", "train_seconds")}
+            | {"metrics": record["metrics"], "products": record["products"]},
+            "reembedded": report.embedded,
+            "unreadable_photos": len(report.failed),
+            "indexed": report.indexed,
+            "heads": [_model_line(r) for r in rows],
+            "to_switch": [
+                f"set embedding_model = {version!r} (VITRINE_EMBEDDING_MODEL) and restart",
+                *(f"vitrine models activate {r['id']}" for r in rows),
+            ],
+        }
+    )
+
+
+def _model_line(row: dict[str, Any]) -> dict[str, Any]:
+    from vitrine.classify.registry import model_summary
+
+    line = model_summary(row)
+    line.pop("comparison", None)
+    line["decision"] = (row.get("comparison") or {}).get("reason")
+    return line
+
+
+def evaluate(
+    ctx: typer.Context,
+    field: Annotated[str | None, typer.Option(help="The label field.")] = None,
+    model_id: Annotated[
+        int | None, typer.Option("--id", help="A model id (default: active).")
+    ] = None,
+    full: Annotated[bool, typer.Option(help="Print every metric as JSON.")] = False,
+) -> None:
+    """Print a field model's held-out evaluation (`--field`), or evaluate the
+    recommendation algorithms offline (`vitrine evaluate recommendations --split-date`)."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if field is None:
+        fail("give --field FIELD (a classifier's evaluation) or the `recommendations` command")
+    assert field is not None
+
+    vitrine = open_vitrine()
+    registry = ModelRegistry(vitrine.engine, vitrine.blobs)
+    try:
+        row = registry.get(model_id) if model_id is not None else registry.active_for(field)
+    except UnknownModelError:
+        row = None
+    if row is None or row["field"] != field:
+        fail(f"no {'such' if model_id else 'active'} model for field {field!r}")
+    assert row is not None
+    if full:
+        print_json({**_model_line(row), "metrics": row["metrics"], "params": row["params"]})
+        return
+    typer.echo(format_evaluation(row))
+
+
+def format_evaluation(row: dict[str, Any]) -> str:
+    """A readable report of a model's metrics."""
+    m = row["metrics"]
+    out = [f"{row['version']} ({'active' if row['active'] else 'inactive'}): {m['field']}"]
+    split = m["split"]
+    out.append(
+        f"train {split['train']}  calibration {split['calibration']}  "
+        f"evaluation {split['evaluation']}  features {'+'.join(row['feature_groups'])}"
+    )
+    a = m.get("all")
+    if not a:
+        return "\n".join([*out, m.get("note", "no evaluation")])
+    out.append(
+        f"accuracy {a['accuracy']:.4f}  top-k {a.get('top_k')}\n"
+        f"macro    P {a['macro']['precision']:.4f}  R {a['macro']['recall']:.4f}  "
+        f"F1 {a['macro']['f1']:.4f}\n"
+        f"weighted P {a['weighted']['precision']:.4f}  R {a['weighted']['recall']:.4f}  "
+        f"F1 {a['weighted']['f1']:.4f}"
+    )
+    rare = m["rare"]
+    if rare["classes"]:
+        fc = m.get("frequent_classes", {})
+        out.append(
+            f"rare classes ({rare['policy']}, < {rare['min_support']} examples): "
+            f"{len(rare['classes'])}, {rare['evaluation_rows']} evaluation rows "
+            f"(counted as errors); accuracy on the other rows {fc.get('accuracy')}"
+        )
+    cal = m["all"]["calibration"]
+    out.append(
+        f"calibration: ECE {cal['ece']} (head before/after temperature "
+        f"{m.get('head_calibration_ece')}); review: {m['review']}"
+    )
+    out.append(f"{'class':32s} {'P':>7s} {'R':>7s} {'F1':>7s} {'support':>8s}")
+    for name, c in sorted(a["per_class"].items(), key=lambda kv: -kv[1]["support"]):
+        flag = " (rare)" if c.get("rare") else ""
+        out.append(
+            f"{name[:32]:32s} {c['precision']:7.3f} {c['recall']:7.3f} {c['f1']:7.3f} "
+            f"{c['support']:8d}{flag}"
+        )
+    return "\n".join(out)
+
+
+def feedback(
+    product_id: Annotated[str, typer.Argument(help="The product.")],
+    field: Annotated[str, typer.Argument(help="The label field.")],
+    value: Annotated[str, typer.Argument(help="Its correct value.")],
+) -> None:
+    """Record a correction: the product's label changes at once and trains the next model."""
+    from vitrine.services.classification import UnknownProductError
+
+    vitrine = open_vitrine()
+    try:
+        print_json(vitrine.classification.feedback(product_id, field, value))
+    except UnknownProductError:
+        fail(f"product {product_id!r} does not exist")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def export_labels(
+    out: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    fields: Annotated[str | None, typer.Option(help="Fields (default: all labelled).")] = None,
+) -> None:
+    """One row per product: each field's value, source (human / model) and confidence."""
+    from vitrine.services.label_export import export_labels_csv
+
+    vitrine = open_vitrine()
+    chosen = parse_fields(fields) if fields else None
+    count = export_labels_csv(vitrine, out, chosen)
+    typer.echo(f"wrote {count} products to {out}")
+
+
+@models_app.command("list")
+def models_list(field: Annotated[str | None, typer.Option(help="Only this field.")] = None) -> None:
+    """Model versions with their headline metrics."""
+    from vitrine.classify.registry import ModelRegistry
+
+    vitrine = open_vitrine()
+    print_json([_model_line(r) for r in ModelRegistry(vitrine.engine, vitrine.blobs).list(field)])
+
+
+@models_app.command("activate")
+def models_activate(model_id: Annotated[int, typer.Argument(help="Model id.")]) -> None:
+    """Make a model version its field's active one."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    vitrine = open_vitrine()
+    try:
+        print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).activate(model_id)))
+    except UnknownModelError:
+        fail(f"model {model_id} does not exist")
+
+
+@models_app.command("rollback")
+def models_rollback(field: Annotated[str, typer.Argument(help="Label field.")]) -> None:
+    """Re-activate the field's previously active version."""
+    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+
+    vitrine = open_vitrine()
+    try:
+        print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).rollback(field)))
+    except UnknownModelError as exc:
+        fail(str(exc.args[0]))
+
+
+def train_tag(
+    name: Annotated[str, typer.Argument(help="Tag name, e.g. pattern.")],
+    csv_path: Annotated[Path, typer.Option("--csv", help="A labelled catalog CSV.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of its photos.")],
+    column: Annotated[
+        str, typer.Option(help="Column with the tag, e.g. graphical_appearance_name.")
+    ],
+    id_column: Annotated[str, typer.Option(help="Column with the product id.")] = "id",
+    image_path: Annotated[str | None, typer.Option(help="Image path template.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many rows.")] = None,
+    groups: Annotated[
+        str | None, typer.Option(help="Feature groups, e.g. pattern+texture.")
+    ] = None,
+) -> None:
+    """Train a tag model (e.g. the pattern) from any labelled catalog, usable on every catalog.
+
+    The catalog's photos are analysed here and not stored; only the model is kept.
+    """
+    from vitrine.classify.trainer import TrainingError
+    from vitrine.jobs.catalog_source import ColumnMapping
+    from vitrine.services.tag_training import train_tag_model
+
+    if not csv_path.is_file():
+        fail(f"{csv_path}: no such CSV file")
+    if not images.is_dir():
+        fail(f"{images}: no such image folder")
+    vitrine = open_vitrine()
+    mapping = ColumnMapping(id_column=id_column, image_path=image_path)
+    try:
+        rows = train_tag_model(
+            vitrine,
+            name,
+            csv_path,
+            images,
+            mapping,
+            column,
+            limit=limit,
+            groups=groups.split("+") if groups else None,
+        )
+    except (TrainingError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        vitrine.close()
+    print_json([_model_line(r) for r in rows])

@@ -1,0 +1,58 @@
+"""Helpers shared by the command modules: JSON output, errors, opening the service."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from vitrine.config import ConfigError, load_settings
+
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter", "-f", help="Attribute filter field=value (value may be a|b); repeatable."
+    ),
+]
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def open_vitrine(**overrides: Any) -> Any:
+    """The service on the configured settings (with ``overrides``); exit 2 on a config error."""
+    from dataclasses import replace
+
+    from vitrine.services.runtime import Vitrine
+
+    try:
+        return Vitrine(replace(load_settings(), **overrides))
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def hits_json(vitrine: Any, hits: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rank": rank,
+            "product_id": hit.product_id,
+            "score": round(float(hit.score), 4),
+            "title": vitrine.search.describe(hit.product_id)[0],
+        }
+        for rank, hit in enumerate(hits, 1)
+    ]
+
+
+def parse_fields(text: str) -> list[str]:
+    """Comma-separated label fields; exit 2 when there are none."""
+    fields = [f.strip() for f in text.split(",") if f.strip()]
+    if not fields:
+        fail("name at least one field, e.g. --fields masterCategory,articleType")
+    return fields
