@@ -108,8 +108,12 @@ class RawHttp:
 
     async def post_json(self, path: str, body: bytes) -> RawResponse:
         return await self.request(
-            b"POST " + path.encode() + b" HTTP/1.1\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n".encode() + self.headers + body
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n".encode()
+            + self.headers
+            + body
         )
 
     async def request(self, message: bytes) -> RawResponse:

@@ -45,19 +45,19 @@ MIN_SUPPORT = 10
 
 def open_home(home: Path, fresh: bool) -> Any:
     from vitrine.config import load_settings
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
     home.mkdir(parents=True, exist_ok=True)
     if fresh and not (home / "models").exists():
         (home / "models").symlink_to(MODELS.resolve(), target_is_directory=True)
-    return Vitrine(load_settings(env={}).with_overrides(home=home))
+    return Runtime(load_settings(env={}).with_overrides(home=home))
 
 
 def import_slice(
     vitrine: Any, csv_path: Path, images: Path, limit: int | None, **mapping: Any
 ) -> dict:
+    from vitrine.catalog.csv_source import ColumnMapping
     from vitrine.jobs.bulk_import import import_catalog
-    from vitrine.jobs.catalog_source import ColumnMapping
 
     report = import_catalog(
         vitrine, csv_path, images, ColumnMapping(**mapping), limit=limit, progress=False

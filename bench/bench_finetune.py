@@ -4,9 +4,9 @@ On one fixed 80/20 split of the product ids (the one ``bench_classify.py`` uses)
 accuracy, macro-F1 and accuracy on frequent classes of:
 
 * ``emb-LR``: plain logistic regression on the frozen (pretrained) embedding;
-* ``frozen``: Vitrine's heads (feature groups, calibration, hierarchy) on frozen features;
+* ``frozen``: Runtime's heads (feature groups, calibration, hierarchy) on frozen features;
 * ``ft-net``: the fine-tuned network's own multi-task heads;
-* ``ft``: Vitrine's heads on the fine-tuned embedding (plus the same hand-crafted groups).
+* ``ft``: Runtime's heads on the fine-tuned embedding (plus the same hand-crafted groups).
 
 The fine-tuning sees the labels of the 80 % only (and holds out the head trainer's
 calibration / evaluation rows of each field); the 20 % test photos are embedded, never

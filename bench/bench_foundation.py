@@ -32,12 +32,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def fresh_vitrine(home: Path, precision: str, model_dir: Path) -> Any:
     from vitrine.config import load_settings
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
     settings = load_settings(env={}).with_overrides(home=home, embedding_precision=precision)
     home.mkdir(parents=True, exist_ok=True)
     (home / "models").symlink_to(model_dir, target_is_directory=True)
-    return Vitrine(settings)
+    return Runtime(settings)
 
 
 def bench_import(home: Path, precision: str, model_dir: Path, limit: int | None) -> dict[str, Any]:

@@ -49,23 +49,33 @@ def cutoff_rows(data: Dataset, cut: float, cache: Path) -> dict[str, Any]:
     on_sale = past.available & (data.launch_days() <= cut)
     bought: dict[int, list[tuple[int, float]]] = {}
     m = data.ev_purchase & (data.ev_day >= cut) & (data.ev_day < cut + 30)
-    for u, i, d in zip(data.ev_user[m].tolist(), data.ev_item[m].tolist(),
-                       data.ev_day[m].tolist(), strict=True):
+    for u, i, d in zip(
+        data.ev_user[m].tolist(), data.ev_item[m].tolist(), data.ev_day[m].tolist(), strict=True
+    ):
         bought.setdefault(u, []).append((i, d - cut))
     rows = []
     for user in sorted(bought):
         history = histories[user] if user < len(histories) else History.empty()
         items, f = stage1.candidates(history, cut, on_sale)
         rows.append((user, items, f))
-    filler, _ = Popularity(half_life_days=None, window_days=28.0).fit(past).recommend(
-        History.empty(), 200, cut, on_sale)
+    filler, _ = (
+        Popularity(half_life_days=None, window_days=28.0)
+        .fit(past)
+        .recommend(History.empty(), 200, cut, on_sale)
+    )
     out = {"rows": rows, "bought": bought, "filler": filler, "names": stage1.feature_names}
     path.write_bytes(pickle.dumps(out))
     return out
 
 
-def train(cuts: dict[float, dict[str, Any]], anchor: float, windows: int, step: float,
-          label_days: float, seed: int) -> Any:
+def train(
+    cuts: dict[float, dict[str, Any]],
+    anchor: float,
+    windows: int,
+    step: float,
+    label_days: float,
+    seed: int,
+) -> Any:
     import lightgbm as lgb
 
     x, y, groups = [], [], []
@@ -110,8 +120,12 @@ def main() -> None:
     args = parser.parse_args()
     vitrine = open_home(args.home)
     service = vitrine.recommendations
-    data = load_dataset(service.store, service.events, service.weights,
-                        category_field=service.settings.recommend_category_field)
+    data = load_dataset(
+        service.store,
+        service.events,
+        service.weights,
+        category_field=service.settings.recommend_category_field,
+    )
     vitrine.close()
     code = hashlib.sha256(Path(candidates.__file__).read_bytes()).hexdigest()[:12]
     cache = args.cache / code  # features of this version of the stage-1 code
@@ -128,10 +142,17 @@ def main() -> None:
     cuts = {cut: cutoff_rows(data, cut, cache) for cut in sorted(needed)}
     for windows, step, label_days in configs:
         seeds = [int(x) for x in args.seeds.split(",")]
-        maps = [statistics.mean(score(cuts[a], train(cuts, a, windows, step, label_days, seed))
-                                for seed in seeds) for a in anchors]
-        print(f"{windows} windows {step:g} days apart, {label_days:g}-day labels: MAP@12 mean "
-              f"{statistics.mean(maps):.4f} ({' '.join(f'{m:.4f}' for m in maps)})", flush=True)
+        maps = [
+            statistics.mean(
+                score(cuts[a], train(cuts, a, windows, step, label_days, seed)) for seed in seeds
+            )
+            for a in anchors
+        ]
+        print(
+            f"{windows} windows {step:g} days apart, {label_days:g}-day labels: MAP@12 mean "
+            f"{statistics.mean(maps):.4f} ({' '.join(f'{m:.4f}' for m in maps)})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

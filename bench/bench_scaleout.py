@@ -132,20 +132,48 @@ def hm_slice(work: Path, articles: int, customers: int) -> tuple[Path, Path, lis
 
 
 def vitrine_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "vitrine.cli", *args], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "vitrine.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
 def bench_recommend_setup(env_a: dict, env_b: dict, work: Path, args: Any) -> dict[str, Any]:
     """Import the H&M slice and its purchases, train once; both processes load the models."""
     catalog, log, buyers = hm_slice(work / "hm", args.hm_articles, args.hm_customers)
-    vitrine_cli(env_a, "import-catalog", str(catalog), "--images", str(HM / "images"),
-                "--id-column", "article_id", "--title-column", "prod_name",
-                "--image-path", "{article_id[:3]}/{article_id}.jpg", "--no-progress")
-    events = vitrine_cli(env_a, "import-events", str(log), "--user", "customer_id",
-                         "--item", "article_id", "--time", "t_dat", "--type", "purchase",
-                         "--price", "price")
+    vitrine_cli(
+        env_a,
+        "import-catalog",
+        str(catalog),
+        "--images",
+        str(HM / "images"),
+        "--id-column",
+        "article_id",
+        "--title-column",
+        "prod_name",
+        "--image-path",
+        "{article_id[:3]}/{article_id}.jpg",
+        "--no-progress",
+    )
+    events = vitrine_cli(
+        env_a,
+        "import-events",
+        str(log),
+        "--user",
+        "customer_id",
+        "--item",
+        "article_id",
+        "--time",
+        "t_dat",
+        "--type",
+        "purchase",
+        "--price",
+        "price",
+    )
     started = time.perf_counter()
     vitrine_cli(env_a, "train-recommendations")
     seconds = time.perf_counter() - started
@@ -269,10 +297,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="photos to import")
     parser.add_argument("--requests", type=int, default=300, help="requests per latency figure")
     parser.add_argument("--changes", type=int, default=20, help="adds and deletes to time")
-    parser.add_argument("--hm-articles", type=int, default=300,
-                        help="most bought H&M articles imported for recommendations")
-    parser.add_argument("--hm-customers", type=int, default=400,
-                        help="their buyers whose purchases are imported")
+    parser.add_argument(
+        "--hm-articles",
+        type=int,
+        default=300,
+        help="most bought H&M articles imported for recommendations",
+    )
+    parser.add_argument(
+        "--hm-customers", type=int, default=400, help="their buyers whose purchases are imported"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 

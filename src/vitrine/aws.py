@@ -24,11 +24,11 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote_plus
 
+from vitrine.catalog.products import Upload
 from vitrine.catalog.s3 import S3BlobStore, S3Options, make_s3_client
 from vitrine.catalog.store import ProductRecord
 from vitrine.config import load_settings
-from vitrine.services.products import ProductService, Upload
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.decode import ImageDecodeError
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 # Called after a photo is stored, with (vitrine, product id). Classification registers
 # itself here (e.g. to label the product with the shop's categories); the handler runs
 # each hook and reports its failure without losing the stored photo.
-ClassifyHook = Callable[[Vitrine, str], Any]
+ClassifyHook = Callable[[Runtime, str], Any]
 CLASSIFY_HOOKS: list[ClassifyHook] = []
 
-_vitrine: Vitrine | None = None
+_vitrine: Runtime | None = None
 
 
 @dataclass
@@ -77,15 +77,15 @@ def product_id_for(key: str, metadata: dict[str, str]) -> str:
     return pid
 
 
-def _runtime() -> Vitrine:
+def _runtime() -> Runtime:
     """One Vitrine per container, kept warm between invocations."""
     global _vitrine
     if _vitrine is None:
-        _vitrine = Vitrine(load_settings())
+        _vitrine = Runtime(load_settings())
     return _vitrine
 
 
-def handle_object(vitrine: Vitrine, created: ObjectCreated, client: Any) -> dict[str, Any]:
+def handle_object(vitrine: Runtime, created: ObjectCreated, client: Any) -> dict[str, Any]:
     """Add one new photo to its product; returns what was done."""
     head = client.head_object(Bucket=created.bucket, Key=created.key)
     metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
@@ -101,9 +101,7 @@ def handle_object(vitrine: Vitrine, created: ObjectCreated, client: Any) -> dict
     if not isinstance(attributes, dict):
         raise ValueError(f"{created.key}: metadata 'attributes' must be a JSON object")
     product = ProductRecord(id=pid, title=metadata.get("title"), attributes=attributes)
-    saved, added = ProductService(vitrine).add_photo(
-        product, Upload(data, created.key, blob_key=blob_key)
-    )
+    saved, added = vitrine.products.add_photo(product, Upload(data, created.key, blob_key=blob_key))
     hooks = []
     for hook in CLASSIFY_HOOKS:
         try:
@@ -122,7 +120,7 @@ def handle_object(vitrine: Vitrine, created: ObjectCreated, client: Any) -> dict
     }
 
 
-def handler(event: dict[str, Any], context: Any = None, vitrine: Vitrine | None = None) -> dict:
+def handler(event: dict[str, Any], context: Any = None, vitrine: Runtime | None = None) -> dict:
     """AWS Lambda entry point for S3 event notifications.
 
     A bad photo or key is reported in the result (``failed``) and the other records are

@@ -24,9 +24,9 @@ import pytest
 import uvicorn
 
 from vitrine.api.app import create_app
+from vitrine.catalog.products import Upload
 from vitrine.catalog.store import ProductRecord
 from vitrine.config import load_settings
-from vitrine.services.products import Upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from backends import Backend
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.config import load_settings
-from vitrine.services.keys import KeyService
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def api(
         **module_backend.settings_overrides(),
     )
     app = create_app(settings)
-    keys = KeyService(app.state.vitrine.engine)
+    keys = KeyService(app.state.runtime.engine)
     headers = {
         scope: {"X-API-Key": keys.create(f"test-{scope}", scope)[1]}
         for scope in ("read", "write", "admin")
@@ -331,7 +331,7 @@ def test_rate_limit_and_body_limit(tmp_path: Path, model_dir: Path) -> None:
         home=home, api_rate_limit=1, api_rate_burst=2, max_request_bytes=1000
     )
     app = create_app(settings, warm=False)
-    key = KeyService(app.state.vitrine.engine).create("limited", "write")[1]
+    key = KeyService(app.state.runtime.engine).create("limited", "write")[1]
     with TestClient(app) as client:
         codes = [client.get("/v1/products", headers=h(key)).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
@@ -345,7 +345,7 @@ def test_rate_limit_and_body_limit(tmp_path: Path, model_dir: Path) -> None:
 
 def test_photos_referenced_by_blob_key(api: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = api
-    blobs = client.app.state.vitrine.blobs  # type: ignore[attr-defined]
+    blobs = client.app.state.runtime.blobs  # type: ignore[attr-defined]
     data = photo((30, 140, 60))
     blobs.put("incoming/green shirt.jpg", data, "image/jpeg")
     r = client.post(
@@ -355,7 +355,7 @@ def test_photos_referenced_by_blob_key(api: tuple[TestClient, dict[str, str]]) -
     )
     assert r.status_code == 201, r.text
     product = client.get("/v1/products/by-key", headers=h(keys["read"])).json()
-    stored = client.app.state.vitrine.store.get_product("by-key")  # type: ignore[attr-defined]
+    stored = client.app.state.runtime.store.get_product("by-key")  # type: ignore[attr-defined]
     assert stored["images"][0]["blob_key"] == "incoming/green shirt.jpg"  # not copied
     assert client.get(product["images"][0]["url"], headers=h(keys["read"])).content == data
     r = client.post(

@@ -13,7 +13,7 @@ import pytest
 from backends import Backend, make_backend
 from vitrine import aws
 from vitrine.catalog.s3 import S3BlobStore
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 
@@ -53,17 +53,17 @@ def s3_event(bucket: str, *keys: str, name: str = "ObjectCreated:Put") -> dict[s
 
 
 @pytest.fixture()
-def vitrine(tmp_path: Path, model_dir: Path, request: pytest.FixtureRequest) -> Iterator[Vitrine]:
+def vitrine(tmp_path: Path, model_dir: Path, request: pytest.FixtureRequest) -> Iterator[Runtime]:
     backend: Backend = make_backend("server", request)
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(model_dir, target_is_directory=True)
-    v = Vitrine(backend.settings(home))
+    v = Runtime(backend.settings(home))
     yield v
     v.close()
 
 
-def test_s3_upload_event_adds_products(vitrine: Vitrine, data_dir: Path) -> None:
+def test_s3_upload_event_adds_products(vitrine: Runtime, data_dir: Path) -> None:
     blobs = vitrine.blobs
     assert isinstance(blobs, S3BlobStore)
     client, bucket = blobs.client, blobs.bucket
@@ -119,7 +119,7 @@ def test_s3_upload_event_adds_products(vitrine: Vitrine, data_dir: Path) -> None
     assert again["processed"][0]["added"] is False and again["processed"][0]["images"] == 1
 
 
-def test_bad_events_are_refused_clearly(vitrine: Vitrine) -> None:
+def test_bad_events_are_refused_clearly(vitrine: Runtime) -> None:
     with pytest.raises(ValueError, match="Records"):
         aws.handler({"detail": {}}, None, vitrine=vitrine)
     assert aws.handler({"Records": []}, None, vitrine=vitrine) == {"processed": [], "failed": []}

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.config import load_settings
-from vitrine.services.keys import KeyService
 
 pytestmark = pytest.mark.integration
 COLORS = {"red": (200, 30, 40), "blue": (30, 60, 190)}
@@ -39,7 +39,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[t
         home=home, api_rate_limit=0, import_workers=0, classify_retrain_after=0
     )
     app = create_app(settings)
-    keys = KeyService(app.state.vitrine.engine)
+    keys = KeyService(app.state.runtime.engine)
     tokens = {s: {"X-API-Key": keys.create(f"t-{s}", s)[1]} for s in ("read", "write", "admin")}
     with TestClient(app) as client:
         yield client, tokens, app
@@ -69,7 +69,7 @@ def test_models_feedback_and_labels_on_arrival(api: tuple) -> None:
         upload(client, keys["write"], f"r{i}", photo("red", i), {"kind": "red"})
     for i in range(16):
         upload(client, keys["write"], f"b{i}", photo("blue", 100 + i), {"kind": "blue"})
-    service = app.state.vitrine.classification
+    service = app.state.runtime.classification
     rows = service.train(["kind"], min_support=3, groups=["embedding", "color"])
     model = rows[0]
     assert model["active"] and model["field"] == "kind"
@@ -151,7 +151,7 @@ def test_titles_teach_a_field_the_photos_cannot_tell(api: tuple) -> None:
             files=[("images", (f"fit{i}.jpg", photo("red", 300 + i), "image/jpeg"))],
         )
         assert response.status_code == 201, response.text
-    rows = app.state.vitrine.classification.train(["fit"], min_support=3)
+    rows = app.state.runtime.classification.train(["fit"], min_support=3)
     assert rows[0]["feature_groups"][-1] == "text", rows[0]["metrics"]["feature_selection"]
 
     created = client.post(

@@ -15,7 +15,7 @@ from vitrine.api.views import product_out
 from vitrine.cli import app
 from vitrine.config import load_settings
 from vitrine.jobs.bulk_import import import_catalog
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 FIELDS = ["masterCategory", "subCategory", "articleType"]
@@ -48,7 +48,7 @@ def test_train_label_export_and_pattern_tag(
     (home / "models").symlink_to(model_dir, target_is_directory=True)
     monkeypatch.setenv("VITRINE_HOME", str(home))
     monkeypatch.setenv("VITRINE_IMPORT_WORKERS", "0")
-    vitrine = Vitrine(load_settings(env={}).with_overrides(home=home))
+    vitrine = Runtime(load_settings(env={}).with_overrides(home=home))
     train_csv, train_images = fashion_rows(data_dir, tmp_path, 0, 300, "train")
     report = import_catalog(vitrine, train_csv, train_images, workers=0, progress=False)
     assert report.imported == 300

@@ -30,7 +30,7 @@ from vitrine.catalog.models import Event, Image
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import load_settings
 from vitrine.index.vector_index import VectorIndex
-from vitrine.services.visual_search import VisualSearch
+from vitrine.index.visual_search import VisualSearch
 
 pytestmark = pytest.mark.integration
 

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from vitrine.catalog.csv_source import ColumnMapping
 from vitrine.config import load_settings
 from vitrine.jobs.bulk_import import import_catalog
-from vitrine.jobs.catalog_source import ColumnMapping
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 
 
-def make_vitrine(home: Path, model_dir: Path) -> Vitrine:
+def make_vitrine(home: Path, model_dir: Path) -> Runtime:
     home.mkdir(parents=True, exist_ok=True)
     (home / "models").symlink_to(model_dir, target_is_directory=True)
-    return Vitrine(load_settings(env={}).with_overrides(home=home))
+    return Runtime(load_settings(env={}).with_overrides(home=home))
 
 
 def fashion_slice(data_dir: Path, tmp: Path, n: int) -> tuple[Path, Path]:
@@ -72,7 +72,7 @@ def test_fashion_import_resumes_and_reports_rejects(
     vitrine.close()
 
     # A second run imports nothing again, and the saved index is reused.
-    again = Vitrine(load_settings(env={}).with_overrides(home=tmp_path / "home"))
+    again = Runtime(load_settings(env={}).with_overrides(home=tmp_path / "home"))
     assert again.search.load_or_rebuild() == "loaded"
     report2 = import_catalog(again, csv_path, images, workers=0, progress=False)
     assert report2.imported == 0 and report2.skipped == 78 and len(report2.rejected) == 3

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
+from vitrine.catalog.csv_source import OUTSIDE_FOLDER
 from vitrine.config import load_settings
-from vitrine.jobs.catalog_source import OUTSIDE_FOLDER
-from vitrine.services.keys import KeyService
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def env(
         import_zip_max_entries=50,
     )
     app = create_app(settings)
-    key = KeyService(app.state.vitrine.engine).create("imports", "write")[1]
+    key = KeyService(app.state.runtime.engine).create("imports", "write")[1]
     with TestClient(app) as client:
         yield client, {"X-API-Key": key}, base
 

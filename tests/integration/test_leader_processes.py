@@ -17,7 +17,7 @@ from PIL import Image
 from backends import Backend
 from serve_process import create_key, process_env, serving
 from vitrine.catalog.database import make_engine
-from vitrine.services.leader import AdvisoryLock, FileLock, Leadership, lock_for
+from vitrine.cluster.leader import AdvisoryLock, FileLock, Leadership, lock_for
 
 pytestmark = pytest.mark.integration
 

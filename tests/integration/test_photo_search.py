@@ -16,10 +16,9 @@ from sqlalchemy import delete, select
 from vitrine.catalog.models import Feature, Image
 from vitrine.catalog.store import EMBEDDING_KIND
 from vitrine.config import load_settings
+from vitrine.jobs.backfill import backfill_layouts
 from vitrine.jobs.bulk_import import import_catalog
-from vitrine.services.backfill import backfill_layouts
-from vitrine.services.photo_search import search_by_photo
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.layout import LAYOUT_KIND
 
 pytestmark = pytest.mark.integration
@@ -28,17 +27,17 @@ QUERIES_PER_FOLDER = 12
 CATALOG_SIZE = 240
 
 
-def open_vitrine(home: Path, model_dir: Path) -> Vitrine:
+def open_vitrine(home: Path, model_dir: Path) -> Runtime:
     if not (home / "models").exists():
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(model_dir, target_is_directory=True)
-    return Vitrine(load_settings(env={}).with_overrides(home=home, import_workers=2))
+    return Runtime(load_settings(env={}).with_overrides(home=home, import_workers=2))
 
 
 @pytest.fixture(scope="module")
 def catalog(
     data_dir: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Vitrine, list[tuple[str, Path]]]]:
+) -> Iterator[tuple[Runtime, list[tuple[str, Path]]]]:
     """Query photos of a few products, and a catalog of them plus products of the same
     article types (the look-alikes a global embedding confuses them with)."""
     queries: list[tuple[str, Path]] = []
@@ -73,13 +72,13 @@ def catalog(
 
 
 def test_photo_of_a_product_finds_it_first(
-    catalog: tuple[Vitrine, list[tuple[str, Path]]],
+    catalog: tuple[Runtime, list[tuple[str, Path]]],
 ) -> None:
     vitrine, queries = catalog
     assert len(queries) >= 20
     hit1 = plain_hit1 = 0
     for pid, path in queries:
-        query, hits = search_by_photo(vitrine, path.read_bytes(), str(path), k=10)
+        query, hits = vitrine.photo_search(path.read_bytes(), str(path), k=10)
         assert hits and all(a.score >= b.score for a, b in itertools.pairwise(hits))
         hit1 += hits[0].product_id == pid
         plain = vitrine.search.search(query.embeddings[0], 1)
@@ -90,22 +89,22 @@ def test_photo_of_a_product_finds_it_first(
 
 
 def test_photo_search_honours_filters_and_weights(
-    catalog: tuple[Vitrine, list[tuple[str, Path]]],
+    catalog: tuple[Runtime, list[tuple[str, Path]]],
 ) -> None:
     vitrine, queries = catalog
     pid, path = queries[0]
     article = vitrine.search.describe(pid)[1]["articleType"]
-    _, hits = search_by_photo(vitrine, path.read_bytes(), k=5, filters=[f"articleType!={article}"])
+    _, hits = vitrine.photo_search(path.read_bytes(), k=5, filters=[f"articleType!={article}"])
     assert hits and pid not in {h.product_id for h in hits}
     assert all(vitrine.search.describe(h.product_id)[1]["articleType"] != article for h in hits)
-    _, only_embedding = search_by_photo(vitrine, path.read_bytes(), k=5, weights={"embedding": 1.0})
-    query, _ = search_by_photo(vitrine, path.read_bytes(), k=1)
+    _, only_embedding = vitrine.photo_search(path.read_bytes(), k=5, weights={"embedding": 1.0})
+    query, _ = vitrine.photo_search(path.read_bytes(), k=1)
     plain = vitrine.search.search(query.embeddings[0], 5)
     assert [h.product_id for h in only_embedding] == [h.product_id for h in plain]
 
 
 def test_layouts_of_older_imports_are_backfilled(
-    catalog: tuple[Vitrine, list[tuple[str, Path]]], model_dir: Path
+    catalog: tuple[Runtime, list[tuple[str, Path]]], model_dir: Path
 ) -> None:
     vitrine, _ = catalog
     with vitrine.engine.begin() as conn:
@@ -136,7 +135,7 @@ def test_layouts_of_older_imports_are_backfilled(
 
 
 def test_reload_follows_changes_made_elsewhere(
-    catalog: tuple[Vitrine, list[tuple[str, Path]]], model_dir: Path
+    catalog: tuple[Runtime, list[tuple[str, Path]]], model_dir: Path
 ) -> None:
     vitrine, _ = catalog
     other = open_vitrine(vitrine.settings.home, model_dir)
@@ -159,7 +158,7 @@ def test_reload_follows_changes_made_elsewhere(
 
 
 def test_reload_cannot_undo_a_delete_made_while_it_reads(
-    catalog: tuple[Vitrine, list[tuple[str, Path]]], model_dir: Path
+    catalog: tuple[Runtime, list[tuple[str, Path]]], model_dir: Path
 ) -> None:
     """A reload that read a product just before a request deleted it must not put the
     product back into the index after the request removed it."""

@@ -49,8 +49,12 @@ def hm_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
 
 
 def write_slice(
-    tmp_path: Path, fields: list[str], articles: dict[str, dict[str, str]],
-    rows: list[dict[str, str]], chosen: list[str], buyers_of: list[str],
+    tmp_path: Path,
+    fields: list[str],
+    articles: dict[str, dict[str, str]],
+    rows: list[dict[str, str]],
+    chosen: list[str],
+    buyers_of: list[str],
 ) -> tuple[Path, Path, list[str]]:
     """The ``chosen`` articles, and every purchase of the customers who bought one of
     ``buyers_of``, as two CSV files."""
@@ -69,21 +73,42 @@ def write_slice(
     return catalog, log, sorted(buyers)
 
 
-def test_hm_import_events_recommend_and_evaluate(
-    env: Path, data_dir: Path, tmp_path: Path
-) -> None:
+def test_hm_import_events_recommend_and_evaluate(env: Path, data_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     catalog, log, buyers = hm_slice(data_dir, tmp_path)
-    result = runner.invoke(app, [
-        "import-catalog", str(catalog), "--images", str(data_dir / "hm" / "images"),
-        "--id-column", "article_id", "--image-path", "{article_id[:3]}/{article_id}.jpg",
-        "--title-column", "prod_name", "--no-progress",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "import-catalog",
+            str(catalog),
+            "--images",
+            str(data_dir / "hm" / "images"),
+            "--id-column",
+            "article_id",
+            "--image-path",
+            "{article_id[:3]}/{article_id}.jpg",
+            "--title-column",
+            "prod_name",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["imported"] == 60
 
-    args = ["import-events", str(log), "--user", "customer_id", "--item", "article_id",
-            "--time", "t_dat", "--type", "purchase", "--price", "price"]
+    args = [
+        "import-events",
+        str(log),
+        "--user",
+        "customer_id",
+        "--item",
+        "article_id",
+        "--time",
+        "t_dat",
+        "--type",
+        "purchase",
+        "--price",
+        "price",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -124,8 +149,18 @@ def test_hm_import_events_recommend_and_evaluate(
     assert runner.invoke(app, ["evaluate-recommendations", "--help"]).exit_code == 0
     bad = runner.invoke(app, ["evaluate"])
     assert bad.exit_code != 0 and "--field" in bad.output and "recommendations" in bad.output
-    result = runner.invoke(app, ["evaluate", "recommendations", "--split-date", "2020-03-01",
-                                 "--algorithms", "als,visual_profile,rebuy", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "recommendations",
+            "--split-date",
+            "2020-03-01",
+            "--algorithms",
+            "als,visual_profile,rebuy",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)
     names_run = [r["algorithm"] for r in run["results"]]

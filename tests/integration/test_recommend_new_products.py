@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from test_recommend_hm import read_hm, write_slice
 from typer.testing import CliRunner
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.cli import app as cli
 from vitrine.config import load_settings
-from vitrine.services.keys import KeyService
 
 pytestmark = pytest.mark.integration
 NEW = "NEW0000001"
@@ -42,8 +42,9 @@ def shop_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, list[str], l
     last_day = max(r["t_dat"] for r in rows)
     cut = (date.fromisoformat(last_day) - timedelta(days=80)).isoformat()
     chosen = [a for a, _ in sold.most_common(40)]
-    arrivals = sorted((a for a in sold if first[a] >= cut and a not in chosen),
-                      key=lambda a: (-sold[a], a))[:30]
+    arrivals = sorted(
+        (a for a in sold if first[a] >= cut and a not in chosen), key=lambda a: (-sold[a], a)
+    )[:30]
     chosen += arrivals + sorted(a for a in articles if a not in sold)[:10]
     return (*write_slice(tmp_path, fields, articles, rows, chosen, chosen), arrivals)
 
@@ -70,23 +71,51 @@ def test_new_product_is_recommended_without_retraining(
     home.mkdir()
     (home / "models").symlink_to(model_dir, target_is_directory=True)
     for name, value in {
-        "VITRINE_HOME": str(home), "VITRINE_IMPORT_WORKERS": "0",
-        "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0", "VITRINE_API_RATE_LIMIT": "0",
-        "VITRINE_CHANGE_FEED_POLL_MS": "50", "VITRINE_RECOMMEND_CATALOG_REFRESH_S": "0",
+        "VITRINE_HOME": str(home),
+        "VITRINE_IMPORT_WORKERS": "0",
+        "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0",
+        "VITRINE_API_RATE_LIMIT": "0",
+        "VITRINE_CHANGE_FEED_POLL_MS": "50",
+        "VITRINE_RECOMMEND_CATALOG_REFRESH_S": "0",
     }.items():
         monkeypatch.setenv(name, value)
     runner = CliRunner()
     catalog, log, buyers, arrivals = shop_slice(data_dir, tmp_path)
     images = data_dir / "hm" / "images"
-    result = runner.invoke(cli, [
-        "import-catalog", str(catalog), "--images", str(images), "--id-column", "article_id",
-        "--image-path", "{article_id[:3]}/{article_id}.jpg", "--title-column", "prod_name",
-        "--no-progress",
-    ])
+    result = runner.invoke(
+        cli,
+        [
+            "import-catalog",
+            str(catalog),
+            "--images",
+            str(images),
+            "--id-column",
+            "article_id",
+            "--image-path",
+            "{article_id[:3]}/{article_id}.jpg",
+            "--title-column",
+            "prod_name",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, [
-        "import-events", str(log), "--user", "customer_id", "--item", "article_id",
-        "--time", "t_dat", "--type", "purchase", "--price", "price"])
+    result = runner.invoke(
+        cli,
+        [
+            "import-events",
+            str(log),
+            "--user",
+            "customer_id",
+            "--item",
+            "article_id",
+            "--time",
+            "t_dat",
+            "--type",
+            "purchase",
+            "--price",
+            "price",
+        ],
+    )
     assert result.exit_code == 0, result.output
     small = '{"algorithm": "hybrid", "params": {"windows": 3, "window_step": 28}}'
     assert runner.invoke(cli, ["strategies", "set", "default", "--config", small]).exit_code == 0
@@ -97,8 +126,9 @@ def test_new_product_is_recommended_without_retraining(
     with catalog.open(newline="") as f:
         articles = {r["article_id"]: r for r in csv.DictReader(f)}
     with log.open(newline="") as f:
-        bought = sorted((r for r in csv.DictReader(f) if r["article_id"] in articles),
-                        key=lambda r: r["t_dat"])
+        bought = sorted(
+            (r for r in csv.DictReader(f) if r["article_id"] in articles), key=lambda r: r["t_dat"]
+        )
     latest = {r["customer_id"]: r["article_id"] for r in bought}
     user = next(u for u in buyers if latest.get(u) in arrivals)
     last = latest[user]
@@ -106,11 +136,12 @@ def test_new_product_is_recommended_without_retraining(
     source = articles[last]
 
     app = create_app(load_settings(), warm=False)
-    keys = KeyService(app.state.vitrine.engine)
+    keys = KeyService(app.state.runtime.engine)
     headers = {"X-API-Key": keys.create("t", "write")[1]}
     with TestClient(app) as client:
-        assert _until(lambda: client.get("/v1/recommendations/status", headers=headers)
-                      .json()["ready"])
+        assert _until(
+            lambda: client.get("/v1/recommendations/status", headers=headers).json()["ready"]
+        )
         lists = {
             "visual": f"/v1/users/{user}/recommendations?k=12&strategy=visual",
             "default": f"/v1/users/{user}/recommendations?k=12",
@@ -120,9 +151,17 @@ def test_new_product_is_recommended_without_retraining(
 
         attributes = {k: v for k, v in source.items() if k not in ("article_id", "prod_name")}
         with photo.open("rb") as f:
-            r = client.post("/v1/products", headers=headers, files={"images": f}, data={
-                "id": NEW, "title": "New look-alike", "price": 0.03,
-                "attributes": json.dumps(attributes)})
+            r = client.post(
+                "/v1/products",
+                headers=headers,
+                files={"images": f},
+                data={
+                    "id": NEW,
+                    "title": "New look-alike",
+                    "price": 0.03,
+                    "attributes": json.dumps(attributes),
+                },
+            )
         assert r.status_code == 201, r.text
 
         # no retraining: the models are the same, the catalog they answer over is not
@@ -135,14 +174,18 @@ def test_new_product_is_recommended_without_retraining(
         assert r.status_code == 200 and last in _ids(r)[:3]
         r = client.get(f"/v1/products/{NEW}/complementary?k=5", headers=headers)
         assert r.status_code == 200, r.text
-        r = client.post("/v1/sessions/recommendations", headers=headers,
-                        json={"product_ids": [last], "k": 5, "strategy": "similar"})
+        r = client.post(
+            "/v1/sessions/recommendations",
+            headers=headers,
+            json={"product_ids": [last], "k": 5, "strategy": "similar"},
+        )
         assert NEW in _ids(r)
 
         # deleted: never recommended again, unknown as a product
         assert client.delete(f"/v1/products/{NEW}", headers=headers).status_code == 204
         for name, url in lists.items():
-            assert _until(lambda url=url: NEW not in _ids(client.get(url, headers=headers)),
-                          5.0), name
+            assert _until(lambda url=url: NEW not in _ids(client.get(url, headers=headers)), 5.0), (
+                name
+            )
         r = client.get(f"/v1/products/{NEW}/similar/weighted", headers=headers)
         assert r.status_code == 404

@@ -24,7 +24,7 @@ from vitrine.jobs.spark.als import AlsParams, train_als
 from vitrine.jobs.spark.analytics import analytics
 from vitrine.jobs.spark.embed import embed
 from vitrine.jobs.spark.tables import EventColumns, load_events
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.decode import DecodeLimits
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ def test_import_features_then_analytics(
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(model_dir, target_is_directory=True)
-    vitrine = Vitrine(backend.settings(home))
+    vitrine = Runtime(backend.settings(home))
     try:
         report = import_features(vitrine, embedded)
         assert (report.imported, report.skipped, len(report.rejected)) == (PHOTOS, 0, 1)
@@ -227,8 +227,14 @@ def hm_als(spark: Any, data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         dst.writelines(itertools.islice(src, 5001))
     columns = EventColumns("customer_id", "article_id", None, "t_dat")
     events = load_events(spark, str(work / "purchases.csv"), columns)
-    params = AlsParams(rank=8, iterations=10, reg=0.05, alpha=20, blocks=2,
-                       checkpoint_dir=str(work / "checkpoints"))
+    params = AlsParams(
+        rank=8,
+        iterations=10,
+        reg=0.05,
+        alpha=20,
+        blocks=2,
+        checkpoint_dir=str(work / "checkpoints"),
+    )
     train_als(spark, events, work / "als", params)
     return work
 
@@ -272,8 +278,11 @@ def test_als_factors_serve_recommendations(
 
     als = models.algorithms["als"]
     assert isinstance(als, AlsFactors)
-    assert als.coverage == {"factors": len(bought), "catalog": len(bought) + 5,
-                            "covered": len(bought)}
+    assert als.coverage == {
+        "factors": len(bought),
+        "catalog": len(bought) + 5,
+        "covered": len(bought),
+    }
     hybrid = models.algorithms["hybrid"]
     assert hybrid.stage1 is not None and isinstance(hybrid.stage1.als, AlsFactors)
 

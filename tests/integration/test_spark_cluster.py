@@ -46,19 +46,47 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     logs = [(tmp_path / name).open("w") for name in ("master.log", "worker.log")]
     daemons = [
         subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(port), "--webui-port", str(ui)],
-            env=env, stdin=subprocess.DEVNULL, stdout=logs[0], stderr=subprocess.STDOUT,
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
         )
     ]
     master, web = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}/json/"
     try:
-        daemons.append(subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-             "--cores", "2", "--memory", "1g", "--webui-port", str(free_port()),
-             "--work-dir", str(tmp_path / "work"), master],
-            env=env, stdin=subprocess.DEVNULL, stdout=logs[1], stderr=subprocess.STDOUT,
-        ))
+        daemons.append(
+            subprocess.Popen(
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    "2",
+                    "--memory",
+                    "1g",
+                    "--webui-port",
+                    str(free_port()),
+                    "--work-dir",
+                    str(tmp_path / "work"),
+                    master,
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logs[1],
+                stderr=subprocess.STDOUT,
+            )
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -67,9 +95,11 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or any(d.poll() is not None for d in daemons):
-                pytest.fail("standalone cluster did not start:\n"
-                            + (tmp_path / "master.log").read_text()[-2000:]
-                            + (tmp_path / "worker.log").read_text()[-2000:])
+                pytest.fail(
+                    "standalone cluster did not start:\n"
+                    + (tmp_path / "master.log").read_text()[-2000:]
+                    + (tmp_path / "worker.log").read_text()[-2000:]
+                )
             time.sleep(0.5)
         yield master, web, env
     finally:
@@ -101,21 +131,50 @@ def test_spark_submit_train_als_to_a_standalone_cluster(
     home.mkdir()
     result = subprocess.run(
         [
-            str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", master,
-            "--conf", f"spark.pyspark.python={sys.executable}",
-            "--conf", "spark.driver.host=127.0.0.1",
-            "--driver-java-options", FAST_JVM,
-            "--conf", f"spark.executor.extraJavaOptions={FAST_JVM}",
-            "--conf", "spark.sql.shuffle.partitions=2",
-            "--conf", f"spark.executorEnv.PYTHONPATH={env['PYTHONPATH']}",
-            "--executor-memory", "512m",
-            vitrine.cli.__file__, "spark", "train-als", "--output", str(output),
-            "--events", str(events), "--user-column", "customer_id",
-            "--item-column", "article_id", "--type-column", "", "--time-column", "t_dat",
-            "--rank", "4", "--iterations", "3", "--blocks", "2",
+            str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"),
+            "--master",
+            master,
+            "--conf",
+            f"spark.pyspark.python={sys.executable}",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "--driver-java-options",
+            FAST_JVM,
+            "--conf",
+            f"spark.executor.extraJavaOptions={FAST_JVM}",
+            "--conf",
+            "spark.sql.shuffle.partitions=2",
+            "--conf",
+            f"spark.executorEnv.PYTHONPATH={env['PYTHONPATH']}",
+            "--executor-memory",
+            "512m",
+            vitrine.cli.__file__,
+            "spark",
+            "train-als",
+            "--output",
+            str(output),
+            "--events",
+            str(events),
+            "--user-column",
+            "customer_id",
+            "--item-column",
+            "article_id",
+            "--type-column",
+            "",
+            "--time-column",
+            "t_dat",
+            "--rank",
+            "4",
+            "--iterations",
+            "3",
+            "--blocks",
+            "2",
         ],
         env={**env, "VITRINE_HOME": str(home)},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout)

@@ -21,10 +21,18 @@ def catalog(n_per_category: int = 30, dim: int = 16, seed: int = 0) -> Dataset:
     for c, name in enumerate(CATEGORIES):
         for j in range(n_per_category):
             pid = f"{name[0]}{j:03d}"
-            products.append(CatalogProduct(pid, f"{name} {j}", {
-                "category": name, "colour": ("Black", "Red", "Blue")[j % 3],
-                "price": float(10 + j), "available": True,
-            }))
+            products.append(
+                CatalogProduct(
+                    pid,
+                    f"{name} {j}",
+                    {
+                        "category": name,
+                        "colour": ("Black", "Red", "Blue")[j % 3],
+                        "price": float(10 + j),
+                        "available": True,
+                    },
+                )
+            )
             embeddings[pid] = centres[c] + rng.normal(size=dim)
             colors[pid] = rng.random(8)
     return Dataset.from_catalog(products, embeddings, {"color": colors}, embedding_dims=0)

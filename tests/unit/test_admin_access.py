@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from vitrine.accounts.sessions import SessionService
+from vitrine.accounts.users import UserError, UserService
 from vitrine.api.app import create_app
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.models import AdminSession, Label, User, utcnow
 from vitrine.catalog.store import ProductRecord
 from vitrine.cli import app as cli
 from vitrine.config import load_settings
-from vitrine.services.sessions import SessionService
-from vitrine.services.users import UserError, UserService
 
 PASSWORD = "correct horse battery"
 

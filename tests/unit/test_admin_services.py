@@ -17,10 +17,10 @@ from vitrine.catalog.browse import BrowseFilter, CatalogBrowser
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.models import Label
 from vitrine.catalog.store import CatalogStore, ProductRecord
+from vitrine.catalog.thumbnails import thumbnail, thumbnail_key
+from vitrine.classify.label_metrics import LabelStatistics, histogram
 from vitrine.index import VectorIndex
-from vitrine.services.index_health import check_recall
-from vitrine.services.label_metrics import LabelStatistics, histogram
-from vitrine.services.thumbnails import thumbnail, thumbnail_key
+from vitrine.index.health import check_recall
 
 
 def test_histogram_quantiles_interpolate_within_buckets() -> None:

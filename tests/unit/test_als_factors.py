@@ -47,8 +47,11 @@ def test_fold_in_solves_the_implicit_als_user_problem(factors: tuple) -> None:
     path, ids, y = factors
     data = shop()
     model = AlsFactors(str(path)).fit(data)
-    assert model.coverage == {"factors": len(ids), "catalog": data.n_catalog,
-                              "covered": data.n_catalog - 5}
+    assert model.coverage == {
+        "factors": len(ids),
+        "catalog": data.n_catalog,
+        "covered": data.n_catalog - 5,
+    }
     history = data.histories()[4]
     history = history.appended(int(history.items[0]), data.last_day, 2.0, False)
     vector = model.user_vector(history, data.last_day + 1)
@@ -67,7 +70,7 @@ def test_fold_in_solves_the_implicit_als_user_problem(factors: tuple) -> None:
     assert np.allclose(vector, expected, rtol=1e-4, atol=1e-5)
     scores = model.scores(history, data.last_day + 1)
     assert np.allclose(scores[: data.n_catalog - 5], y[: data.n_catalog - 5] @ vector, atol=1e-5)
-    assert np.isneginf(scores[data.n_catalog - 5:]).all()  # not covered: no score here
+    assert np.isneginf(scores[data.n_catalog - 5 :]).all()  # not covered: no score here
     item = int(np.argmax(scores))
     assert model.explain(history, item, data.last_day + 1)["kind"] == "collaborative"
 
@@ -77,8 +80,9 @@ def test_what_the_factors_do_not_cover(factors: tuple) -> None:
     data = shop()
     model = AlsFactors(str(path)).fit(data)
     uncovered = np.arange(data.n_catalog - 5, data.n_catalog, dtype=np.int32)
-    history = History(uncovered, np.full(5, data.last_day), np.ones(5, np.float32),
-                      np.ones(5, bool))
+    history = History(
+        uncovered, np.full(5, data.last_day), np.ones(5, np.float32), np.ones(5, bool)
+    )
     assert model.user_vector(history, data.last_day) is None
     assert len(model.recommend(history, 10, data.last_day)[0]) == 0
     assert len(model.recommend(History.empty(), 10, data.last_day)[0]) == 0
@@ -108,7 +112,9 @@ def test_the_setting_routes_als_and_the_hybrid(factors: tuple) -> None:
     assert with_als_factors("als", {"factors": 32}, "/f") == ("als_factors", {"path": "/f"})
     assert with_als_factors("als_factors", {"path": "/g"}, "/f") == ("als_factors", {"path": "/g"})
     assert with_als_factors("hybrid", {"windows": 2}, "/f") == (
-        "hybrid", {"als_factors": "/f", "windows": 2})
+        "hybrid",
+        {"als_factors": "/f", "windows": 2},
+    )
     assert with_als_factors("popularity", {}, "/f") == ("popularity", {})
     stamp = als_factors_stamp(str(path))
     (path / "als_summary.json").write_text(json.dumps({"params": {"alpha": 1, "reg": 1}}))

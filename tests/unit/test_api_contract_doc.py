@@ -17,12 +17,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.api.auth import RateLimiter
 from vitrine.api.schemas import ProductOut
 from vitrine.catalog.store import ProductRecord
 from vitrine.config import load_settings
-from vitrine.services.keys import KeyService
 
 PROBLEM = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -33,8 +33,8 @@ def make_app(home: Path, **overrides: Any) -> tuple[FastAPI, str]:
         home=home, recommend_retrain_minutes=0, **{"api_rate_limit": 0, **overrides}
     )
     app = create_app(settings, warm=False)
-    app.state.vitrine.store.upsert_products([ProductRecord(id="p1", title="A shirt")])
-    _, key = KeyService(app.state.vitrine.engine).create("tests", "admin")
+    app.state.runtime.store.upsert_products([ProductRecord(id="p1", title="A shirt")])
+    _, key = KeyService(app.state.runtime.engine).create("tests", "admin")
     return app, key
 
 
@@ -98,7 +98,7 @@ def test_an_unexpected_error_is_a_problem_document_with_the_request_id(
     def broken(product_id: str) -> None:
         raise RuntimeError(secret)
 
-    monkeypatch.setattr(app.state.vitrine.store, "get_product", broken)
+    monkeypatch.setattr(app.state.runtime.store, "get_product", broken)
     client = TestClient(app, raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="vitrine.api"):
         r = client.get("/v1/products/p1", headers={"X-API-Key": key, "X-Request-ID": "req-42"})

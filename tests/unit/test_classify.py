@@ -21,8 +21,7 @@ from vitrine.classify.registry import ModelRegistry, UnknownModelError
 from vitrine.classify.split import stratified_split
 from vitrine.classify.trainer import TrainConfig, train_and_register, train_heads
 from vitrine.config import ConfigError, load_settings
-from vitrine.services.classification import ClassificationService
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
 
 # article -> (sub, master); "Anklet" is rare (3 products)
@@ -213,13 +212,13 @@ def test_split_is_stratified_stable_and_evaluates_small_classes() -> None:
 
 
 @pytest.fixture()
-def vitrine(tmp_path: Path) -> Vitrine:
-    v = Vitrine(load_settings(env={}).with_overrides(home=tmp_path / "home"))
+def vitrine(tmp_path: Path) -> Runtime:
+    v = Runtime(load_settings(env={}).with_overrides(home=tmp_path / "home"))
     yield v
     v.close()
 
 
-def test_registry_activate_and_rollback(vitrine: Vitrine) -> None:
+def test_registry_activate_and_rollback(vitrine: Runtime) -> None:
     blocks, labels = synthetic(per_class=15)
     registry = ModelRegistry(vitrine.engine, vitrine.blobs)
     config = TrainConfig(groups=["embedding"], min_support=5)
@@ -251,7 +250,7 @@ def test_registry_activate_and_rollback(vitrine: Vitrine) -> None:
     assert set(head.classes_) >= {"Apparel", "Footwear"}
 
 
-def test_corrections_fix_a_wrong_class_and_trigger_retraining(vitrine: Vitrine) -> None:
+def test_corrections_fix_a_wrong_class_and_trigger_retraining(vitrine: Runtime) -> None:
     """The shop filed every T-shirt as a shirt; people correct some; the retrained model
     names the other T-shirts right, and only then."""
     blocks, labels = synthetic(per_class=60, seed=3)
@@ -260,8 +259,8 @@ def test_corrections_fix_a_wrong_class_and_trigger_retraining(vitrine: Vitrine) 
     vitrine.store.upsert_products(
         [ProductRecord(p, attributes={"articleType": v}) for p, v in shop.items()]
     )
-    vitrine = Vitrine(vitrine.settings.with_overrides(classify_retrain_after=25))
-    service = ClassificationService(vitrine, embedding_version=EMB_VERSION)
+    vitrine = Runtime(vitrine.settings.with_overrides(classify_retrain_after=25))
+    service = vitrine.classification_for(EMB_VERSION)
     config = TrainConfig(groups=["embedding"], min_support=5, C=0.05, correction_weight=3.0)
     registry = service.registry
 
@@ -294,8 +293,8 @@ def test_corrections_fix_a_wrong_class_and_trigger_retraining(vitrine: Vitrine) 
     assert service.due_for_retraining() == []  # the corrections were used
 
 
-def test_feedback_is_validated(vitrine: Vitrine) -> None:
-    service = ClassificationService(vitrine, embedding_version=EMB_VERSION)
+def test_feedback_is_validated(vitrine: Runtime) -> None:
+    service = vitrine.classification_for(EMB_VERSION)
     vitrine.store.upsert_products([ProductRecord("a")])
     with pytest.raises(KeyError):
         service.feedback("missing", "articleType", "Shirts")
@@ -328,7 +327,7 @@ def test_drop_policy_leaves_rare_classes_unpredicted_but_counted() -> None:
         train_heads(blocks, labels, TrainConfig(rare_policy="keep"))
 
 
-def _store_synthetic(vitrine: Vitrine, blocks: FeatureBlocks, attributes: dict) -> None:
+def _store_synthetic(vitrine: Runtime, blocks: FeatureBlocks, attributes: dict) -> None:
     """Products with stored features, as an import would leave them (no photos needed)."""
     rng = np.random.default_rng(0)
     images = []
@@ -350,11 +349,11 @@ def test_background_retraining_after_enough_corrections(tmp_path: Path) -> None:
         classify_retrain_check_seconds=0.2,
         classify_feature_groups="embedding",
     )
-    vitrine = Vitrine(settings)
+    vitrine = Runtime(settings)
     blocks, labels = synthetic(per_class=30, seed=5)
     article = labels["articleType"].values
     _store_synthetic(vitrine, blocks, {p: {"articleType": v} for p, v in article.items()})
-    service = ClassificationService(vitrine, embedding_version=EMB_VERSION)
+    service = vitrine.classification_for(EMB_VERSION)
     first = service.train(["articleType"], groups=["embedding"], min_support=5)[0]
     assert first["active"] and first["trigger"] == "manual"
     for pid in [p for p, v in article.items() if v == "Jeans"][:20]:

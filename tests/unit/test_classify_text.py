@@ -23,8 +23,7 @@ from vitrine.classify.predictor import Predictor
 from vitrine.classify.text import TextHead, has_text
 from vitrine.classify.trainer import TrainConfig, train_heads
 from vitrine.config import load_settings
-from vitrine.services.classification import ClassificationService
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
 
 COLOURS = ["Navy Blue", "Black", "Red", "White", "Green"]
@@ -129,7 +128,7 @@ def test_product_text_joins_title_and_description() -> None:
 
 def test_titles_in_the_catalog_train_a_stored_fused_model(tmp_path: Path) -> None:
     blocks, labels = colour_products(per_class=30)
-    vitrine = Vitrine(load_settings(env={}).with_overrides(home=tmp_path / "home"))
+    vitrine = Runtime(load_settings(env={}).with_overrides(home=tmp_path / "home"))
     try:
         rng = np.random.default_rng(1)
         images = []
@@ -153,7 +152,7 @@ def test_titles_in_the_catalog_train_a_stored_fused_model(tmp_path: Path) -> Non
 
         loaded = load_features(vitrine.store, "test-emb")
         assert list(loaded.blocks[TEXT_GROUP]) == [title[p] for p in loaded.ids]
-        service = ClassificationService(vitrine, embedding_version="test-emb")
+        service = vitrine.classification_for("test-emb")
         rows = service.train(["baseColour"], min_support=5, C=1.0)
         assert rows[0]["active"] and "text" in rows[0]["feature_groups"]
         head = service.registry.load_head(rows[0])

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from vitrine.jobs.catalog_source import (
+from vitrine.catalog.csv_records import (
+    BrokenRecord,
+    CsvFormatError,
+    Record,
+    check_encoding,
+    read_records,
+)
+from vitrine.catalog.csv_source import (
     OUTSIDE_FOLDER,
     CatalogRow,
     ColumnMapping,
@@ -14,13 +21,6 @@ from vitrine.jobs.catalog_source import (
     RowError,
     confined,
     read_catalog,
-)
-from vitrine.jobs.csv_records import (
-    BrokenRecord,
-    CsvFormatError,
-    Record,
-    check_encoding,
-    read_records,
 )
 
 

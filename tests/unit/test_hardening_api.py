@@ -21,10 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
-from vitrine.services.keys import KeyService
 
 PASSWORD = "correct horse battery"
 BIG = 165226113688522424320  # beyond int64
@@ -57,9 +57,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient,
         home=home, api_rate_limit=0, recommend_retrain_minutes=0, max_image_bytes=200_000
     )
     app = create_app(settings, warm=False)
-    vitrine = app.state.vitrine
-    vitrine.search = _NoSearch()  # cached properties: the instance's value wins
-    vitrine.batcher = _NoCNN()
+    vitrine = app.state.runtime
+    vitrine.override(search=_NoSearch(), batcher=_NoCNN())
     rng = np.random.default_rng(0)
     for pid in ("p1", "p2"):
         vitrine.store.save_product(

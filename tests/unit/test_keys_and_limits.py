@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from vitrine.accounts.keys import KeyService
 from vitrine.api.auth import RateLimiter
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.models import ApiKey
-from vitrine.services.batcher import MicroBatcher
-from vitrine.services.keys import KeyService
+from vitrine.vision.batcher import MicroBatcher
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitrine.services.leader import Duty, FileLock, Leadership
+from vitrine.cluster.leader import Duty, FileLock, Leadership
 
 
 class Recorder:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from vitrine.catalog.store import ProductRecord
 from vitrine.config import load_settings
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 
 def mode(path: Path) -> int:
@@ -32,7 +32,7 @@ def permissive_umask() -> Iterator[None]:
 
 def test_a_fresh_home_is_owner_only(tmp_path: Path, permissive_umask: None) -> None:
     home = tmp_path / "a" / "home"
-    vitrine = Vitrine(load_settings(env={}).with_overrides(home=home))
+    vitrine = Runtime(load_settings(env={}).with_overrides(home=home))
     try:
         vitrine.store.upsert_products([ProductRecord(id="p1", title="A shirt")])
         vitrine.blobs.put("images/ab/cd/abcd.jpg", b"photo")
@@ -52,12 +52,12 @@ def test_an_older_looser_home_is_tightened_on_start(
     tmp_path: Path, permissive_umask: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     home = tmp_path / "home"
-    Vitrine(load_settings(env={}).with_overrides(home=home)).close()
+    Runtime(load_settings(env={}).with_overrides(home=home)).close()
     (home / "imports").mkdir()
     for path, loose in ((home, 0o755), (home / "imports", 0o775), (home / "vitrine.db", 0o644)):
         os.chmod(path, loose)
     with caplog.at_level(logging.WARNING, logger="vitrine.private_fs"):
-        Vitrine(load_settings(env={}).with_overrides(home=home)).close()
+        Runtime(load_settings(env={}).with_overrides(home=home)).close()
     assert mode(home) == 0o700 and mode(home / "imports") == 0o700
     assert mode(home / "vitrine.db") == 0o600
     assert "vitrine.db was mode 644: tightened to 600" in caplog.text

@@ -23,8 +23,12 @@ def category_of(data: Dataset, items: np.ndarray) -> list[str]:
 def one_user(data: Dataset, pids: list[str], day: float, purchases: bool = True) -> History:
     rows = [data.item_index[p] for p in pids]
     n = len(rows)
-    return History(np.array(rows, np.int32), np.full(n, day), np.full(n, 8.0, np.float32),
-                   np.full(n, purchases))
+    return History(
+        np.array(rows, np.int32),
+        np.full(n, day),
+        np.full(n, 8.0, np.float32),
+        np.full(n, purchases),
+    )
 
 
 def test_metrics_known_values() -> None:
@@ -115,10 +119,16 @@ def test_weighted_kmeans_separates_clusters() -> None:
 def test_visual_similar_aspect_weights_change_the_order() -> None:
     dim = 4
     products = [CatalogProduct(p, p, {"category": "X"}) for p in ("q", "emb", "col")]
-    emb = {"q": np.array([1, 0, 0, 0.0]), "emb": np.array([1, 0.1, 0, 0]),
-           "col": np.array([1, 0.6, 0, 0])}
-    colors = {"q": np.array([1, 0, 0.0]), "emb": np.array([0, 1, 0.0]),
-              "col": np.array([1, 0.05, 0.0])}
+    emb = {
+        "q": np.array([1, 0, 0, 0.0]),
+        "emb": np.array([1, 0.1, 0, 0]),
+        "col": np.array([1, 0.6, 0, 0]),
+    }
+    colors = {
+        "q": np.array([1, 0, 0.0]),
+        "emb": np.array([0, 1, 0.0]),
+        "col": np.array([1, 0.05, 0.0]),
+    }
     d = Dataset.from_catalog(products, emb, {"color": colors}, embedding_dims=0)
     d = d.with_events([], DEFAULT_EVENT_WEIGHTS)
     sim = VisualSimilar().fit(d)
@@ -134,8 +144,11 @@ def test_complementary_crosses_categories_and_falls_back_visually() -> None:
     t = __import__("recommend_synth").START
     rows = []
     for i in range(5):
-        rows += [(f"u{i}", "D001", "purchase", t, None), (f"u{i}", "S001", "purchase", t, None),
-                 (f"u{i}", "D002", "purchase", t, None)]
+        rows += [
+            (f"u{i}", "D001", "purchase", t, None),
+            (f"u{i}", "S001", "purchase", t, None),
+            (f"u{i}", "D002", "purchase", t, None),
+        ]
     d = data.with_events(rows, DEFAULT_EVENT_WEIGHTS)
     comp = Complementary().fit(d)
     items, _ = comp.similar_items(d.item_index["D001"], 5, 0)
@@ -150,8 +163,12 @@ def test_complementary_crosses_categories_and_falls_back_visually() -> None:
 
 def test_rebuy_orders_by_recency() -> None:
     data = shop()
-    history = History(np.array([1, 2], np.int32), np.array([0.0, 50.0]),
-                      np.array([8.0, 8.0], np.float32), np.array([True, True]))
+    history = History(
+        np.array([1, 2], np.int32),
+        np.array([0.0, 50.0]),
+        np.array([8.0, 8.0], np.float32),
+        np.array([True, True]),
+    )
     items, _ = Rebuy().fit(data).recommend(history, 5, 60)
     assert items.tolist() == [2, 1]
 
@@ -164,7 +181,9 @@ def test_hybrid_trains_and_beats_popularity_on_a_learnable_shop() -> None:
     algorithms = {
         "popularity_4w": lambda: Popularity(half_life_days=None, window_days=28.0),
         "hybrid": lambda: Hybrid(
-            label_days=20, windows=2, als_params={"factors": 8, "iterations": 5},
+            label_days=20,
+            windows=2,
+            als_params={"factors": 8, "iterations": 5},
             sources={"als": 20, "visual_profile": 20, "popularity": 10, "rebuy": 10},
         ),
     }

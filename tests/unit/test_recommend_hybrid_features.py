@@ -27,8 +27,10 @@ def tiny_shop() -> Dataset:
         ("sock", None, "Socks", "White", 10.0),
     ]
     rng = np.random.default_rng(0)
-    products = [CatalogProduct(pid, title, {"category": cat, "colour": colour, "price": price})
-                for pid, title, cat, colour, price in rows]
+    products = [
+        CatalogProduct(pid, title, {"category": cat, "colour": colour, "price": price})
+        for pid, title, cat, colour, price in rows
+    ]
     embeddings = {pid: rng.normal(size=8) for pid, *_ in rows}
     return Dataset.from_catalog(products, embeddings, embedding_dims=0)
 
@@ -54,15 +56,24 @@ def features_of(data: Dataset, user: str, now: float) -> dict[str, dict[str, flo
     history = data.histories()[data.user_index[user]]
     items, f = sources.candidates(history, now, data.available)
     names = sources.feature_names
-    return {data.items[int(i)]: dict(zip(names, row.tolist(), strict=True))
-                     for i, row in zip(items, f, strict=True)}
+    return {
+        data.items[int(i)]: dict(zip(names, row.tolist(), strict=True))
+        for i, row in zip(items, f, strict=True)
+    }
 
 
 def test_candidates_include_other_variants_with_affinity_and_price_features() -> None:
-    data = with_purchases(tiny_shop(), [
-        ("ann", "s-red", 0), ("ann", "s-red", 20), ("ann", "sock", 21),
-        ("bob", "d-red", 1), ("bob", "shoe", 2), ("cid", "s-white", 3),
-    ])
+    data = with_purchases(
+        tiny_shop(),
+        [
+            ("ann", "s-red", 0),
+            ("ann", "s-red", 20),
+            ("ann", "sock", 21),
+            ("bob", "d-red", 1),
+            ("bob", "shoe", 2),
+            ("cid", "s-white", 3),
+        ],
+    )
     now = to_days(START) + 30
     feats = features_of(data, "ann", now)
     assert {"s-blue", "s-white"} <= set(feats)  # other colours of the shirt she bought
@@ -77,10 +88,14 @@ def test_candidates_include_other_variants_with_affinity_and_price_features() ->
 
 
 def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = with_purchases(tiny_shop(), [
-        (f"u{u}", pid, day) for u in range(12) for pid, day in
-        (("s-red", 3 * u), ("s-blue", 3 * u + 20), ("shoe", 3 * u + 40))
-    ])
+    data = with_purchases(
+        tiny_shop(),
+        [
+            (f"u{u}", pid, day)
+            for u in range(12)
+            for pid, day in (("s-red", 3 * u), ("s-blue", 3 * u + 20), ("shoe", 3 * u + 40))
+        ],
+    )
     periods: list[tuple[float, float]] = []
     real = hybrid_module._purchases
 
@@ -89,15 +104,15 @@ def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPa
         return real(d, start, end)
 
     monkeypatch.setattr(hybrid_module, "_purchases", spy)
-    Hybrid(windows=3, window_step=14.0, label_days=28.0,
-           als_params={"factors": 4, "iterations": 2}).fit(data)
+    Hybrid(
+        windows=3, window_step=14.0, label_days=28.0, als_params={"factors": 4, "iterations": 2}
+    ).fit(data)
     end = data.last_day + 1
     assert periods == [(end - 28, end), (end - 42, end - 14), (end - 56, end - 28)]
     assert Hybrid().windows == WINDOWS
 
 
-def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_items(
-) -> None:
+def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_items() -> None:
     names = candidates_module.BASE_FEATURES
     n = 60
     items = np.arange(100, 100 + n)
@@ -131,13 +146,13 @@ def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_
 
 
 def test_launch_days_trust_a_creation_before_the_first_event_only() -> None:
-    data = with_purchases(tiny_shop(), [("u1", "s-red", 20), ("u1", "s-blue", 30),
-                                        ("u2", "d-red", 40)])
+    data = with_purchases(
+        tiny_shop(), [("u1", "s-red", 20), ("u1", "s-blue", 30), ("u2", "d-red", 40)]
+    )
     day0 = to_days(START)
     # s-red: created before its first sale; s-blue and d-red: records younger than their
     # first sale (an imported catalog); shoe: created, never sold; sock: nothing known
-    data.created_day = np.array([day0 + 10, day0 + 100, day0 + 10, day0 + 100, day0 + 50,
-                                 np.nan])
+    data.created_day = np.array([day0 + 10, day0 + 100, day0 + 10, day0 + 100, day0 + 50, np.nan])
     launched = data.launch_days(lead_days=7.0)
     assert launched[:5].tolist() == [day0 + 10, day0 + 23, day0 + 10, day0 + 33, day0 + 50]
     assert launched[5] == -np.inf
@@ -158,8 +173,13 @@ def test_training_windows_only_see_products_on_sale_at_their_start(
         return original(self, history, now, valid, user)
 
     monkeypatch.setattr(CandidateSources, "candidates", spy)
-    Hybrid(windows=3, window_step=30.0, label_days=30.0, launch_lead_days=40.0,
-           als_params={"factors": 4, "iterations": 2}).fit(data)
+    Hybrid(
+        windows=3,
+        window_step=30.0,
+        label_days=30.0,
+        launch_lead_days=40.0,
+        als_params={"factors": 4, "iterations": 2},
+    ).fit(data)
     dress, shoe = data.item_index["d-red"], data.item_index["shoe"]
     # windows start on days 51 and 21; the dress is on sale from day 40 (40 days before
     # its first sale); the shoe, never sold in a catalog imported after the log, is on

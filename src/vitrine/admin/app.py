@@ -10,6 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from vitrine.accounts.sessions import SessionService
+from vitrine.accounts.users import UserService
 from vitrine.admin.monitor import SystemMonitor
 from vitrine.admin.ports import (
     AdminBackends,
@@ -31,9 +33,7 @@ from vitrine.admin.routes import (
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
 from vitrine.admin.templating import make_templates, render
 from vitrine.catalog.browse import CatalogBrowser
-from vitrine.services.runtime import Vitrine
-from vitrine.services.sessions import SessionService
-from vitrine.services.users import UserService
+from vitrine.runtime import Runtime
 from vitrine.vision.features import FEATURE_VERSION
 
 STATIC = Path(__file__).parent / "static"
@@ -41,7 +41,7 @@ STATIC = Path(__file__).parent / "static"
 
 @dataclass
 class AdminUI:
-    vitrine: Vitrine
+    vitrine: Runtime
     users: UserService
     sessions: SessionService
     browser: CatalogBrowser
@@ -56,7 +56,7 @@ class AdminUI:
         self.monitor.stop()
 
 
-def install_admin(app: FastAPI, vitrine: Vitrine, registry: object) -> AdminUI:
+def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
     """Add /admin to ``app``; call ``start()`` / ``stop()`` from the app's lifespan."""
     s = vitrine.settings
     ui = AdminUI(

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from vitrine.catalog.models import ImportJob
-from vitrine.services.index_health import RecallCheck, check_recall
-from vitrine.services.runtime import Vitrine
+from vitrine.index.health import RecallCheck, check_recall
+from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _add_sample(h: Histogram, suffix: str, labels: dict[str, str], value: float)
 class SystemMonitor:
     def __init__(
         self,
-        vitrine: Vitrine,
+        vitrine: Runtime,
         registry: CollectorRegistry,
         interval: float = 5.0,
         keep: int = 720,
@@ -156,7 +156,7 @@ class SystemMonitor:
 
     def _index_size(self) -> int:
         # Only once the index is open: the monitor must not load it by itself.
-        search = self.vitrine.__dict__.get("search")
+        search = self.vitrine.opened().get("search")
         return len(search) if search is not None else 0
 
     def _imports(self) -> tuple[int, int, int]:
@@ -195,7 +195,7 @@ class SystemMonitor:
 
     def run_recall_check(self, sample: int = 50) -> RecallCheck | None:
         self._next_recall = time.monotonic() + self.recall_period
-        search = self.vitrine.__dict__.get("search")
+        search = self.vitrine.opened().get("search")
         if search is None:
             return None
         result = check_recall(search.vectors, sample=sample, seed=int(time.time()))

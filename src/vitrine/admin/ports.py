@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from vitrine.services.classification import ClassificationService, UnknownProductError
-from vitrine.services.label_metrics import ClassMetrics, LabelStatistics
+from vitrine.classify.label_metrics import ClassMetrics, LabelStatistics
+from vitrine.classify.service import ClassificationService, UnknownProductError
 
 
 class LabelFeedback(Protocol):

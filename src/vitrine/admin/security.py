@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from fastapi import Request
 
-from vitrine.services.sessions import SessionInfo
-from vitrine.services.users import UserInfo
+from vitrine.accounts.sessions import SessionInfo
+from vitrine.accounts.users import UserInfo
 
 SESSION_COOKIE = "vitrine_session"
 LOGIN_CSRF_COOKIE = "vitrine_login_csrf"

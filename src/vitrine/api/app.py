@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,28 +20,30 @@ from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, models, ops, products, search
 from vitrine.api.routes import recommend as recommend_routes
+from vitrine.cluster.change_feed import ChangeFollower
+from vitrine.cluster.leader import Duty, Leadership, lock_for
 from vitrine.config import Settings, load_settings
+from vitrine.jobs.backfill import backfill_layouts
 from vitrine.jobs.import_jobs import ImportJobs
-from vitrine.services.backfill import backfill_layouts
-from vitrine.services.change_feed import ChangeFollower
-from vitrine.services.keys import KeyService
-from vitrine.services.leader import Duty, Leadership, lock_for
-from vitrine.services.products import ProductService
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
+from vitrine.worker import BackgroundWorker
 
 
 def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
     """The service; ``warm`` loads the model and index before the first request."""
-    vitrine = Vitrine(settings or load_settings())
+    vitrine = Runtime(settings or load_settings())
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
     vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
     # Created before the index loads, so that no change made meanwhile is missed.
-    follower = ChangeFollower(vitrine)
+    follower = ChangeFollower(vitrine.engine, vitrine.settings, vitrine.catalog_changed)
     duties = [Duty("import jobs", jobs.start, jobs.stop)]
-    if warm:
-        duties.append(Duty("layout backfill", lambda: _start_backfill(vitrine), lambda: None))
+    if warm:  # the colour layouts of photos imported before layouts existed, once
+        backfill = BackgroundWorker(
+            "backfill", lambda: backfill_layouts(vitrine), once=True, join_timeout=0
+        )
+        duties.append(Duty("layout backfill", backfill.start, backfill.stop))
     duties.append(
         Duty(  # background retraining, when configured
             "classifier retraining",
@@ -83,10 +84,9 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         description="Visual intelligence for e-commerce catalogs.",
         lifespan=lifespan,
     )
-    app.state.vitrine = vitrine
+    app.state.runtime = vitrine
     app.state.metrics = metrics
-    app.state.keys = KeyService(vitrine.engine)
-    app.state.products = ProductService(vitrine)
+    app.state.keys = vitrine.keys
     app.state.imports = jobs
     app.state.change_feed = follower
     app.state.leadership = leadership
@@ -126,7 +126,3 @@ def create_served_app() -> FastAPI:
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings)
-
-
-def _start_backfill(vitrine: Vitrine) -> None:
-    threading.Thread(target=backfill_layouts, args=(vitrine,), name="backfill", daemon=True).start()

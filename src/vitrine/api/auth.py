@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from vitrine.accounts.keys import KeyInfo
 from vitrine.api.problems import Problem
-from vitrine.services.keys import KeyInfo
 
 
 class RateLimiter:

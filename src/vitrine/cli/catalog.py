@@ -37,9 +37,9 @@ def import_catalog_cmd(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Import products and their photos from a CSV; resumable, bad rows reported."""
+    from vitrine.catalog.csv_records import check_encoding
+    from vitrine.catalog.csv_source import ColumnMapping
     from vitrine.jobs.bulk_import import import_catalog
-    from vitrine.jobs.catalog_source import ColumnMapping
-    from vitrine.jobs.csv_records import check_encoding
 
     if not csv_path.is_file():
         fail(f"{csv_path}: no such CSV file")
@@ -104,13 +104,12 @@ def search(
     filter: FilterOption = None,
 ) -> None:
     """Find the catalog products that look most like a photo."""
-    from vitrine.services.photo_search import search_by_photo
     from vitrine.vision.decode import ImageDecodeError, read_image_bytes
 
     vitrine = open_vitrine()
     try:
         data = read_image_bytes(image, vitrine.limits)
-        _, hits = search_by_photo(vitrine, data, str(image), k, filter)
+        _, hits = vitrine.photo_search(data, str(image), k, filter)
     except (ImageDecodeError, ValueError) as exc:
         fail(str(exc))
     print_json({"query": str(image), "results": hits_json(vitrine, hits)})
@@ -122,7 +121,7 @@ def similar(
     filter: FilterOption = None,
 ) -> None:
     """Products that look most like a product of the catalog."""
-    from vitrine.services.visual_search import UnknownProductError
+    from vitrine.index.visual_search import UnknownProductError
 
     vitrine = open_vitrine()
     try:

@@ -66,14 +66,14 @@ def _train_finetuned(
     fields: list[str], budget_minutes: float, trainable_blocks: int, min_support: int | None
 ) -> None:
     from vitrine.classify.finetune import FineTuneConfig
+    from vitrine.classify.service import train_config
     from vitrine.classify.trainer import TrainingError
-    from vitrine.services.classification import ClassificationService, train_config
-    from vitrine.services.finetuning import fine_tune_catalog, reembed_catalog
+    from vitrine.jobs.finetune_catalog import fine_tune_catalog, reembed_catalog
 
     if budget_minutes <= 0:
         fail("--budget-minutes must be positive")
     vitrine = open_vitrine()
-    split = train_config(vitrine, min_support=min_support)
+    split = train_config(vitrine.settings, min_support=min_support)
     try:
         config = FineTuneConfig(
             trainable_blocks=trainable_blocks,
@@ -90,7 +90,7 @@ def _train_finetuned(
         record = fine_tune_catalog(vitrine, fields, config, progress)
         version = record["version"]
         report = reembed_catalog(vitrine, version, progress)
-        rows = ClassificationService(vitrine, embedding_version=version).train(
+        rows = vitrine.classification_for(version).train(
             fields, activate="never", min_support=min_support
         )
     except (TrainingError, ValueError) as exc:
@@ -203,7 +203,7 @@ def feedback(
     value: Annotated[str, typer.Argument(help="Its correct value.")],
 ) -> None:
     """Record a correction: the product's label changes at once and trains the next model."""
-    from vitrine.services.classification import UnknownProductError
+    from vitrine.classify.service import UnknownProductError
 
     vitrine = open_vitrine()
     try:
@@ -219,11 +219,11 @@ def export_labels(
     fields: Annotated[str | None, typer.Option(help="Fields (default: all labelled).")] = None,
 ) -> None:
     """One row per product: each field's value, source (human / model) and confidence."""
-    from vitrine.services.label_export import export_labels_csv
+    from vitrine.classify.label_export import export_labels_csv
 
     vitrine = open_vitrine()
     chosen = parse_fields(fields) if fields else None
-    count = export_labels_csv(vitrine, out, chosen)
+    count = export_labels_csv(vitrine.store, vitrine.classification.registry, out, chosen)
     typer.echo(f"wrote {count} products to {out}")
 
 
@@ -278,9 +278,9 @@ def train_tag(
 
     The catalog's photos are analysed here and not stored; only the model is kept.
     """
+    from vitrine.catalog.csv_source import ColumnMapping
     from vitrine.classify.trainer import TrainingError
-    from vitrine.jobs.catalog_source import ColumnMapping
-    from vitrine.services.tag_training import train_tag_model
+    from vitrine.jobs.tag_training import train_tag_model
 
     if not csv_path.is_file():
         fail(f"{csv_path}: no such CSV file")

@@ -30,10 +30,10 @@ def open_vitrine(**overrides: Any) -> Any:
     """The service on the configured settings (with ``overrides``); exit 2 on a config error."""
     from dataclasses import replace
 
-    from vitrine.services.runtime import Vitrine
+    from vitrine.runtime import Runtime
 
     try:
-        return Vitrine(replace(load_settings(), **overrides))
+        return Runtime(replace(load_settings(), **overrides))
     except ConfigError as exc:
         fail(str(exc))
 

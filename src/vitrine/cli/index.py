@@ -22,7 +22,7 @@ def index_backfill() -> None:
     """Compute descriptors that products imported by an older version lack (colour layout)."""
     from tqdm import tqdm
 
-    from vitrine.services.backfill import backfill_layouts
+    from vitrine.jobs.backfill import backfill_layouts
 
     vitrine = open_vitrine()
     with tqdm(unit="photo", desc="colour layout") as bar:

@@ -17,7 +17,7 @@ def keys_create(
     scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
 ) -> None:
     """Create an API key; it is printed once, only its hash is kept."""
-    from vitrine.services.keys import KeyService
+    from vitrine.accounts.keys import KeyService
 
     vitrine = open_vitrine()
     try:
@@ -33,7 +33,7 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or prefix.")]) -> None:
     """Revoke API keys by name or prefix."""
-    from vitrine.services.keys import KeyService
+    from vitrine.accounts.keys import KeyService
 
     vitrine = open_vitrine()
     count = KeyService(vitrine.engine).revoke(name_or_prefix)
@@ -45,7 +45,7 @@ def keys_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or 
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (names, prefixes, scopes; never the keys)."""
-    from vitrine.services.keys import KeyService
+    from vitrine.accounts.keys import KeyService
 
     vitrine = open_vitrine()
     print_json(

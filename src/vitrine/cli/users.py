@@ -13,7 +13,7 @@ users_app = typer.Typer(help="People who sign in to the admin UI.", no_args_is_h
 
 
 def _users() -> Any:
-    from vitrine.services.users import UserService
+    from vitrine.accounts.users import UserService
 
     vitrine = open_vitrine()
     s = vitrine.settings
@@ -38,7 +38,7 @@ def users_create(
     ] = False,
 ) -> None:
     """Create an admin UI user; the password is asked at a prompt (or read from stdin)."""
-    from vitrine.services.users import UserError
+    from vitrine.accounts.users import UserError
 
     users = _users()
     password = _read_password(password_stdin)
@@ -57,7 +57,7 @@ def users_passwd(
     ] = False,
 ) -> None:
     """Set a user's password (and unlock the account)."""
-    from vitrine.services.users import UserError
+    from vitrine.accounts.users import UserError
 
     users = _users()
     try:
@@ -70,7 +70,7 @@ def users_passwd(
 @users_app.command("unlock")
 def users_unlock(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Unlock an account locked after failed sign-ins."""
-    from vitrine.services.users import UserError
+    from vitrine.accounts.users import UserError
 
     try:
         _users().unlock(name)
@@ -82,7 +82,7 @@ def users_unlock(name: Annotated[str, typer.Argument(help="User name.")]) -> Non
 @users_app.command("delete")
 def users_delete(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Delete a user (their sessions end)."""
-    from vitrine.services.users import UserError
+    from vitrine.accounts.users import UserError
 
     try:
         _users().delete(name)

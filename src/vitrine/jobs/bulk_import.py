@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from vitrine.catalog.blob_stores import open_blob_store
 from vitrine.catalog.blobs import BlobStore, image_key
+from vitrine.catalog.csv_records import read_records
+from vitrine.catalog.csv_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
+from vitrine.catalog.records import aspect_rows, image_records, image_sizes
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
 from vitrine.classify.features import product_text
-from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
-from vitrine.jobs.csv_records import read_records
-from vitrine.services.records import aspect_rows, image_records, image_sizes
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import (
     ImageAnalysis,
     ImageAnalyzer,
@@ -203,7 +203,7 @@ def count_rows(csv_path: Path, encoding: str | None = None) -> int:
 class _Writer:
     """Batches the database and index writes of the main process."""
 
-    def __init__(self, vitrine: Vitrine, report: ImportReport) -> None:
+    def __init__(self, vitrine: Runtime, report: ImportReport) -> None:
         self.vitrine = vitrine
         self.report = report
         self.db_batch = vitrine.settings.import_db_batch
@@ -267,7 +267,7 @@ def _write_rejects(path: Path, rejected: Iterable[RejectedRow]) -> None:
 
 
 def import_catalog(
-    vitrine: Vitrine,
+    vitrine: Runtime,
     csv_path: Path,
     images_dir: Path,
     mapping: ColumnMapping | None = None,

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from vitrine.catalog.blobs import image_key
+from vitrine.catalog.records import feature_records
 from vitrine.catalog.s3 import S3BlobStore, S3Options, parse_s3_url
 from vitrine.catalog.store import ImageRecord, ProductRecord
 from vitrine.jobs.sources import PhotoReader, is_s3
-from vitrine.services.records import feature_records
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _vector(blob: bytes) -> np.ndarray:
 class _BlobPlacer:
     """Where a photo goes in the blob store: referenced in place, or copied by content hash."""
 
-    def __init__(self, vitrine: Vitrine) -> None:
+    def __init__(self, vitrine: Runtime) -> None:
         self.blobs = vitrine.blobs
         self.reader = PhotoReader(vitrine.limits, S3Options.from_settings(vitrine.settings))
 
@@ -66,7 +66,7 @@ class _BlobPlacer:
 
 
 def import_features(
-    vitrine: Vitrine, parquet: str | Path, batch_rows: int = 512
+    vitrine: Runtime, parquet: str | Path, batch_rows: int = 512
 ) -> FeatureImportReport:
     """Load a ``vitrine spark embed`` output (a Parquet file or folder) into the catalog."""
     import pyarrow.dataset as ds

@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from vitrine.catalog.csv_records import CsvFormatError, check_encoding
+from vitrine.catalog.csv_source import ColumnMapping
 from vitrine.catalog.models import ImportJob, utcnow
 from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
-from vitrine.jobs.catalog_source import ColumnMapping
-from vitrine.jobs.csv_records import CsvFormatError, check_encoding
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _check_mapping(mapping: ColumnMapping) -> None:
 
 
 class ImportJobs:
-    def __init__(self, vitrine: Vitrine) -> None:
+    def __init__(self, vitrine: Runtime) -> None:
         self.vitrine = vitrine
         self.root = vitrine.settings.home / "imports"
         self._worker = BackgroundWorker("vitrine-imports", self._run_next, interval=JOB_POLL_S)
@@ -177,7 +177,7 @@ class ImportJobs:
 
     def start(self) -> None:
         """Start the runner; jobs left running by a previous process are queued again
-        (only one process runs jobs: see ``services.leader``)."""
+        (only one process runs jobs: see ``vitrine.cluster.leader``)."""
         with self.vitrine.engine.begin() as conn:
             conn.execute(
                 update(ImportJob).where(ImportJob.status == "running").values(status="queued")

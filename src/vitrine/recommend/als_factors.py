@@ -67,7 +67,9 @@ class AlsFactors(ALS):
     name = "als_factors"
 
     def __init__(
-        self, path: str | None = None, alpha: float | None = None,
+        self,
+        path: str | None = None,
+        alpha: float | None = None,
         regularization: float | None = None,
     ) -> None:
         super().__init__()
@@ -105,7 +107,8 @@ class AlsFactors(ALS):
         self.model = _Factors(aligned)  # type: ignore[assignment]
         self.factors = factors.shape[1]
         self.coverage = {
-            "factors": len(ids), "catalog": data.n_catalog,
+            "factors": len(ids),
+            "catalog": data.n_catalog,
             "covered": int(self.covered[: data.n_catalog].sum()),
         }
         return self
@@ -132,8 +135,12 @@ class AlsFactors(ALS):
         return s
 
     def explain(self, history: History, item: int, now: float) -> Reason:
-        covered = History(*(a[self.covered[history.items]] for a in (
-            history.items, history.days, history.weights, history.purchases)))
+        covered = History(
+            *(
+                a[self.covered[history.items]]
+                for a in (history.items, history.days, history.weights, history.purchases)
+            )
+        )
         return super().explain(covered, item, now)
 
 

@@ -75,7 +75,9 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Items for someone looking at ``item`` (by default: a one-item session)."""
         history = History(
-            np.array([item], np.int32), np.array([now]), np.ones(1, np.float32),
+            np.array([item], np.int32),
+            np.array([now]),
+            np.ones(1, np.float32),
             np.zeros(1, bool),
         )
         s = self.scores(history, now)
@@ -136,8 +138,13 @@ class SnapshotView(Recommender):
         keep = history.items < self.known_items
         if keep.all():
             return history
-        return History(history.items[keep], history.days[keep], history.weights[keep],
-                       history.purchases[keep], history.user)
+        return History(
+            history.items[keep],
+            history.days[keep],
+            history.weights[keep],
+            history.purchases[keep],
+            history.user,
+        )
 
     def _mask(self, valid: np.ndarray | None) -> np.ndarray | None:
         return None if valid is None else valid[: self.known_catalog]

@@ -114,14 +114,25 @@ class _ItemStats:
             data.embeddings[rows], self.sold_embeddings, self.sold_pop
         )
         return _ItemStats(
-            grown(self.pop_7, 0.0), grown(self.pop_30, 0.0), grown(self.pop_all, 0.0),
-            grown(self.first_day, np.nan), grown(self.last_day, np.nan), price,
+            grown(self.pop_7, 0.0),
+            grown(self.pop_30, 0.0),
+            grown(self.pop_all, 0.0),
+            grown(self.first_day, np.nan),
+            grown(self.last_day, np.nan),
+            price,
             _shares(self.category_share, data.category, self.category_pop, new),
-            visual_pop, grown(self.rebuy_rate, _rebuy_rate_of(0, 0)),
-            [_shares(shares, data.facet_codes[:, j], values, new)
-             for j, (shares, values) in enumerate(zip(self.facet_share, self.facet_pop,
-                                                      strict=True))],
-            self.now, self.category_share, self.facet_share, self.sold_embeddings,
+            visual_pop,
+            grown(self.rebuy_rate, _rebuy_rate_of(0, 0)),
+            [
+                _shares(shares, data.facet_codes[:, j], values, new)
+                for j, (shares, values) in enumerate(
+                    zip(self.facet_share, self.facet_pop, strict=True)
+                )
+            ],
+            self.now,
+            self.category_share,
+            self.facet_share,
+            self.sold_embeddings,
             self.sold_pop,
         )
 
@@ -163,9 +174,21 @@ def _item_stats(data: Dataset) -> _ItemStats:
     facet_share, facet_pop = _facet_popularity(data, pop_30)
     sold = np.flatnonzero((pop_7 > 0) & data.has_embedding)
     return _ItemStats(
-        pop_7, pop_30, pop_all, first[:n], last[:n], price, cat_pop,
-        _visual_popularity(data, pop_7), _rebuy_rate(data), facet_pop, now, share,
-        facet_share, data.embeddings[sold], pop_7[sold],
+        pop_7,
+        pop_30,
+        pop_all,
+        first[:n],
+        last[:n],
+        price,
+        cat_pop,
+        _visual_popularity(data, pop_7),
+        _rebuy_rate(data),
+        facet_pop,
+        now,
+        share,
+        facet_share,
+        data.embeddings[sold],
+        pop_7[sold],
     )
 
 
@@ -225,9 +248,7 @@ def _rebuy_rate_of(repeat: Any, buyers: Any) -> Any:
     return (repeat + 0.1) / (buyers + 1.0)  # smoothed: an item nobody bought has 0.1
 
 
-def _facet_popularity(
-    data: Dataset, pop: np.ndarray
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _facet_popularity(data: Dataset, pop: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per facet: each value's share of recent popularity, and each item's (its value's)."""
     shares, out = [], []
     total = max(float(pop.sum()), 1e-9)
@@ -258,8 +279,13 @@ class UserScores:
 class CandidateSources:
     """The fitted stage-1 algorithms and per-item statistics of one snapshot of the log."""
 
-    def __init__(self, data: Dataset, sources: dict[str, int], als_params: dict[str, Any],
-                 als: ALS | None = None):
+    def __init__(
+        self,
+        data: Dataset,
+        sources: dict[str, int],
+        als_params: dict[str, Any],
+        als: ALS | None = None,
+    ):
         self.data = data
         self.sources = sources
         self.rebuy = Rebuy().fit(data)
@@ -304,15 +330,19 @@ class CandidateSources:
     @property
     def feature_names(self) -> list[str]:
         facets = self.data.facets
-        return (BASE_FEATURES + [f"facet_{name}" for name in facets]
-                + [f"facet_pop_{name}" for name in facets])
+        return (
+            BASE_FEATURES
+            + [f"facet_{name}" for name in facets]
+            + [f"facet_pop_{name}" for name in facets]
+        )
 
     def user_scores(self, history: History, now: float) -> UserScores:
         """Every source's scores for this history, computed once per request."""
         centroids, mass, profile_items = self.profile.interests(history, now)
         profile, similarity = self.profile.scores_and_similarity(centroids, mass)
         return UserScores(
-            history, now,
+            history,
+            now,
             {
                 "rebuy": self.rebuy.scores(history, now),
                 "als": self.als.scores(history, now),
@@ -412,8 +442,11 @@ class CandidateSources:
         )
         col("user_items", np.full(len(items), len(hist), np.float32))
         col("in_history", np.isin(items, history.items).astype(np.float32))
-        for name, source in (("als_rank", "als"), ("profile_rank", "profile"),
-                             ("similar_rank", "similar")):
+        for name, source in (
+            ("als_rank", "als"),
+            ("profile_rank", "profile"),
+            ("similar_rank", "similar"),
+        ):
             v = f[:, BASE_FEATURES.index(source)]
             v = np.where(np.isfinite(v), v, -np.inf)
             col(name, np.argsort(np.argsort(-v, kind="stable")) / len(items))

@@ -100,7 +100,8 @@ class ALS(Recommender):
             return None
         factors = self.model.item_factors
         weights = {
-            i: w for i, w in history.item_weights(now, 1e9).items()
+            i: w
+            for i, w in history.item_weights(now, 1e9).items()
             if w > 0 and i < factors.shape[0]
         }
         if not weights:
@@ -190,8 +191,7 @@ class Cooccurrence(Recommender):
 
     def scores(self, history: History, now: float) -> np.ndarray:
         s = self.empty_scores()
-        weights = {i: w for i, w in history.item_weights(now, self.half_life_days).items()
-                   if w > 0}
+        weights = {i: w for i, w in history.item_weights(now, self.half_life_days).items() if w > 0}
         if weights:
             rows, cols, values = self._rows(list(weights))
             w = np.fromiter(weights.values(), np.float64)

@@ -62,9 +62,7 @@ class Complementary(Recommender):
         counts = np.bincount(i, minlength=n).astype(np.float64)
         norm = np.sqrt(np.maximum(counts, 1.0))
         values = coo.data[cross] / (norm[coo.row[cross]] * norm[coo.col[cross]])
-        self.matrix = sp.csr_matrix(
-            (values, (coo.row[cross], coo.col[cross])), shape=(n, n)
-        )
+        self.matrix = sp.csr_matrix((values, (coo.row[cross], coo.col[cross])), shape=(n, n))
         self.has_pairs = np.diff(self.matrix.indptr) > 0
         return self
 

@@ -84,7 +84,9 @@ class Split:
 
 
 def make_split(
-    data: Dataset, split_day: float, test_days: float | None = None,
+    data: Dataset,
+    split_day: float,
+    test_days: float | None = None,
     lead_days: float | None = LAUNCH_LEAD_DAYS,
 ) -> Split:
     """``lead_days`` None: every product of the catalog now, launched or not at the split."""
@@ -147,8 +149,9 @@ def evaluate_algorithm(
         ndcgs.append(ndcg(recs, relevant, k))
         hits.append(float(bool(relevant & set(recs))))
         recommended_items.update(recs)
-        cold_rel = {i for i in relevant if i < train.n_catalog and split.cold[i]
-                    and split.catalog[i]}
+        cold_rel = {
+            i for i in relevant if i < train.n_catalog and split.cold[i] and split.catalog[i]
+        }
         cold_relevant += len(cold_rel)
         cold_hits += len(cold_rel & set(recs))
         cold_recommended += sum(bool(split.cold[i]) for i in recs)
@@ -199,8 +202,9 @@ def evaluate(
         "test_purchases": len(relevant),
         "test_in_catalog": sum(i < data.n_catalog for i in relevant),
         "test_cold_in_catalog": sum(bool(split.cold[i]) and i < data.n_catalog for i in relevant),
-        "test_on_sale_at_split": sum(i < data.n_catalog and bool(split.catalog[i])
-                                     for i in relevant),
+        "test_on_sale_at_split": sum(
+            i < data.n_catalog and bool(split.catalog[i]) for i in relevant
+        ),
         "catalog": data.n_catalog,
         "catalog_at_split": int(split.catalog.sum()),
     }
@@ -210,8 +214,15 @@ def evaluate(
 def format_table(results: Sequence[Result], k: int) -> str:
     """A plain-text table, each algorithm's MAP beside the baseline's."""
     base = next((r for r in results if r.name == BASELINE), None)
-    cols = [f"map@{k}", f"recall@{k}", f"ndcg@{k}", "hit_rate", "coverage", "cold_recall",
-            "cold_share"]
+    cols = [
+        f"map@{k}",
+        f"recall@{k}",
+        f"ndcg@{k}",
+        "hit_rate",
+        "coverage",
+        "cold_recall",
+        "cold_share",
+    ]
     head = f"{'algorithm':<16}" + "".join(f"{c:>12}" for c in cols) + f"{'vs base':>9}{'fit s':>8}"
     lines = [head, "-" * len(head)]
     for r in results:
@@ -219,7 +230,8 @@ def format_table(results: Sequence[Result], k: int) -> str:
         if base is not None and base.metrics[f"map@{k}"] > 0:
             ratio = f"{r.metrics[f'map@{k}'] / base.metrics[f'map@{k}']:.2f}x"
         lines.append(
-            f"{r.name:<16}" + "".join(f"{r.metrics[c]:>12.4f}" for c in cols)
+            f"{r.name:<16}"
+            + "".join(f"{r.metrics[c]:>12.4f}" for c in cols)
             + f"{ratio:>9}{r.fit_seconds:>8.1f}"
         )
     return "\n".join(lines)

@@ -44,8 +44,19 @@ WINDOW_STEP = 14.0
 # constraints keep the ranker from learning noise on a small log (+25 % MAP@12 on the
 # mean of three H&M time splits over an unconstrained model).
 INCREASING = {
-    "variant", "rebuy", "visual_max", "visual_mean", "profile", "similar", "als",
-    "cooccurrence", "pop_7", "pop_30", "visual_pop", "category_affinity", "in_history",
+    "variant",
+    "rebuy",
+    "visual_max",
+    "visual_mean",
+    "profile",
+    "similar",
+    "als",
+    "cooccurrence",
+    "pop_7",
+    "pop_30",
+    "visual_pop",
+    "category_affinity",
+    "in_history",
 }
 DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 
@@ -102,9 +113,7 @@ class Hybrid(Recommender):
         self.stage1: CandidateSources | None = None
         self.training_report: dict[str, Any] = {}
 
-    def _training_rows(
-        self, data: Dataset
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    def _training_rows(self, data: Dataset) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
         features: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         groups: list[int] = []
@@ -155,8 +164,7 @@ class Hybrid(Recommender):
             "colsample_bytree": 0.7,
             "reg_lambda": 1.0,
             "monotone_constraints": [
-                1 if n in INCREASING else -1 if n in DECREASING else 0
-                for n in feature_names
+                1 if n in INCREASING else -1 if n in DECREASING else 0 for n in feature_names
             ],
             "monotone_constraints_method": "advanced",
             "lambdarank_truncation_level": 20,
@@ -175,19 +183,25 @@ class Hybrid(Recommender):
         self.stage1 = CandidateSources(data, self.sources, self.als_params, als)
         self.training_report = {"groups": len(groups), "rows": int(sum(groups))}
         if len(groups) < 5:
-            log.warning("hybrid: too few training groups (%d); ranking by ALS + profile",
-                        len(groups))
+            log.warning(
+                "hybrid: too few training groups (%d); ranking by ALS + profile", len(groups)
+            )
             self.model = None
             return self
         model = lgb.LGBMRanker(**self.ranker_params_for(self.stage1.feature_names))
-        model.fit(np.vstack(features), np.concatenate(labels), group=groups,
-                  feature_name=self.stage1.feature_names)
+        model.fit(
+            np.vstack(features),
+            np.concatenate(labels),
+            group=groups,
+            feature_name=self.stage1.feature_names,
+        )
         self.model = model
         gains = model.booster_.feature_importance("gain")
         self.training_report["importance"] = {
             n: round(float(g), 1)
-            for n, g in sorted(zip(self.stage1.feature_names, gains, strict=True),
-                               key=lambda x: -x[1])
+            for n, g in sorted(
+                zip(self.stage1.feature_names, gains, strict=True), key=lambda x: -x[1]
+            )
         }
         return self
 
@@ -252,7 +266,7 @@ class Hybrid(Recommender):
                 continue
             if len(out) % every == every - 1:
                 pick = next((p for p in picks if p not in used), None)
-                stretch = np.asarray(out[-(every - 1):], np.int64)
+                stretch = np.asarray(out[-(every - 1) :], np.int64)
                 if pick is not None and not (cold[stretch] & (look[stretch] >= look[pick])).any():
                     out.append(pick)
                     used.add(pick)

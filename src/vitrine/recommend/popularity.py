@@ -18,7 +18,10 @@ from vitrine.recommend.data import Dataset, History
 
 
 def decayed_counts(
-    data: Dataset, now: float, half_life_days: float | None, window_days: float | None = None,
+    data: Dataset,
+    now: float,
+    half_life_days: float | None,
+    window_days: float | None = None,
     purchases_only: bool = False,
 ) -> np.ndarray:
     """Per item (all items, catalog first): sum of positive event weights, decayed."""

@@ -149,9 +149,7 @@ def candidate_mask(rules: Rules, data: Dataset, history: History) -> np.ndarray:
     return mask
 
 
-def reshape(
-    rules: Rules, data: Dataset, items: Sequence[int], k: int
-) -> list[int]:
+def reshape(rules: Rules, data: Dataset, items: Sequence[int], k: int) -> list[int]:
     """Boost / bury, then pick ``k`` with at most N per category and MMR diversity."""
     if not len(items):
         return []

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from vitrine.admin.security import Viewer, viewer
 from vitrine.admin.templating import render
-from vitrine.services.label_metrics import LabelStatistics, histogram
+from vitrine.classify.label_metrics import LabelStatistics, histogram
 
 router = APIRouter(prefix="/admin")
 DAYS = 30

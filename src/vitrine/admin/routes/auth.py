@@ -31,7 +31,7 @@ def _login_page(request: Request, next_path: str, error: str = "", status: int =
         token,
         httponly=True,
         samesite="strict",
-        secure=request.app.state.vitrine.settings.admin_cookie_secure,
+        secure=request.app.state.runtime.settings.admin_cookie_secure,
         path="/admin/login",
     )
     return response
@@ -68,7 +68,7 @@ def login(
         max_age=int(admin.sessions.lifetime.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=request.app.state.vitrine.settings.admin_cookie_secure,
+        secure=request.app.state.runtime.settings.admin_cookie_secure,
         path="/admin",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")

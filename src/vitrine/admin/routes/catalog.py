@@ -12,8 +12,8 @@ from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
 from vitrine.catalog.blobs import BlobNotFoundError
 from vitrine.catalog.browse import BrowseFilter, ProductCard
-from vitrine.services.thumbnails import SIZES, thumbnail
-from vitrine.services.visual_search import UnknownProductError
+from vitrine.catalog.thumbnails import SIZES, thumbnail
+from vitrine.index.visual_search import UnknownProductError
 
 router = APIRouter(prefix="/admin")
 PAGE = 48

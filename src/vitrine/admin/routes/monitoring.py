@@ -17,7 +17,7 @@ router = APIRouter(prefix="/admin/monitoring")
 def _panel(request: Request) -> dict[str, Any]:
     admin = request.app.state.admin
     monitor = admin.monitor
-    search = admin.vitrine.__dict__.get("search")
+    search = admin.vitrine.opened().get("search")
     return {
         "endpoints": monitor.endpoints(),
         "latest": monitor.latest(),

@@ -13,7 +13,6 @@ from vitrine.admin.security import Viewer, reader_post, viewer
 from vitrine.admin.templating import render
 from vitrine.api.problems import image_problem
 from vitrine.catalog.browse import BrowseFilter
-from vitrine.services.photo_search import search_by_photo
 from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(prefix="/admin")
@@ -57,7 +56,7 @@ async def run_search(
             if len(data) > limit:
                 return failed(f"{image.filename}: larger than the limit of {limit:,} bytes", 413)
             _, hits = await run_in_threadpool(
-                search_by_photo, vitrine, data, image.filename or "photo", k, split_filters(filters)
+                vitrine.photo_search, data, image.filename or "photo", k, split_filters(filters)
             )
             request.app.state.metrics.images.inc()
         else:

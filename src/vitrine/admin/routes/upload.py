@@ -16,10 +16,10 @@ from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
 from vitrine.api.problems import image_problem
 from vitrine.api.routes.products import MAX_ID_LENGTH
+from vitrine.catalog.csv_source import ColumnMapping
+from vitrine.catalog.products import ProductExistsError, Upload
 from vitrine.catalog.store import ProductRecord
-from vitrine.jobs.catalog_source import ColumnMapping
 from vitrine.jobs.import_jobs import ImportRequestError, ImportTooLargeError
-from vitrine.services.products import ProductExistsError, Upload
 from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(prefix="/admin")
@@ -82,7 +82,7 @@ async def upload_product(
         return failed(str(exc))
     except ValueError:
         return failed(f"Price {price!r} is not a number.")
-    limit = request.app.state.vitrine.settings.max_image_bytes
+    limit = request.app.state.runtime.settings.max_image_bytes
     data = await image.read(limit + 1)
     if not data:
         return failed("Choose a photo of the product.")
@@ -90,7 +90,7 @@ async def upload_product(
         return failed(f"{image.filename}: larger than the limit of {limit:,} bytes", 413)
     try:
         saved, analyses = await run_in_threadpool(
-            request.app.state.products.save,
+            request.app.state.runtime.products.save,
             record,
             [Upload(data, image.filename or "photo")],
             replace=False,

@@ -14,7 +14,7 @@ from vitrine.api.auth import require
 from vitrine.api.openapi import form_parts
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import ImportJobOut
-from vitrine.jobs.catalog_source import ColumnMapping
+from vitrine.catalog.csv_source import ColumnMapping
 from vitrine.jobs.import_jobs import ImportJobs, ImportRequestError, ImportTooLargeError
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])

@@ -14,7 +14,7 @@ from vitrine.api.schemas import Feedback, FeedbackOut, ModelDetail, ModelList, M
 from vitrine.classify.labels import resolve_categories
 from vitrine.classify.registry import UnknownModelError
 from vitrine.classify.registry import model_summary as summary
-from vitrine.services.classification import ClassificationService, UnknownProductError
+from vitrine.classify.service import ClassificationService, UnknownProductError
 
 router = APIRouter(tags=["classification"])
 # A database id: bounded so that an id beyond int64 is a 422, not an overflow in the driver.
@@ -22,7 +22,7 @@ ModelId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The model version
 
 
 def _service(request: Request) -> ClassificationService:
-    return request.app.state.vitrine.classification
+    return request.app.state.runtime.classification
 
 
 @router.get("/v1/models", response_model=ModelList, dependencies=[Depends(require("read"))])
@@ -100,6 +100,6 @@ async def feedback(request: Request, body: Feedback) -> FeedbackOut:
         ) from exc
     except ValueError as exc:
         raise Problem(422, str(exc), "invalid-fields") from exc
-    product = request.app.state.vitrine.store.get_product(body.product_id) or {}
+    product = request.app.state.runtime.store.get_product(body.product_id) or {}
     categories = resolve_categories(product.get("attributes") or {}, product.get("label_rows", []))
     return FeedbackOut(**saved, categories=categories)

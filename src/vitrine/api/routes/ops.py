@@ -39,7 +39,7 @@ READINESS = {
 )
 def readyz(request: Request) -> JSONResponse:
     """The database answers and the index is loaded."""
-    vitrine = request.app.state.vitrine
+    vitrine = request.app.state.runtime
     try:
         with vitrine.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -60,5 +60,5 @@ def readyz(request: Request) -> JSONResponse:
 def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     m = request.app.state.metrics
-    m.index_size.set(len(request.app.state.vitrine.search))
+    m.index_size.set(len(request.app.state.runtime.search))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

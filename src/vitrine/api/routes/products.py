@@ -15,14 +15,14 @@ from vitrine.api.problems import Problem
 from vitrine.api.schemas import ProductCreated, ProductOut, ProductPage, ProductPatch
 from vitrine.api.views import product_out
 from vitrine.catalog.blobs import BlobNotFoundError
-from vitrine.catalog.store import ProductRecord
-from vitrine.services.products import (
+from vitrine.catalog.products import (
     InvalidChangeError,
     ProductExistsError,
     ProductNotFoundError,
     ProductService,
     Upload,
 )
+from vitrine.catalog.store import ProductRecord
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 MAX_ID_LENGTH = 128
@@ -48,11 +48,11 @@ IMAGE_CONTENT = {
 
 
 def service(request: Request) -> ProductService:
-    return request.app.state.products
+    return request.app.state.runtime.products
 
 
 async def read_uploads(request: Request, images: list[UploadFile]) -> list[Upload]:
-    limit = request.app.state.vitrine.settings.max_image_bytes
+    limit = request.app.state.runtime.settings.max_image_bytes
     uploads = []
     for image in images:
         data = await image.read(limit + 1)
@@ -221,7 +221,7 @@ def patch_product(
 
 @router.get("/{product_id}", response_model=ProductOut, dependencies=[Depends(require("read"))])
 def get_product(product_id: str, request: Request) -> ProductOut:
-    product = request.app.state.vitrine.store.get_product(product_id)
+    product = request.app.state.runtime.store.get_product(product_id)
     if product is None:
         raise Problem(404, f"product {product_id!r} does not exist", "unknown-product")
     return product_out(product)
@@ -238,7 +238,7 @@ def get_image(
     image_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The image's id.")],
     request: Request,
 ) -> Response:
-    vitrine = request.app.state.vitrine
+    vitrine = request.app.state.runtime
     product = vitrine.store.get_product(product_id)
     image = next((i for i in (product or {}).get("images", []) if i["id"] == image_id), None)
     if image is None:
@@ -292,7 +292,7 @@ def list_products(
             raise Problem(422, f"invalid filter {text!r}: expected field=value", "invalid-fields")
         attributes[field] = value
     after = _decode_cursor(cursor) if cursor else None
-    store = request.app.state.vitrine.store
+    store = request.app.state.runtime.store
     rows = store.list_products(
         after=after, limit=limit + 1, attributes=attributes, available=available
     )

@@ -213,7 +213,7 @@ async def service(request: Request) -> RecommendationService:
     # async: a plain function dependency would be run in the thread pool (a thread hop
     # and two GIL hand-overs per request, measured as a large share of a cached list's
     # time under load)
-    return request.app.state.vitrine.recommendations
+    return request.app.state.runtime.recommendations
 
 
 Service = Annotated[RecommendationService, Depends(service)]

@@ -14,10 +14,9 @@ from vitrine.api.openapi import UPLOAD_IMAGE_TYPES, UPLOAD_PROBLEMS, form_parts,
 from vitrine.api.problems import Problem, image_problem
 from vitrine.api.routes.products import read_uploads
 from vitrine.api.schemas import Analysis, SearchResults
+from vitrine.catalog.products import ProductService
 from vitrine.index import Hit
-from vitrine.services.photo_search import search_by_photo
-from vitrine.services.products import ProductService
-from vitrine.services.visual_search import UnknownProductError
+from vitrine.index.visual_search import UnknownProductError
 from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
@@ -26,7 +25,7 @@ router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
 def _results(request: Request, hits: list[Hit], min_score: float, started: float) -> Response:
     """The ``SearchResults`` document, serialised here: the hot path of similar products
     skips a second validation of what was just built."""
-    search = request.app.state.vitrine.search
+    search = request.app.state.runtime.search
     out = []
     for hit in hits:
         if hit.score < min_score:
@@ -61,10 +60,10 @@ async def analyze(
 ) -> Analysis:
     """The full analysis of one photo; nothing is stored."""
     uploads = await read_uploads(request, [image])
-    products: ProductService = request.app.state.products
+    products: ProductService = request.app.state.runtime.products
     analysis = (await run_in_threadpool(products.analyze, uploads))[0]
     request.app.state.metrics.images.inc()
-    classification = request.app.state.vitrine.classification
+    classification = request.app.state.runtime.classification
     described = await run_in_threadpool(classification.describe, analysis, title)
     return Analysis(**analysis.to_json(), **described)
 
@@ -96,7 +95,7 @@ async def search_image(
     embedding.
     """
     started = time.perf_counter()
-    vitrine = request.app.state.vitrine
+    vitrine = request.app.state.runtime
     search = vitrine.search
     if (image is None) == (product_id is None):
         raise Problem(422, "send exactly one of image or product_id", "invalid-fields")
@@ -114,7 +113,7 @@ async def search_image(
             assert image is not None
             upload = (await read_uploads(request, [image]))[0]
             _, hits = await run_in_threadpool(
-                search_by_photo, vitrine, upload.data, upload.filename, k, filter, aspect_weights
+                vitrine.photo_search, upload.data, upload.filename, k, filter, aspect_weights
             )
             request.app.state.metrics.images.inc()
     except ImageDecodeError as exc:  # a ValueError too: the image's status, not a filter's
@@ -135,7 +134,7 @@ async def similar(
     """Products that look most like this one."""
     started = time.perf_counter()
     try:
-        hits = request.app.state.vitrine.search.similar(product_id, k, filter)
+        hits = request.app.state.runtime.search.similar(product_id, k, filter)
     except UnknownProductError as exc:
         raise Problem(
             404, f"product {product_id!r} is not in the index", "unknown-product"

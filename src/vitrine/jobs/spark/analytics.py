@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vitrine.jobs.spark.tables import EventColumns, export_catalog, load_events
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 
 
 def _write(frame: Any, output: Path, name: str) -> int:
@@ -107,7 +107,7 @@ def event_tables(events: Any) -> dict[str, Any]:
 
 def analytics(
     spark: Any,
-    vitrine: Vitrine,
+    vitrine: Runtime,
     output: Path,
     *,
     events: str | None = None,

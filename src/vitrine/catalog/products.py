@@ -8,17 +8,18 @@ upload never leaves a half-written product behind.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vitrine.catalog.blobs import BlobNotFoundError, check_key, image_key
-from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
+from vitrine.catalog.blobs import BlobNotFoundError, BlobStore, check_key, image_key
+from vitrine.catalog.records import aspect_rows, image_records, image_sizes
+from vitrine.catalog.store import CatalogStore, ImageRecord, ProductRecord, filterable_attributes
 from vitrine.classify.features import product_text
-from vitrine.services.records import aspect_rows, image_records, image_sizes
-from vitrine.services.runtime import Vitrine
-from vitrine.vision.analyzer import ImageAnalysis, prepare
-from vitrine.vision.decode import ImageDecodeError, ImageTooLargeError
+from vitrine.classify.service import ClassificationService
+from vitrine.index.visual_search import VisualSearch
+from vitrine.vision.analyzer import ImageAnalysis, PreparedImage, prepare
+from vitrine.vision.decode import DecodeLimits, ImageDecodeError, ImageTooLargeError
 
 
 class ProductExistsError(Exception):
@@ -52,19 +53,34 @@ class Upload:
 
 
 class ProductService:
-    def __init__(self, vitrine: Vitrine) -> None:
-        self.vitrine = vitrine
+    """Products in real time: every photo analysed before anything is written."""
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        blobs: BlobStore,
+        limits: DecodeLimits,
+        complete: Callable[[Sequence[PreparedImage]], list[ImageAnalysis]],
+        search: VisualSearch,
+        classification: ClassificationService,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.limits = limits
+        self._complete = complete  # the CNN pass (the service's micro-batcher)
+        self.search = search
+        self.classification = classification
 
     def analyze(self, uploads: Sequence[Upload]) -> list[ImageAnalysis]:
         """Analyse photos (raises ImageDecodeError naming the first bad one)."""
-        prepared = [prepare(u.data, u.filename, self.vitrine.limits) for u in uploads]
-        return self.vitrine.batcher.analyze(prepared)
+        prepared = [prepare(u.data, u.filename, self.limits) for u in uploads]
+        return self._complete(prepared)
 
     def save(
         self, product: ProductRecord, uploads: Sequence[Upload], *, replace: bool
     ) -> tuple[dict[str, Any], list[ImageAnalysis]]:
         """Create (or, with ``replace``, overwrite) a product with its photos."""
-        store = self.vitrine.store
+        store = self.store
         if not replace and store.get_product(product.id) is not None:
             raise ProductExistsError(product.id)
         analyses = self.analyze(uploads)
@@ -76,7 +92,7 @@ class ProductService:
             records.append(record)
         store.save_product(product, records, replace_images=replace and bool(records))
         if analyses:  # label on arrival (once a model exists); human labels still win
-            self.vitrine.classification.label_analyses(
+            self.classification.label_analyses(
                 [product.id], analyses[:1], [product_text(product.title, product.description)]
             )
         saved = store.get_product(product.id)
@@ -90,10 +106,10 @@ class ProductService:
         Raises ImageDecodeError naming a key that is missing or larger than the limit.
         """
         uploads = []
-        limit = self.vitrine.settings.max_image_bytes
+        limit = self.limits.max_bytes
         for key in keys:
             try:
-                data = self.vitrine.blobs.get(check_key(key))
+                data = self.blobs.get(check_key(key))
             except (BlobNotFoundError, ValueError) as exc:
                 raise MissingPhotoError(key, f"no such photo in the blob store ({exc})") from exc
             if len(data) > limit:
@@ -108,7 +124,7 @@ class ProductService:
         photo becomes primary only for a product without photos. Returns the stored
         product and whether the photo was new.
         """
-        existing = self.vitrine.store.get_product(product.id)
+        existing = self.store.get_product(product.id)
         if existing is None:
             saved, _ = self.save(product, [upload], replace=False)
             return saved, True
@@ -116,8 +132,8 @@ class ProductService:
         record = image_records(analysis, product.id, self._store_blob(upload, analysis))
         record.is_primary = not existing["images"]
         record.position = len(existing["images"])
-        added = self.vitrine.store.add_images([record]) > 0
-        saved = self.vitrine.store.get_product(product.id)
+        added = self.store.add_images([record]) > 0
+        saved = self.store.get_product(product.id)
         assert saved is not None
         self._reindex(saved, analysis if record.is_primary else None)
         return saved, added
@@ -127,8 +143,8 @@ class ProductService:
         if upload.blob_key is not None:
             return upload.blob_key
         key = image_key(analysis.prepared.content_hash, analysis.prepared.format)
-        if not self.vitrine.blobs.exists(key):
-            self.vitrine.blobs.put(key, upload.data)
+        if not self.blobs.exists(key):
+            self.blobs.put(key, upload.data)
         return key
 
     def update(self, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -140,17 +156,17 @@ class ProductService:
         price = changes.get("price")
         if price is not None and not (isinstance(price, int | float) and 0 <= price < math.inf):
             raise InvalidChangeError("price must be a finite number >= 0")
-        if not self.vitrine.store.update_product(product_id, changes):
+        if not self.store.update_product(product_id, changes):
             raise ProductNotFoundError(product_id)
-        product = self.vitrine.store.get_product(product_id)
+        product = self.store.get_product(product_id)
         assert product is not None
         self._reindex(product, None)
         return product
 
     def delete(self, product_id: str) -> None:
-        if not self.vitrine.store.delete_product(product_id):
+        if not self.store.delete_product(product_id):
             raise ProductNotFoundError(product_id)
-        self.vitrine.search.remove([product_id])
+        self.search.remove([product_id])
 
     def _reindex(self, product: dict[str, Any], primary: ImageAnalysis | None) -> None:
         """Bring the index in step with a product as just stored."""
@@ -159,9 +175,9 @@ class ProductService:
             product["attributes"], product["price"], product["available"]
         )
         if primary is None:
-            self.vitrine.search.upsert([], None, {pid: attributes}, {pid: product["title"]})
+            self.search.upsert([], None, {pid: attributes}, {pid: product["title"]})
             return
-        self.vitrine.search.upsert(
+        self.search.upsert(
             [pid],
             primary.embedding[None, :],
             {pid: attributes},

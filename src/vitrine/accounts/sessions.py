@@ -16,8 +16,8 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, delete, select
 
+from vitrine.accounts.users import UserInfo, as_utc, user_info
 from vitrine.catalog.models import AdminSession, User, utcnow
-from vitrine.services.users import UserInfo, as_utc, user_info
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import Engine
+
 from vitrine.catalog.change_feed import CHANNEL, FeedCursor, latest_id, prune
-from vitrine.services.runtime import Vitrine
+from vitrine.config import Settings
 from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -25,12 +27,22 @@ PRUNE_EVERY_S = 60.0
 
 
 class ChangeFollower:
-    """Follows the change feed from the moment it is created (the index loads after that)."""
+    """Follows the change feed from the moment it is created (the index loads after that).
 
-    def __init__(self, vitrine: Vitrine) -> None:
-        self.vitrine = vitrine
-        self.cursor = FeedCursor(last_id=latest_id(vitrine.engine))
-        self.poll_s = max(0.01, vitrine.settings.change_feed_poll_ms / 1000)
+    ``apply`` brings this process's in-memory parts in step with the database for some
+    products, and says whether any part was there to update (until the index or the
+    recommendation models are loaded there is nothing to update: they will load from the
+    database, which already holds the changes).
+    """
+
+    def __init__(
+        self, engine: Engine, settings: Settings, apply: Callable[[Sequence[str]], bool]
+    ) -> None:
+        self.engine = engine
+        self.retention_s = settings.change_feed_retention_s
+        self.apply = apply
+        self.cursor = FeedCursor(last_id=latest_id(engine))
+        self.poll_s = max(0.01, settings.change_feed_poll_ms / 1000)
         self.applied = 0
         self._worker = BackgroundWorker("change-feed", self._round, interval=0)
         self._listener: Any = None
@@ -51,7 +63,7 @@ class ChangeFollower:
         self.catch_up()
         if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.monotonic()
-            prune(self.vitrine.engine, self.vitrine.settings.change_feed_retention_s)
+            prune(self.engine, self.retention_s)
         self._wait()
         return 0
 
@@ -59,7 +71,7 @@ class ChangeFollower:
 
     def _wait(self) -> None:
         """Sleep until the poll interval ends, or until PostgreSQL notifies a change."""
-        if self.vitrine.engine.dialect.name != "postgresql":
+        if self.engine.dialect.name != "postgresql":
             self._worker.sleep(self.poll_s)
             return
         try:
@@ -75,7 +87,7 @@ class ChangeFollower:
     def _listen(self) -> Any:
         import psycopg
 
-        url = self.vitrine.engine.url.set(drivername="postgresql")
+        url = self.engine.url.set(drivername="postgresql")
         conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
@@ -92,24 +104,13 @@ class ChangeFollower:
         """Apply every change not applied yet; returns how many products were refreshed."""
         total = 0
         while True:
-            rows = self.cursor.read(self.vitrine.engine)
+            rows = self.cursor.read(self.engine)
             if not rows:
                 return total
-            # Until the index (or the recommendation models) is loaded there is nothing to
-            # update: it will load from the database, which already holds these changes.
             ids = list(dict.fromkeys(pid for _, pid, _ in rows))
+            applied = False
             for start in range(0, len(ids), APPLY_CHUNK):
-                chunk = ids[start : start + APPLY_CHUNK]
-                if "search" in self.vitrine.__dict__:
-                    self.refresh(chunk)
-                if "recommendations" in self.vitrine.__dict__:  # new products: at once
-                    self.vitrine.recommendations.catalog_changed(chunk)
-            if "search" in self.vitrine.__dict__:
+                applied = self.apply(ids[start : start + APPLY_CHUNK]) or applied
+            if applied:
                 total += len(ids)
                 self.applied += len(ids)
-
-    def refresh(self, product_ids: Sequence[str]) -> None:
-        """Make the index hold exactly what the database holds now for these products
-        (``VisualSearch.reload``: a vector already in step, most often from a change this
-        process made itself, is kept, so an ANN index gains no needless tombstones)."""
-        self.vitrine.search.reload(product_ids)

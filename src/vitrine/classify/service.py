@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vitrine.catalog.store import HUMAN, MODEL
+from vitrine.catalog.store import HUMAN, MODEL, CatalogStore
 from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import FeatureBlocks, blocks_from_analyses
 from vitrine.classify.labels import color_tags
 from vitrine.classify.predictor import OTHER, FieldModel, Predictor
 from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
 from vitrine.classify.trainer import TrainConfig, train_and_register
-from vitrine.services.runtime import Vitrine
+from vitrine.config import Settings
 from vitrine.vision.analyzer import ImageAnalysis
 from vitrine.worker import BackgroundWorker
 
@@ -34,8 +34,9 @@ class UnknownProductError(KeyError):
     """Feedback for a product that does not exist."""
 
 
-def train_config(vitrine: Vitrine, **overrides: Any) -> TrainConfig:
-    s = vitrine.settings
+def train_config(settings: Settings, **overrides: Any) -> TrainConfig:
+    """The training set-up from the settings, with ``overrides`` (None values ignored)."""
+    s = settings
     values: dict[str, Any] = {
         "min_support": s.classify_min_support,
         "rare_policy": s.classify_rare_policy,
@@ -57,10 +58,23 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 class ClassificationService:
-    def __init__(self, vitrine: Vitrine, embedding_version: str | None = None) -> None:
-        self.vitrine = vitrine
+    """The shop's classifiers in service: predictions, corrections, (re)training.
+
+    ``embedding_version`` names the CNN whose stored embeddings the models read, or is a
+    function that tells it (so that the CNN loads only when a model is used).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: CatalogStore,
+        registry: ModelRegistry,
+        embedding_version: str | Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.store = store
         self._embedding_version = embedding_version
-        self.registry = ModelRegistry(vitrine.engine, vitrine.blobs)
+        self.registry = registry
         self._lock = threading.Lock()
         self._train_lock = threading.Lock()
         self._predictor: Predictor | None = None
@@ -69,7 +83,7 @@ class ClassificationService:
         self._retrainer = BackgroundWorker(
             "vitrine-retrain",
             self._retrain_round,
-            interval=vitrine.settings.classify_retrain_check_seconds,
+            interval=settings.classify_retrain_check_seconds,
             wait_first=True,
             join_timeout=30,
         )
@@ -77,7 +91,8 @@ class ClassificationService:
     @property
     def embedding_version(self) -> str:
         """The CNN version whose stored embeddings the models read (loads the model)."""
-        return self._embedding_version or self.vitrine.embedder.model_version
+        version = self._embedding_version
+        return version if isinstance(version, str) else version()
 
     # -- serving ----------------------------------------------------------------------
 
@@ -150,7 +165,7 @@ class ClassificationService:
             for pid, prediction in zip(features.ids, predictions, strict=True)
             for f, p in prediction.items()
         ]
-        self.vitrine.store.upsert_labels(rows)
+        self.store.upsert_labels(rows)
         return len(rows)
 
     def label_analyses(
@@ -174,15 +189,15 @@ class ClassificationService:
         text = clean_value(value)
         if text is None or len(text) > 256:
             raise ValueError("a label value is 1 to 256 characters of text")
-        if self.vitrine.store.get_product(product_id) is None:
+        if self.store.get_product(product_id) is None:
             raise UnknownProductError(product_id)
-        self.vitrine.store.upsert_labels(
+        self.store.upsert_labels(
             [{"product_id": product_id, "field": field, "value": text, "source": HUMAN}]
         )
         return {"product_id": product_id, "field": field, "value": text, "source": HUMAN}
 
     def corrections_since(self, field: str, since: datetime | None) -> int:
-        rows = self.vitrine.store.labels(fields=[field], source=HUMAN, since=since)
+        rows = self.store.labels(fields=[field], source=HUMAN, since=since)
         return len(rows)
 
     # -- training ---------------------------------------------------------------------
@@ -197,11 +212,11 @@ class ClassificationService:
     ) -> list[dict[str, Any]]:
         with self._train_lock:
             rows = train_and_register(
-                self.vitrine.store,
+                self.store,
                 self.registry,
                 fields,
                 self.embedding_version,
-                train_config(self.vitrine, **overrides),
+                train_config(self.settings, **overrides),
                 trigger=trigger,
                 activate=activate,
             )
@@ -210,7 +225,7 @@ class ClassificationService:
 
     def due_for_retraining(self, now: datetime | None = None) -> list[list[str]]:
         """Groups of fields to retrain together (a hierarchy's fields go together)."""
-        s = self.vitrine.settings
+        s = self.settings
         now = now or datetime.now(UTC)
         active = [m for m in self.registry.active() if not m["field"].startswith(TAG_PREFIX)]
         due: set[str] = set()
@@ -250,7 +265,7 @@ class ClassificationService:
 
     def start(self) -> None:
         """Start the background retrainer (when retraining is configured)."""
-        s = self.vitrine.settings
+        s = self.settings
         if s.classify_retrain_after <= 0 and s.classify_retrain_interval_hours <= 0:
             return
         self._retrainer.start()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vitrine.jobs.catalog_source import (
+from vitrine.catalog.csv_source import (
     CatalogRow,
     ColumnMapping,
     PathTemplate,

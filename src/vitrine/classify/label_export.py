@@ -9,20 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vitrine.catalog.store import CatalogStore
 from vitrine.classify.labels import resolve_categories
-from vitrine.classify.registry import TAG_PREFIX
-from vitrine.services.runtime import Vitrine
+from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
 
 
-def export_labels_csv(vitrine: Vitrine, out: Path, fields: Sequence[str] | None = None) -> int:
+def export_labels_csv(
+    store: CatalogStore, registry: ModelRegistry, out: Path, fields: Sequence[str] | None = None
+) -> int:
     """Write the CSV; ``fields`` default to every field that has labels or a model."""
-    store = vitrine.store
     rows_by_product: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.labels(fields=fields):
         rows_by_product[row["product_id"]].append(row)
     if fields is None:
         known = {r["field"] for rows in rows_by_product.values() for r in rows}
-        known |= {m["field"] for m in vitrine.classification.registry.active()}
+        known |= {m["field"] for m in registry.active()}
         fields = sorted(f for f in known if not f.startswith(TAG_PREFIX))
     out.parent.mkdir(parents=True, exist_ok=True)
     count = 0

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from vitrine.catalog.records import ASPECT_VERSIONS
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
 from vitrine.index import AttributeIndex, Hit, VectorIndex, parse_filter
 from vitrine.index.aspect_store import AspectStore
 from vitrine.index.fusion import DEFAULT_SCANS, DEFAULT_WEIGHTS, parse_weights
 from vitrine.private_fs import make_private_dir
-from vitrine.services.records import ASPECT_VERSIONS
 from vitrine.vision.embedding import EMBEDDING_DIM
 from vitrine.vision.query import QueryDescription, TypicalAspect, catalog_aspects
 

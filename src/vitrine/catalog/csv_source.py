@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitrine.catalog.csv_records import BrokenRecord, CsvFormatError, read_records
 from vitrine.catalog.store import ProductRecord
-from vitrine.jobs.csv_records import BrokenRecord, CsvFormatError, read_records
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)(?:\[(-?\d*):(-?\d*)\])?\}")
 TITLE_COLUMNS = ("title", "name", "productDisplayName", "prod_name")

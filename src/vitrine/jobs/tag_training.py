@@ -8,13 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from vitrine.catalog.csv_source import CatalogRow, ColumnMapping, read_catalog
 from vitrine.classify.dataset import FieldLabels, clean_value
 from vitrine.classify.features import blocks_from_analyses
 from vitrine.classify.registry import TAG_PREFIX
+from vitrine.classify.service import train_config
 from vitrine.classify.trainer import TrainingError, train_and_register
-from vitrine.jobs.catalog_source import CatalogRow, ColumnMapping, read_catalog
-from vitrine.services.classification import train_config
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import ImageAnalysis, prepare
 from vitrine.vision.decode import ImageDecodeError, read_image_bytes
 
@@ -23,7 +23,7 @@ CHUNK = 32
 
 
 def analyse_catalog(
-    vitrine: Vitrine,
+    vitrine: Runtime,
     csv_path: Path,
     images: Path,
     mapping: ColumnMapping,
@@ -69,7 +69,7 @@ def analyse_catalog(
 
 
 def train_tag_model(
-    vitrine: Vitrine,
+    vitrine: Runtime,
     name: str,
     csv_path: Path,
     images: Path,
@@ -92,7 +92,7 @@ def train_tag_model(
         vitrine.classification.registry,
         [field],
         vitrine.embedder.model_version,
-        train_config(vitrine, groups=groups),
+        train_config(vitrine.settings, groups=groups),
         kind="tag",
         trigger="tag-catalog",
         features=features,

@@ -16,7 +16,7 @@ import numpy as np
 
 from vitrine.catalog.blobs import BlobNotFoundError
 from vitrine.catalog.store import FeatureRecord
-from vitrine.services.runtime import Vitrine
+from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import WORKING_SIDE
 from vitrine.vision.decode import ImageDecodeError, decode_image
 from vitrine.vision.layout import LAYOUT_KIND, LAYOUT_VERSION, layout_vector
@@ -34,7 +34,7 @@ class BackfillReport:
 
 
 def backfill_layouts(
-    vitrine: Vitrine, on_progress: Callable[[int, int], None] | None = None
+    vitrine: Runtime, on_progress: Callable[[int, int], None] | None = None
 ) -> BackfillReport:
     """Compute the missing colour layouts; ``on_progress(done, total)`` after each chunk."""
     missing = vitrine.store.images_missing_feature(LAYOUT_KIND, LAYOUT_VERSION)

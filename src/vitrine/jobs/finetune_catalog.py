@@ -8,7 +8,7 @@
    missing) and then builds that version's vector index file. Embeddings of the version in
    service are untouched, so a server keeps searching with them meanwhile.
 3. The heads are then trained on the new embeddings by the usual trainer
-   (:class:`~vitrine.services.classification.ClassificationService` with that version).
+   (:class:`~vitrine.classify.service.ClassificationService` with that version).
 
 Switching a running service to the new version is a configuration change
 (``embedding_model``) and a restart; it is not done live.
@@ -32,8 +32,8 @@ from vitrine.classify.finetune import (
     fine_tune,
     load_base_network,
 )
-from vitrine.services.runtime import Vitrine
-from vitrine.services.visual_search import VisualSearch
+from vitrine.index.visual_search import VisualSearch
+from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import WORKING_SIDE
 from vitrine.vision.decode import ImageDecodeError, decode_image
 from vitrine.vision.embedding import Embedder
@@ -45,7 +45,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def fine_tune_catalog(
-    vitrine: Vitrine,
+    vitrine: Runtime,
     fields: Sequence[str],
     config: FineTuneConfig,
     on_progress: Progress | None = None,
@@ -89,7 +89,7 @@ class ReembedReport:
 
 
 def reembed_catalog(
-    vitrine: Vitrine, version: str, on_progress: Progress | None = None
+    vitrine: Runtime, version: str, on_progress: Progress | None = None
 ) -> ReembedReport:
     """Store ``version`` embeddings of every primary photo lacking one, then build and save
     that version's index (beside the index in service, which is left as it is)."""

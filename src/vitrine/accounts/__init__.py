@@ -1,0 +1,1 @@
+"""Who may use Vitrine: API keys, admin users and their sessions."""

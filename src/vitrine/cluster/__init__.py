@@ -1,0 +1,1 @@
+"""Several Vitrine processes on one database: the leader election and the change feed."""

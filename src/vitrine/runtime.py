@@ -1,0 +1,227 @@
+"""The composition root: every part of one shop's Vitrine, built once, in dependency order.
+
+The API, the admin UI and the command line each build one :class:`Runtime` and take
+the services they need from it; the services themselves get their dependencies through
+their constructors and never see the runtime. Heavy parts (the CNN, the index) are
+built on first use, so that commands which do not need them start fast; a part that
+was never built is never loaded by a background task either (:meth:`Runtime.opened`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from vitrine.accounts.keys import KeyService
+from vitrine.catalog.blob_stores import open_blob_store
+from vitrine.catalog.blobs import BlobStore
+from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.products import ProductService
+from vitrine.catalog.s3 import S3Options
+from vitrine.catalog.store import CatalogStore
+from vitrine.classify.registry import ModelRegistry
+from vitrine.classify.service import ClassificationService
+from vitrine.config import Settings, load_settings
+from vitrine.index.photo_search import PhotoSearch
+from vitrine.index.visual_search import VisualSearch
+from vitrine.private_fs import secure_home
+from vitrine.recommend.service import RecommendationService
+from vitrine.vision.analyzer import ImageAnalyzer
+from vitrine.vision.batcher import MicroBatcher
+from vitrine.vision.decode import DecodeLimits
+from vitrine.vision.embedding import Embedder
+
+T = TypeVar("T")
+
+
+class _Part(Generic[T]):
+    """A part built on first use (once, even under concurrent first uses)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+    @property
+    def built(self) -> T | None:
+        return self._value
+
+    def set(self, value: T) -> None:
+        with self._lock:
+            self._value = value
+
+
+class Runtime:
+    """One shop's Vitrine: settings, database, blob store, and every service over them."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        secure_home(self.settings.home)  # 0700, tightened if an older home is looser
+        self.engine = make_engine(self.settings.resolved_database_url)
+        migrate(self.engine)
+        self.store = CatalogStore(self.engine)
+        self.blobs: BlobStore = open_blob_store(
+            self.settings.resolved_blob_url, S3Options.from_settings(self.settings)
+        )
+        self.keys = KeyService(self.engine)
+        # Called with the size of every CNN batch the service runs (metrics hook).
+        self.on_batch: Callable[[int], None] | None = None
+        # Called with the seconds of every CNN call the service runs (metrics hook).
+        self.on_inference: Callable[[float], None] | None = None
+        self._embedder = _Part(self._build_embedder)
+        self._analyzer = _Part(lambda: ImageAnalyzer(self.embedder, self.limits))
+        self._batcher = _Part(self._build_batcher)
+        self._search = _Part(self._build_search)
+        self._classification = _Part(lambda: self.classification_for(None))
+        self._recommendations = _Part(
+            lambda: RecommendationService(self.settings, self.engine, self.store)
+        )
+        self._products = _Part(self._build_products)
+        self._photo_search = _Part(
+            lambda: PhotoSearch(self.search, self.batcher.analyze, self.limits)
+        )
+
+    # -- parts --------------------------------------------------------------------------
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The CNN (loaded, or exported and loaded, on first use)."""
+        return self._embedder.get()
+
+    @property
+    def analyzer(self) -> ImageAnalyzer:
+        return self._analyzer.get()
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        """The CNN's micro-batcher: concurrent requests share model calls."""
+        return self._batcher.get()
+
+    @property
+    def search(self) -> VisualSearch:
+        """The visual index over the catalog (loaded or rebuilt on first use)."""
+        return self._search.get()
+
+    @property
+    def photo_search(self) -> PhotoSearch:
+        return self._photo_search.get()
+
+    @property
+    def classification(self) -> ClassificationService:
+        """Label fields and tags: active models, corrections, (re)training."""
+        return self._classification.get()
+
+    @property
+    def recommendations(self) -> RecommendationService:
+        """Events and recommendations (models load or train on ``start()``)."""
+        return self._recommendations.get()
+
+    @property
+    def products(self) -> ProductService:
+        """Adding, replacing, changing and deleting products in real time."""
+        return self._products.get()
+
+    def opened(self) -> dict[str, Any]:
+        """The heavy parts built so far, by name: what background tasks may update
+        without loading anything themselves."""
+        parts = {
+            "search": self._search.built,
+            "recommendations": self._recommendations.built,
+            "classification": self._classification.built,
+            "batcher": self._batcher.built,
+        }
+        return {name: part for name, part in parts.items() if part is not None}
+
+    def override(self, **parts: Any) -> None:
+        """Use these parts instead of building them (tests: an index without a CNN...);
+        parts built from them afterwards get them."""
+        for name, part in parts.items():
+            slot = getattr(self, f"_{name}", None)
+            if not isinstance(slot, _Part):
+                raise ValueError(f"{name!r} is not a part of the runtime")
+            slot.set(part)
+
+    def catalog_changed(self, product_ids: Sequence[str]) -> bool:
+        """Bring the parts built so far in step with the database for these products
+        (changes made through another process); False when none was built."""
+        opened = self.opened()
+        if "search" in opened:
+            self.search.reload(product_ids)
+        if "recommendations" in opened:  # new products join the lists at once
+            self.recommendations.catalog_changed(product_ids)
+        return "search" in opened
+
+    def classification_for(self, embedding_version: str | None) -> ClassificationService:
+        """A classification service reading the embeddings of ``embedding_version``
+        (None: the CNN in service)."""
+        version: str | Callable[[], str] = embedding_version or (
+            lambda: self.embedder.model_version
+        )
+        return ClassificationService(
+            self.settings, self.store, ModelRegistry(self.engine, self.blobs), version
+        )
+
+    def _build_embedder(self) -> Embedder:
+        threads = self.settings.embedding_threads or None
+        return Embedder(
+            self.settings.model_dir,
+            precision=self.settings.embedding_precision,
+            threads=threads,
+            top_labels=self.settings.top_labels,
+            model=self.settings.embedding_model,
+        )
+
+    def _build_batcher(self) -> MicroBatcher:
+        return MicroBatcher(
+            self.analyzer.complete,
+            max_batch=self.settings.embedding_batch_size,
+            max_wait=self.settings.batch_wait_ms / 1000,
+            on_batch=self.on_batch,
+            on_timing=self.on_inference,
+        )
+
+    def _build_search(self) -> VisualSearch:
+        search = VisualSearch(self.store, self.settings, self.embedder.model_version)
+        search.load_or_rebuild()
+        return search
+
+    def _build_products(self) -> ProductService:
+        return ProductService(
+            self.store,
+            self.blobs,
+            self.limits,
+            self.batcher.analyze,
+            self.search,
+            self.classification,
+        )
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop what runs in the background, save the index, close the database."""
+        opened = self.opened()
+        if "classification" in opened:
+            self.classification.stop()
+        if "recommendations" in opened:
+            self.recommendations.stop()
+        if "batcher" in opened:
+            self.batcher.close()
+        if "search" in opened:
+            self.search.save()
+        self.engine.dispose()
