@@ -33,6 +33,7 @@ from vitrine.admin.routes import (
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
 from vitrine.admin.templating import make_templates, render
 from vitrine.catalog.browse import CatalogBrowser
+from vitrine.classify.label_metrics import LabelStatistics
 from vitrine.runtime import Runtime
 from vitrine.vision.features import FEATURE_VERSION
 
@@ -48,6 +49,7 @@ class AdminUI:
     templates: Jinja2Templates
     monitor: SystemMonitor
     backends: AdminBackends
+    label_stats: LabelStatistics
 
     def start(self) -> None:
         self.monitor.start()
@@ -59,6 +61,7 @@ class AdminUI:
 def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
     """Add /admin to ``app``; call ``start()`` / ``stop()`` from the app's lifespan."""
     s = vitrine.settings
+    label_stats = LabelStatistics(vitrine.engine)
     ui = AdminUI(
         vitrine=vitrine,
         users=UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes),
@@ -73,10 +76,11 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         backends=AdminBackends(
             labels=ClassifierFeedback(vitrine.classification),
             classification=RegistryInsights(
-                vitrine.classification, LabelAgreementInsights(vitrine.engine)
+                vitrine.classification, LabelAgreementInsights(label_stats)
             ),
             recommendations=ServiceRecommendations(vitrine.recommendations),
         ),
+        label_stats=label_stats,
     )
     app.state.admin = ui
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")

@@ -20,10 +20,9 @@ from typing import Any
 
 import psutil
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
 
-from vitrine.catalog.models import ImportJob
 from vitrine.index.health import RecallCheck, check_recall
+from vitrine.jobs.import_job_store import ImportJobStore
 from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
 
@@ -124,6 +123,7 @@ class SystemMonitor:
         recall_minutes: float = 10.0,
     ) -> None:
         self.vitrine = vitrine
+        self.import_jobs = ImportJobStore(vitrine.engine)
         self.registry = registry
         self.interval = interval
         self.recall_period = recall_minutes * 60
@@ -160,13 +160,7 @@ class SystemMonitor:
         return len(search) if search is not None else 0
 
     def _imports(self) -> tuple[int, int, int]:
-        with self.vitrine.engine.connect() as conn:
-            rows = conn.execute(
-                select(ImportJob.status, func.count(), func.sum(ImportJob.processed)).group_by(
-                    ImportJob.status
-                )
-            ).all()
-        by_status = {status: (int(n), int(p or 0)) for status, n, p in rows}
+        by_status = self.import_jobs.status_counts()
         processed = sum(p for _, p in by_status.values())
         return by_status.get("queued", (0, 0))[0], by_status.get("running", (0, 0))[0], processed
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
-
 from vitrine.classify.label_metrics import ClassMetrics, LabelStatistics
 from vitrine.classify.service import ClassificationService, UnknownProductError
 
@@ -31,10 +29,10 @@ class ClassificationInsights(Protocol):
 class LabelAgreementInsights:
     """Until the classifier reports held-out metrics: model labels against people's."""
 
-    engine: Engine
+    stats: LabelStatistics
 
     def class_metrics(self) -> list[ClassMetrics]:
-        return LabelStatistics(self.engine).agreement()
+        return self.stats.agreement()
 
 
 @dataclass

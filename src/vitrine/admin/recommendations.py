@@ -12,15 +12,12 @@ evaluations.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from vitrine.admin.ports import RecommendedItem, Strategy
-from vitrine.catalog.models import Event, RecommendationServed, RecommendationStrategy, utcnow
+from vitrine.catalog.models import utcnow
 from vitrine.recommend import strategies as engine
 from vitrine.recommend.service import NotReadyError, RecommendationService, UnknownItemError
 
@@ -152,9 +149,7 @@ class ServiceRecommendations:
         self.service.strategies.put(test)
 
     def ab_tests(self) -> list[dict[str, Any]]:
-        table = RecommendationStrategy.__table__
-        with self.service.engine.connect() as conn:
-            started = dict(conn.execute(select(table.c.name, table.c.created_at)).all())
+        started = self.service.strategies.created_times()
         out = []
         for s in self.service.strategies.list():
             if len(s.variants) != 2:
@@ -212,27 +207,14 @@ class ServiceRecommendations:
         served_today = sum(e["served"] for e in per_day[-1].values())
         clicked_today = sum(e["clicked_lists"] for e in per_day[-1].values())
         bought_today = sum(e["events"].get("purchase", 0) for e in per_day[-1].values())
-        with svc.engine.connect() as conn:
-            events_today = conn.scalar(
-                select(func.count()).select_from(Event).where(Event.ts >= today)
-            )
-            recommended: Counter[str] = Counter()
-            for (items,) in conn.execute(
-                select(RecommendationServed.items).where(RecommendationServed.created_at >= first)
-            ):
-                recommended.update(items)
-            purchased = conn.execute(
-                select(Event.product_id, func.count())
-                .where(Event.type == "purchase", Event.ts >= first)
-                .group_by(Event.product_id)
-                .order_by(func.count().desc(), Event.product_id)
-                .limit(TOP)
-            ).all()
+        events_today = svc.events.count_since(today)
+        recommended = svc.events.recommended_since(first)
+        purchased = svc.events.top_products("purchase", first, TOP)
         catalog = svc.store.count_products()
         offline, metric_names = self._offline()
         models = svc.models if svc.ready else None
         return {
-            "events_today": int(events_today or 0),
+            "events_today": events_today,
             "ctr": clicked_today / served_today if served_today else None,
             "conversion": bought_today / served_today if served_today else None,
             "models": {
@@ -246,7 +228,7 @@ class ServiceRecommendations:
             "conversion_chart": chart("conversion"),
             "coverage": len(recommended) / catalog if catalog else 0.0,
             "top_recommended": recommended.most_common(TOP),
-            "top_purchased": [(p, int(n)) for p, n in purchased],
+            "top_purchased": purchased,
             "offline_metrics": metric_names,
             "offline": offline,
         }

@@ -21,6 +21,17 @@ from vitrine.index.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage, prepare
 from vitrine.vision.decode import DecodeLimits, ImageDecodeError, ImageTooLargeError
 
+MAX_ID_LENGTH = 128
+ID_RULE = f"a product id is 1 to {MAX_ID_LENGTH} characters without '/'"
+
+
+def valid_product_id(product_id: str) -> str | None:
+    """The id without surrounding blanks, or None when it breaks :data:`ID_RULE`."""
+    product_id = product_id.strip()
+    if not product_id or len(product_id) > MAX_ID_LENGTH or "/" in product_id:
+        return None
+    return product_id
+
 
 class ProductExistsError(Exception):
     """A product with this id already exists (use replace)."""

@@ -301,6 +301,18 @@ class CatalogStore:
         with self.engine.connect() as conn:
             return {(p, h) for p, h in conn.execute(select(Image.product_id, Image.content_hash))}
 
+    def primary_embedding_version(self) -> str | None:
+        """The embedding model version most primary photos have (None: no embeddings)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Feature.version, func.count())
+                .join(Image, Feature.image_id == Image.id)
+                .where(Image.is_primary, Feature.kind == EMBEDDING_KIND)
+                .group_by(Feature.version)
+                .order_by(func.count().desc(), Feature.version.desc())
+            ).first()
+        return None if row is None else str(row[0])
+
     def save_products(
         self, products: Sequence[ProductRecord], images: Sequence[ImageRecord]
     ) -> int:

@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
 from vitrine.catalog.csv_records import CsvFormatError, check_encoding
 from vitrine.catalog.csv_source import ColumnMapping
-from vitrine.catalog.models import ImportJob, utcnow
+from vitrine.catalog.models import utcnow
 from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
+from vitrine.jobs.import_job_store import ImportJobStore
 from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
 
@@ -102,6 +101,7 @@ class ImportJobs:
     def __init__(self, vitrine: Runtime) -> None:
         self.vitrine = vitrine
         self.root = vitrine.settings.home / "imports"
+        self.store = ImportJobStore(vitrine.engine)
         self._worker = BackgroundWorker("vitrine-imports", self._run_next, interval=JOB_POLL_S)
 
     # -- creating ---------------------------------------------------------------------
@@ -149,65 +149,39 @@ class ImportJobs:
         return self._insert(uuid.uuid4().hex, str(csv_file), str(folder), mapping)
 
     def _insert(self, job_id: str, csv_path: str, images: str, mapping: ColumnMapping) -> str:
-        params = {"csv": csv_path, "images": images, "mapping": asdict(mapping)}
-        with self.vitrine.engine.begin() as conn:
-            conn.execute(
-                ImportJob.__table__.insert().values(
-                    id=job_id, status="queued", params=params, rejects=[], created_at=utcnow()
-                )
-            )
+        self.store.insert(job_id, {"csv": csv_path, "images": images, "mapping": asdict(mapping)})
         self._worker.wake()
         return job_id
 
     # -- reading ----------------------------------------------------------------------
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        with self.vitrine.engine.connect() as conn:
-            row = conn.execute(select(ImportJob.__table__).where(ImportJob.id == job_id)).first()
-        return dict(row._mapping) if row else None
+        return self.store.get(job_id)
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self.vitrine.engine.connect() as conn:
-            rows = conn.execute(
-                select(ImportJob.__table__).order_by(ImportJob.created_at.desc()).limit(limit)
-            ).all()
-        return [dict(r._mapping) for r in rows]
+        return self.store.latest(limit)
 
     # -- running ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the runner; jobs left running by a previous process are queued again
         (only one process runs jobs: see ``vitrine.cluster.leader``)."""
-        with self.vitrine.engine.begin() as conn:
-            conn.execute(
-                update(ImportJob).where(ImportJob.status == "running").values(status="queued")
-            )
+        self.store.requeue_running()
         self._worker.start()
 
     def stop(self) -> None:
         self._worker.stop()
 
-    def _next(self) -> dict[str, Any] | None:
-        with self.vitrine.engine.connect() as conn:
-            row = conn.execute(
-                select(ImportJob.__table__)
-                .where(ImportJob.status == "queued")
-                .order_by(ImportJob.created_at)
-                .limit(1)
-            ).first()
-        return dict(row._mapping) if row else None
-
     def _run_next(self) -> float | None:
         """One round of the runner: the oldest queued job, or a wait for one."""
-        job = self._next()
+        job = self.store.next_queued()
         if job is None:
             return None
         self.run_job(job)
         return 0
 
     def _save(self, job_id: str, **values: Any) -> None:
-        with self.vitrine.engine.begin() as conn:
-            conn.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+        self.store.save(job_id, **values)
 
     def run_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]

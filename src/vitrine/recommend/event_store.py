@@ -8,6 +8,7 @@ a re-imported file adds nothing; :meth:`EventStore.add` returns only the new eve
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -208,6 +209,34 @@ class EventStore:
         return report
 
     # -- attribution --------------------------------------------------------------------
+
+    def count_since(self, since: datetime) -> int:
+        """Events at or after ``since``."""
+        with self.engine.connect() as conn:
+            found = conn.scalar(select(func.count()).select_from(Event).where(Event.ts >= since))
+        return int(found or 0)
+
+    def recommended_since(self, since: datetime) -> Counter[str]:
+        """How often each product was in a served list since ``since``."""
+        counts: Counter[str] = Counter()
+        with self.engine.connect() as conn:
+            for (items,) in conn.execute(
+                select(RecommendationServed.items).where(RecommendationServed.created_at >= since)
+            ):
+                counts.update(items)
+        return counts
+
+    def top_products(self, event_type: str, since: datetime, limit: int) -> list[tuple[str, int]]:
+        """The products with the most events of a type since ``since``, most first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Event.product_id, func.count())
+                .where(Event.type == event_type, Event.ts >= since)
+                .group_by(Event.product_id)
+                .order_by(func.count().desc(), Event.product_id)
+                .limit(limit)
+            ).all()
+        return [(p, int(n)) for p, n in rows]
 
     def record_served(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

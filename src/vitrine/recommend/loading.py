@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select
 
-from vitrine.catalog.models import Feature, Image
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
 from vitrine.recommend.event_store import EventStore
@@ -20,15 +18,7 @@ log = logging.getLogger(__name__)
 
 def embedding_version(store: CatalogStore) -> str | None:
     """The embedding model version most primary photos have (None: no embeddings)."""
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            select(Feature.version, func.count())
-            .join(Image, Feature.image_id == Image.id)
-            .where(Image.is_primary, Feature.kind == EMBEDDING_KIND)
-            .group_by(Feature.version)
-            .order_by(func.count().desc(), Feature.version.desc())
-        ).first()
-    return None if row is None else str(row[0])
+    return store.primary_embedding_version()
 
 
 def _by_id(ids: list[str], matrix: np.ndarray) -> dict[str, np.ndarray]:

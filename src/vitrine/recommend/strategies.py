@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -225,6 +226,12 @@ class StrategyStore:
                 ).order_by(RecommendationStrategy.name)
             ).all()
         return [Strategy.from_json(n, c, d or "") for n, c, d in rows]
+
+    def created_times(self) -> dict[str, datetime]:
+        """When each strategy (or A/B test) was created."""
+        table = RecommendationStrategy.__table__
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(table.c.name, table.c.created_at)).all())
 
     def get(self, name: str) -> Strategy | None:
         """One strategy (cached for a moment: it is read on every request)."""

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from vitrine.admin.security import Viewer, viewer
 from vitrine.admin.templating import render
-from vitrine.classify.label_metrics import LabelStatistics, histogram
+from vitrine.classify.label_metrics import histogram
 
 router = APIRouter(prefix="/admin")
 DAYS = 30
@@ -21,7 +21,7 @@ def analytics(
     request: Request, _: Annotated[Viewer, Depends(viewer)], field: str = ""
 ) -> HTMLResponse:
     admin = request.app.state.admin
-    stats = LabelStatistics(admin.vitrine.engine)
+    stats = admin.label_stats
     label_fields = sorted(admin.browser.label_fields())
     attribute_fields = sorted(admin.browser.attribute_values())
     choices = [f"label:{f}" for f in label_fields] + [f"attribute:{f}" for f in attribute_fields]

@@ -15,9 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
 from vitrine.api.problems import image_problem
-from vitrine.api.routes.products import MAX_ID_LENGTH
 from vitrine.catalog.csv_source import ColumnMapping
-from vitrine.catalog.products import ProductExistsError, Upload
+from vitrine.catalog.products import ID_RULE, ProductExistsError, Upload, valid_product_id
 from vitrine.catalog.store import ProductRecord
 from vitrine.jobs.import_jobs import ImportRequestError, ImportTooLargeError
 from vitrine.vision.decode import ImageDecodeError
@@ -65,9 +64,9 @@ async def upload_product(
     def failed(message: str, status: int = 422) -> HTMLResponse:
         return render(request, "partials/upload_result.html", status, error=message)
 
-    pid = product_id.strip()
-    if not pid or len(pid) > MAX_ID_LENGTH or "/" in pid:
-        return failed(f"Product id: 1 to {MAX_ID_LENGTH} characters without '/'.")
+    pid = valid_product_id(product_id)
+    if pid is None:
+        return failed(f"Product id: {ID_RULE.removeprefix('a product id is ')}.")
     try:
         value = float(price) if price.strip() else None
         if value is not None and not 0 <= value < math.inf:  # also NaN

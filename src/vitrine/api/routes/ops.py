@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from vitrine import __version__
+from vitrine.catalog.database import ping
 
 router = APIRouter(tags=["ops"])
 
@@ -41,8 +41,7 @@ def readyz(request: Request) -> JSONResponse:
     """The database answers and the index is loaded."""
     vitrine = request.app.state.runtime
     try:
-        with vitrine.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(vitrine.engine)
     except Exception as exc:  # any database failure means not ready
         return JSONResponse(
             {"status": "unavailable", "database": type(exc).__name__}, status_code=503

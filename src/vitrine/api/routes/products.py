@@ -16,16 +16,17 @@ from vitrine.api.schemas import ProductCreated, ProductOut, ProductPage, Product
 from vitrine.api.views import product_out
 from vitrine.catalog.blobs import BlobNotFoundError
 from vitrine.catalog.products import (
+    ID_RULE,
     InvalidChangeError,
     ProductExistsError,
     ProductNotFoundError,
     ProductService,
     Upload,
+    valid_product_id,
 )
 from vitrine.catalog.store import ProductRecord
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
-MAX_ID_LENGTH = 128
 IMAGE_KEYS_HELP = (
     "Photos already in the blob store (e.g. S3 keys under the store's prefix), used in place "
     "of uploads; repeatable. They come after any uploaded images."
@@ -81,12 +82,10 @@ def parse_attributes(text: str | None) -> dict[str, Any]:
 
 
 def check_id(product_id: str) -> str:
-    product_id = product_id.strip()
-    if not product_id or len(product_id) > MAX_ID_LENGTH or "/" in product_id:
-        raise Problem(
-            422, f"product id must be 1 to {MAX_ID_LENGTH} characters without '/'", "invalid-fields"
-        )
-    return product_id
+    valid = valid_product_id(product_id)
+    if valid is None:
+        raise Problem(422, ID_RULE, "invalid-fields")
+    return valid
 
 
 async def _save(
