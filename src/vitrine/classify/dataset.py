@@ -50,7 +50,7 @@ def read_field_labels(store: CatalogStore, fields: Sequence[str]) -> dict[str, F
 
 
 @dataclass
-class Dataset:
+class FieldExamples:
     """Features, labels and training weights of the products labelled for one field."""
 
     field: str
@@ -65,11 +65,11 @@ class Dataset:
 
 def assemble(
     features: FeatureBlocks, labels: FieldLabels, correction_weight: float = 1.0
-) -> Dataset:
+) -> FieldExamples:
     """The rows of ``features`` that have a value for the field."""
     rows = [i for i, pid in enumerate(features.ids) if pid in labels.values]
     sub = features.take(rows)
     y = np.array([labels.values[pid] for pid in sub.ids], dtype=object)
     corrected = np.array([pid in labels.corrected for pid in sub.ids], dtype=bool)
     weight = np.where(corrected, correction_weight, 1.0).astype(np.float64)
-    return Dataset(labels.field, sub, y, weight, corrected)
+    return FieldExamples(labels.field, sub, y, weight, corrected)

@@ -19,7 +19,9 @@ import numpy as np
 
 
 @dataclass
-class Split:
+class HoldoutSplit:
+    """Row indices of the three parts of a labelled field: train, calibrate, evaluate."""
+
     train: np.ndarray
     calibration: np.ndarray
     evaluation: np.ndarray
@@ -31,7 +33,7 @@ def _rank_key(product_id: str, seed: str) -> bytes:
 
 def stratified_split(
     ids: Sequence[str], strata: Sequence[str], holdout: float = 0.2, seed: str = "vitrine"
-) -> Split:
+) -> HoldoutSplit:
     """Row indices of each part; about ``holdout`` of every class is held out.
 
     Classes with at least ``period`` / 2 rows always give one row to evaluation first,
@@ -56,7 +58,7 @@ def stratified_split(
                 held += 1
             else:
                 train.append(i)
-    return Split(
+    return HoldoutSplit(
         np.array(sorted(train), dtype=np.int64),
         np.array(sorted(calibration), dtype=np.int64),
         np.array(sorted(evaluation), dtype=np.int64),

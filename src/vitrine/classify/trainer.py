@@ -19,7 +19,7 @@ from scipy.special import softmax
 from sklearn.metrics import f1_score
 
 from vitrine.catalog.store import CatalogStore
-from vitrine.classify.dataset import Dataset, FieldLabels, assemble, read_field_labels
+from vitrine.classify.dataset import FieldExamples, FieldLabels, assemble, read_field_labels
 from vitrine.classify.features import FEATURE_GROUPS, TEXT_GROUP, FeatureBlocks, load_features
 from vitrine.classify.fusion import FusedHead, Head
 from vitrine.classify.heads import ALGORITHM, LinearHead
@@ -73,7 +73,7 @@ class TrainedField:
 
 
 def _split_sides(
-    datasets: Mapping[str, Dataset], hierarchies: Sequence[Hierarchy], config: TrainConfig
+    datasets: Mapping[str, FieldExamples], hierarchies: Sequence[Hierarchy], config: TrainConfig
 ) -> dict[str, dict[str, str]]:
     """product id -> side, per field; fields of a hierarchy share one split, stratified by
     their finest field."""
@@ -113,7 +113,7 @@ def held_out_sides(
     return _split_sides(datasets, hierarchies, config)
 
 
-def _rows(data: Dataset, side: Mapping[str, str], name: str) -> np.ndarray:
+def _rows(data: FieldExamples, side: Mapping[str, str], name: str) -> np.ndarray:
     return np.array([i for i, pid in enumerate(data.features.ids) if side[pid] == name], np.int64)
 
 
@@ -122,7 +122,7 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _choose_groups(
-    data: Dataset, train: np.ndarray, calib: np.ndarray, y: np.ndarray, config: TrainConfig
+    data: FieldExamples, train: np.ndarray, calib: np.ndarray, y: np.ndarray, config: TrainConfig
 ) -> tuple[tuple[str, ...], dict[str, float]]:
     """The candidate group set with the best calibration macro-F1 (fewer groups on ties)."""
     if config.groups is not None:
@@ -152,7 +152,7 @@ def _choose_groups(
 
 def _with_text(
     image: LinearHead,
-    data: Dataset,
+    data: FieldExamples,
     train: np.ndarray,
     calib: np.ndarray,
     y: np.ndarray,
@@ -268,7 +268,7 @@ def train_heads(
 def _field_metrics(
     predictor: Predictor,
     model: FieldModel,
-    data: Dataset,
+    data: FieldExamples,
     evaluation: np.ndarray,
     info: dict[str, Any],
     config: TrainConfig,

@@ -75,7 +75,9 @@ def ndcg(recommended: Sequence[int], relevant: set[int], k: int) -> float:
 
 
 @dataclass
-class Split:
+class TimeSplit:
+    """The log before a split day (to train on) and the purchases after it (to find)."""
+
     train: Dataset
     test: dict[int, set[int]]  # user -> items purchased in the test period (all items)
     cold: np.ndarray  # per item: no event before the split
@@ -88,7 +90,7 @@ def make_split(
     split_day: float,
     test_days: float | None = None,
     lead_days: float | None = LAUNCH_LEAD_DAYS,
-) -> Split:
+) -> TimeSplit:
     """``lead_days`` None: every product of the catalog now, launched or not at the split."""
     train = data.before(split_day)
     m = data.ev_purchase & (data.ev_day >= split_day)
@@ -102,7 +104,7 @@ def make_split(
     catalog = train.available.copy()
     if lead_days is not None:
         catalog &= data.launch_days(lead_days) <= split_day
-    return Split(train, test, ~seen, split_day, catalog)
+    return TimeSplit(train, test, ~seen, split_day, catalog)
 
 
 @dataclass
@@ -124,7 +126,7 @@ class Result:
 
 
 def evaluate_algorithm(
-    name: str, model: Recommender, split: Split, k: int, filler: np.ndarray
+    name: str, model: Recommender, split: TimeSplit, k: int, filler: np.ndarray
 ) -> Result:
     train = split.train
     started = time.perf_counter()
