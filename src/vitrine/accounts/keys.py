@@ -26,6 +26,8 @@ _RANK = {scope: i for i, scope in enumerate(SCOPES)}
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """A verified API key: its name, prefix and scope (never the key itself)."""
+
     id: int
     name: str
     prefix: str

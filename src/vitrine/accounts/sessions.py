@@ -22,6 +22,8 @@ from vitrine.catalog.models import AdminSession, User, utcnow
 
 @dataclass(frozen=True)
 class SessionInfo:
+    """A live session: its user and the CSRF token derived from its token."""
+
     user: UserInfo
     csrf_token: str
 
@@ -38,6 +40,8 @@ def csrf_token(token: str) -> str:
 
 
 class SessionService:
+    """Admin sign-in sessions: only a hash of each session token is stored."""
+
     def __init__(self, engine: Engine, lifetime_hours: int = 12) -> None:
         self.engine = engine
         self.lifetime = timedelta(hours=lifetime_hours)

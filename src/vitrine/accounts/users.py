@@ -31,6 +31,8 @@ class UserError(ValueError):
 
 @dataclass(frozen=True)
 class UserInfo:
+    """A user as the admin UI sees them (never the password hash)."""
+
     id: int
     username: str
     role: str
@@ -76,6 +78,8 @@ def check_password(password: str) -> None:
 
 
 class UserService:
+    """People who sign in to the admin UI: argon2 password hashes, roles, lockout."""
+
     def __init__(
         self, engine: Engine, lockout_attempts: int = 5, lockout_minutes: int = 15
     ) -> None:

@@ -42,6 +42,8 @@ STATIC = Path(__file__).parent / "static"
 
 @dataclass
 class AdminUI:
+    """The admin UI's parts, built once per app and kept on ``app.state.admin``."""
+
     vitrine: Runtime
     users: UserService
     sessions: SessionService

@@ -70,6 +70,8 @@ class Histogram:
 
 @dataclass
 class Snapshot:
+    """One sample of the monitor."""
+
     at: float
     requests: dict[tuple[str, str], float]  # (route, status) -> count
     latency: dict[str, Histogram]  # "METHOD route" -> histogram
@@ -114,6 +116,8 @@ def _add_sample(h: Histogram, suffix: str, labels: dict[str, str], value: float)
 
 
 class SystemMonitor:
+    """Samples the process and the service every few seconds for the monitoring page."""
+
     def __init__(
         self,
         vitrine: Runtime,

@@ -47,6 +47,8 @@ def _pair(text: str, what: str) -> tuple[str, str] | None:
 
 @dataclass
 class ProductCard:
+    """One product in the catalog grid."""
+
     id: str
     title: str | None
     price: float | None
@@ -62,6 +64,8 @@ class ProductCard:
 
 @dataclass(frozen=True)
 class LabelRow:
+    """One label of a product, as the product page lists it."""
+
     field: str
     value: str
     source: str
@@ -71,6 +75,8 @@ class LabelRow:
 
 
 class CatalogBrowser:
+    """The catalog as the admin UI pages through it: filters, facets, cards, photos."""
+
     def __init__(self, engine: Engine, feature_version: str) -> None:
         self.engine = engine
         self.feature_version = feature_version

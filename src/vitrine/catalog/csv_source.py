@@ -51,6 +51,8 @@ class PathTemplate:
 
 @dataclass(frozen=True)
 class CatalogRow:
+    """A CSV row that became a product, with the path of its photo."""
+
     line: int  # 1-based line number in the CSV, header = 1
     product: ProductRecord
     image_path: Path
@@ -58,6 +60,8 @@ class CatalogRow:
 
 @dataclass(frozen=True)
 class RejectedRow:
+    """A CSV row that was not imported: its line and the reason."""
+
     line: int
     product_id: str
     source: str
@@ -66,6 +70,8 @@ class RejectedRow:
 
 @dataclass
 class ColumnMapping:
+    """How a product CSV's columns map to a product, and its encoding."""
+
     id_column: str = "id"
     image_path: str | None = None  # template
     image_column: str | None = None

@@ -36,6 +36,8 @@ class ProductRecord:
 
 @dataclass
 class FeatureRecord:
+    """One feature row of a photo: a kind, a version and a vector or data."""
+
     kind: str
     version: str
     vector: np.ndarray | None = None
@@ -44,6 +46,8 @@ class FeatureRecord:
 
 @dataclass
 class ImageRecord:
+    """One photo of a product with its features, ready to store."""
+
     product_id: str
     content_hash: str
     blob_key: str

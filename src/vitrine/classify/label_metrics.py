@@ -35,6 +35,8 @@ class ClassMetrics:
 
 
 class LabelStatistics:
+    """Counts and agreement of the labels table, for the admin UI's analytics."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

@@ -69,6 +69,8 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ModelRegistry:
+    """Trained classifier versions: metrics in the database, heads in the blob store."""
+
     def __init__(self, engine: Engine, blobs: BlobStore) -> None:
         self.engine = engine
         self.blobs = blobs

@@ -48,6 +48,8 @@ class TrainingError(ValueError):
 
 @dataclass
 class TrainConfig:
+    """How the classifiers of a training run are built and judged."""
+
     min_support: int = 10
     rare_policy: str = "other"  # "other": merge rare classes; "drop": leave them unpredicted
     holdout: float = 0.2
@@ -64,6 +66,8 @@ class TrainConfig:
 
 @dataclass
 class TrainedField:
+    """One field's trained head with its held-out metrics."""
+
     model: FieldModel
     metrics: dict[str, Any]
     train_size: int

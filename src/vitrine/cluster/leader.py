@@ -44,6 +44,8 @@ class Duty:
 
 
 class LeaderLock(Protocol):
+    """The lock one process holds while it runs the background duties."""
+
     def try_acquire(self) -> bool: ...
 
     def still_held(self) -> bool: ...

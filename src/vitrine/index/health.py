@@ -18,6 +18,8 @@ from vitrine.index import Hit, VectorIndex
 
 @dataclass(frozen=True)
 class RecallCheck:
+    """Recall@k of the approximate index against exact search on a sample."""
+
     recall: float | None  # None when the index has too few products to check
     k: int
     queries: int

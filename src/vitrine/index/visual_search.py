@@ -41,6 +41,9 @@ class UnknownProductError(KeyError):
 
 
 class VisualSearch:
+    """The catalog's visual index: vectors, aspects, filters and titles, kept in step with the
+    database."""
+
     def __init__(self, store: CatalogStore, settings: Settings, model_version: str) -> None:
         self.store = store
         self.settings = settings

@@ -29,6 +29,8 @@ CHUNK = 512
 
 @dataclass
 class BackfillReport:
+    """What a backfill computed, and the photos it could not read."""
+
     computed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (product id, reason)
 

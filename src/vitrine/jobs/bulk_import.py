@@ -48,6 +48,8 @@ MIN_ROWS_FOR_POOL = 48
 
 @dataclass
 class ImportReport:
+    """Counts, timings and rejects of one catalog import."""
+
     rows: int = 0
     imported: int = 0
     skipped: int = 0

@@ -81,6 +81,8 @@ def fine_tune_catalog(
 
 @dataclass
 class ReembedReport:
+    """What re-embedding the catalog with a new CNN version did."""
+
     version: str
     embedded: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (product id, reason)

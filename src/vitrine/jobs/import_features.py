@@ -27,6 +27,8 @@ from vitrine.runtime import Runtime
 
 @dataclass
 class FeatureImportReport:
+    """Counts of a feature import from Parquet."""
+
     rows: int = 0
     imported: int = 0
     skipped: int = 0

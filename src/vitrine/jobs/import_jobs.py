@@ -98,6 +98,8 @@ def _check_mapping(mapping: ColumnMapping) -> None:
 
 
 class ImportJobs:
+    """Import jobs of the service: created from the API or the admin UI, run one at a time."""
+
     def __init__(self, vitrine: Runtime) -> None:
         self.vitrine = vitrine
         self.root = vitrine.settings.home / "imports"

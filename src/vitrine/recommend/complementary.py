@@ -19,6 +19,8 @@ from vitrine.recommend.data import Dataset, History
 
 
 class Complementary(Recommender):
+    """Products bought together with a product, from other categories."""
+
     name = "complementary"
 
     def __init__(self, window_days: float = 14.0, neighbours: int = 20) -> None:

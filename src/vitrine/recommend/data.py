@@ -71,6 +71,8 @@ def event_day(ts: datetime | None, latest: float) -> float | None:
 
 @dataclass
 class CatalogProduct:
+    """One product as the recommender reads it from the catalog."""
+
     id: str
     title: str | None
     attributes: dict[str, Any]

@@ -109,6 +109,8 @@ def make_split(
 
 @dataclass
 class Result:
+    """One algorithm's offline metrics on one time split."""
+
     name: str
     metrics: dict[str, float]
     fit_seconds: float

@@ -47,6 +47,8 @@ class EventColumns:
 
 @dataclass
 class EventImportReport:
+    """Counts and rejects of one event import."""
+
     rows: int = 0
     added: int = 0
     duplicates: int = 0
@@ -63,6 +65,8 @@ class EventImportReport:
 
 
 class EventStore:
+    """The events and served-lists tables: idempotent writes, the log as arrays, attribution."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

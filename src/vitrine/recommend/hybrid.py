@@ -81,6 +81,8 @@ def _purchases(data: Dataset, start: float, end: float) -> dict[int, set[int]]:
 
 
 class Hybrid(Recommender):
+    """Candidates from every source, ordered by a LambdaRank model trained on past windows."""
+
     name = "hybrid"
 
     def __init__(

@@ -29,6 +29,8 @@ COLD = ""  # the key part shared by customers with no history
 
 @dataclass(frozen=True)
 class CachedList:
+    """A computed list kept for a customer, with what it was computed from."""
+
     items: Sequence[Any]  # RecommendedItem
     fallback: bool
     items_json: str  # the items as a JSON array, serialised once

@@ -42,6 +42,8 @@ FORMAT = _code_version()
 
 @dataclass
 class ModelSet:
+    """Every trained algorithm of one training run, over one snapshot of the data."""
+
     data: Dataset
     algorithms: dict[str, Recommender]
     fingerprint: str

@@ -38,6 +38,8 @@ def decayed_counts(
 
 
 class Popularity(Recommender):
+    """The products bought (or viewed) most, recency-weighted."""
+
     name = "popularity"
 
     def __init__(self, half_life_days: float | None = 7.0, window_days: float | None = None):

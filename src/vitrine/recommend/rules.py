@@ -28,6 +28,8 @@ class RuleError(ValueError):
 
 @dataclass
 class Rules:
+    """A strategy's business rules: filters, exclusions, boosts, diversity."""
+
     exclude_purchased: bool = False
     exclude_seen: bool = False
     available_only: bool = True

@@ -55,6 +55,8 @@ class StrategyError(ValueError):
 
 @dataclass
 class Strategy:
+    """A named configuration: algorithm, parameters, aspect weights, rules, fallbacks, A/B arms."""
+
     name: str
     algorithm: str = "hybrid"
     params: dict[str, Any] = field(default_factory=dict)

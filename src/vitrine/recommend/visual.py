@@ -63,6 +63,8 @@ def _verb(history: History, item: int) -> str:
 
 
 class VisualSimilar(Recommender):
+    """Products that look like the customer's recent items (or like one product)."""
+
     name = "similar"
 
     def __init__(
@@ -174,6 +176,8 @@ def weighted_kmeans(
 
 
 class VisualProfile(Recommender):
+    """Products nearest to the mean look of everything a customer interacted with."""
+
     name = "visual_profile"
 
     def __init__(

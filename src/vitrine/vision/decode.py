@@ -80,6 +80,8 @@ class CorruptImageError(ImageDecodeError):
 
 @dataclass(frozen=True)
 class DecodeLimits:
+    """Byte, pixel and size limits of image decoding."""
+
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE

@@ -36,6 +36,8 @@ IGNORE = -100
 
 @dataclass
 class FineTuneConfig:
+    """How the CNN is fine-tuned: blocks, epochs, batch size, learning rate."""
+
     trainable_blocks: int = 2  # MBConv blocks trained (plus the head convolution)
     budget_seconds: float = 600.0  # wall clock for the training loop
     max_epochs: int = 12
@@ -77,6 +79,8 @@ class FieldTargets:
 
 @dataclass
 class FineTuneResult:
+    """A fine-tuned network with its training history."""
+
     model: MultiTaskNet
     targets: list[FieldTargets]
     device: str

@@ -21,6 +21,8 @@ from vitrine.recommend.events import DEFAULT_EVENT_WEIGHTS
 
 @dataclass(frozen=True)
 class AlsParams:
+    """ALS hyper-parameters of the Spark job."""
+
     rank: int = 64
     reg: float = 0.05
     alpha: float = 20.0
