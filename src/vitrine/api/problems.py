@@ -12,11 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vitrine.vision.decode import (
-    DecompressionBombError,
     ImageDecodeError,
-    ImageTooLargeError,
-    NotAnImageError,
-    UnsupportedImageFormatError,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,14 +76,8 @@ def problem_response(
 
 
 def image_problem(exc: ImageDecodeError) -> Problem:
-    """The HTTP status for an unusable image."""
-    if isinstance(exc, ImageTooLargeError | DecompressionBombError):
-        status = 413
-    elif isinstance(exc, NotAnImageError | UnsupportedImageFormatError):
-        status = 415
-    else:
-        status = 422
-    return Problem(status, str(exc), exc.kind, source=exc.source, reason=exc.reason)
+    """The problem document for an unusable image (its status: see ``ImageDecodeError``)."""
+    return Problem(exc.status, str(exc), exc.kind, source=exc.source, reason=exc.reason)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

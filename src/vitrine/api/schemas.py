@@ -69,9 +69,10 @@ class ProductPatch(BaseModel):
 
     title: str | None = Field(default=None, max_length=512)
     description: str | None = None
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
     # Typed without None (the columns are NOT NULL); the None default only means "unset".
-    available: bool = Field(default=None, json_schema_extra=_not_nullable)  # type: ignore[assignment]
+    # strict (here and for price): a JSON boolean, not 0/1; a JSON number, not false
+    available: bool = Field(default=None, strict=True, json_schema_extra=_not_nullable)  # type: ignore[assignment]
     attributes: dict[str, Any] = Field(  # type: ignore[assignment]
         default=None,
         json_schema_extra=_not_nullable,

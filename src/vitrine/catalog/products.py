@@ -8,16 +8,21 @@ upload never leaves a half-written product behind.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from vitrine.catalog.blobs import BlobNotFoundError, BlobStore, check_key, image_key
 from vitrine.catalog.records import aspect_rows, image_records, image_sizes
-from vitrine.catalog.store import CatalogStore, ImageRecord, ProductRecord, filterable_attributes
-from vitrine.classify.features import product_text
-from vitrine.classify.service import ClassificationService
-from vitrine.index.visual_search import VisualSearch
+from vitrine.catalog.store import (
+    CatalogStore,
+    ImageRecord,
+    ProductRecord,
+    filterable_attributes,
+    product_text,
+)
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage, prepare
 from vitrine.vision.decode import DecodeLimits, ImageDecodeError, ImageTooLargeError
 
@@ -31,6 +36,34 @@ def valid_product_id(product_id: str) -> str | None:
     if not product_id or len(product_id) > MAX_ID_LENGTH or "/" in product_id:
         return None
     return product_id
+
+
+class ProductIndex(Protocol):
+    """Where products are searched (:class:`vitrine.index.visual_search.VisualSearch`)."""
+
+    def upsert(
+        self,
+        ids: Sequence[str] = (),
+        vectors: np.ndarray | None = None,
+        attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        titles: Mapping[str, str | None] | None = None,
+        *,
+        aspects: Mapping[str, np.ndarray] | None = None,
+        sizes: np.ndarray | None = None,
+    ) -> None: ...
+
+    def remove(self, ids: Collection[str]) -> None: ...
+
+
+class ProductLabeller(Protocol):
+    """Labels new photos (:class:`vitrine.classify.service.ClassificationService`)."""
+
+    def label_analyses(
+        self,
+        ids: Sequence[str],
+        analyses: Sequence[ImageAnalysis],
+        texts: Sequence[str | None] | None = None,
+    ) -> Any: ...
 
 
 class ProductExistsError(Exception):
@@ -72,8 +105,8 @@ class ProductService:
         blobs: BlobStore,
         limits: DecodeLimits,
         complete: Callable[[Sequence[PreparedImage]], list[ImageAnalysis]],
-        search: VisualSearch,
-        classification: ClassificationService,
+        search: ProductIndex,
+        classification: ProductLabeller,
     ) -> None:
         self.store = store
         self.blobs = blobs

@@ -99,6 +99,11 @@ def _feature_row(image_id: int, f: FeatureRecord, now: datetime) -> dict[str, An
     }
 
 
+def product_text(title: str | None, description: str | None = None) -> str:
+    """The text a product is classified by: its title, then its description."""
+    return " ".join(part.strip() for part in (title, description) if part and part.strip())
+
+
 class CatalogStore:
     """All database access of the catalog goes through here."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
+from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore, product_text
 from vitrine.vision.analyzer import ImageAnalysis
 from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
 
@@ -84,11 +84,6 @@ def load_features(
             [product_text(*texts.get(pid, (None, None))) for pid in ordered]
         )
     return FeatureBlocks(ordered, blocks)
-
-
-def product_text(title: str | None, description: str | None = None) -> str:
-    """The text a product is classified by: its title, then its description."""
-    return " ".join(part.strip() for part in (title, description) if part and part.strip())
 
 
 def text_block(texts: Sequence[str | None]) -> np.ndarray:

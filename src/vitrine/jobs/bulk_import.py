@@ -29,8 +29,7 @@ from vitrine.catalog.csv_records import read_records
 from vitrine.catalog.csv_source import CatalogRow, ColumnMapping, RejectedRow, read_catalog
 from vitrine.catalog.records import aspect_rows, image_records, image_sizes
 from vitrine.catalog.s3 import S3Options
-from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes
-from vitrine.classify.features import product_text
+from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes, product_text
 from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import (
     ImageAnalysis,

@@ -139,15 +139,20 @@ class ImportJobs:
             )
         _check_mapping(mapping)
         root = root.resolve()
-        csv_file = (root / csv_path).resolve()
-        folder = (root / images_dir).resolve()
-        for given, path in ((csv_path, csv_file), (images_dir, folder)):
-            if not path.is_relative_to(root):
-                raise ImportRequestError(f"{given!r} is outside the import root")
-        if not csv_file.is_file():
-            raise ImportRequestError(f"{csv_path}: no such CSV file under the import root")
-        if not folder.is_dir():
-            raise ImportRequestError(f"{images_dir}: no such folder under the import root")
+        try:  # a name the OS refuses (too long, a NUL byte) names no file either
+            csv_file = (root / csv_path).resolve()
+            folder = (root / images_dir).resolve()
+            for given, path in ((csv_path, csv_file), (images_dir, folder)):
+                if not path.is_relative_to(root):
+                    raise ImportRequestError(f"{given!r} is outside the import root")
+            if not csv_file.is_file():
+                raise ImportRequestError(f"{csv_path}: no such CSV file under the import root")
+            if not folder.is_dir():
+                raise ImportRequestError(f"{images_dir}: no such folder under the import root")
+        except ImportRequestError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ImportRequestError("csv_path or images_dir is not a usable path") from exc
         return self._insert(uuid.uuid4().hex, str(csv_file), str(folder), mapping)
 
     def _insert(self, job_id: str, csv_path: str, images: str, mapping: ColumnMapping) -> str:

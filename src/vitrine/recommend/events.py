@@ -140,13 +140,13 @@ class EventRecord:
         }
 
 
-def _identifier(name: str, value: object, *, required: bool) -> str | None:
+def _identifier(name: str, value: object, *, required: bool, checked: bool = False) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise EventError(f"{name} is required")
         return None
     text = str(value).strip()
-    if len(text) > MAX_ID_LENGTH:
+    if not checked and len(text) > MAX_ID_LENGTH:
         raise EventError(f"{name} is longer than {MAX_ID_LENGTH} characters")
     return text
 
@@ -166,31 +166,40 @@ def make_event(
     *,
     occurrence: int = 0,
     now: datetime | None = None,
+    form_checked: bool = False,
 ) -> EventRecord:
     """Validate one event given as a mapping (API body, CSV row already mapped).
 
     Keys: ``user_id``, ``product_id``, ``type``, optional ``timestamp``, ``event_id``,
     ``session_id``, ``recommendation_id``, ``strategy``, ``price``.
+
+    ``form_checked``: the API's schema already checked each field's form (identifiers are
+    strings of at most ``MAX_ID_LENGTH`` characters, the timestamp a datetime, the price a
+    finite number >= 0), so that is not checked again; what a schema cannot know still is:
+    identifiers blank once stripped, the shop's event types, the time range.
     """
-    user = _identifier("user_id", data.get("user_id"), required=True)
-    product = _identifier("product_id", data.get("product_id"), required=True)
-    type_ = _identifier("type", data.get("type"), required=True)
+    checked = form_checked
+    user = _identifier("user_id", data.get("user_id"), required=True, checked=checked)
+    product = _identifier("product_id", data.get("product_id"), required=True, checked=checked)
+    type_ = _identifier("type", data.get("type"), required=True, checked=checked)
     assert user is not None and product is not None and type_ is not None
     if type_ not in weights:
         known = ", ".join(sorted(weights))
         raise EventError(f"unknown event type {type_!r}; known types: {known}")
     ts = event_time(data.get("timestamp"), now=now)  # type: ignore[arg-type]
-    session = _identifier("session_id", data.get("session_id"), required=False)
+    session = _identifier("session_id", data.get("session_id"), required=False, checked=checked)
     price_raw = data.get("price")
     price: float | None = None
-    if price_raw not in (None, ""):
+    if checked:
+        price = price_raw  # type: ignore[assignment]
+    elif price_raw not in (None, ""):
         try:
             price = float(price_raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise EventError(f"price {price_raw!r} is not a number") from None
         if not math.isfinite(price) or price < 0:
             raise EventError(f"price {price_raw!r} must be a finite number >= 0")
-    event_id = _identifier("event_id", data.get("event_id"), required=False)
+    event_id = _identifier("event_id", data.get("event_id"), required=False, checked=checked)
     key = (
         "id:" + event_id if event_id else natural_key(user, product, type_, ts, session, occurrence)
     )
@@ -202,8 +211,8 @@ def make_event(
         event_key=key,
         session_id=session,
         recommendation_id=_identifier(
-            "recommendation_id", data.get("recommendation_id"), required=False
+            "recommendation_id", data.get("recommendation_id"), required=False, checked=checked
         ),
-        strategy=_identifier("strategy", data.get("strategy"), required=False),
+        strategy=_identifier("strategy", data.get("strategy"), required=False, checked=checked),
         price=price,
     )

@@ -43,6 +43,9 @@ class ImageDecodeError(ValueError):
     """An image that cannot be used. ``source`` names the file, ``reason`` says why."""
 
     kind = "invalid_image"
+    # The HTTP status every web route answers for it: 413 too large, 415 not an image
+    # it can read, 422 a broken one.
+    status = 422
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
@@ -56,10 +59,12 @@ class EmptyImageError(ImageDecodeError):
 
 class ImageTooLargeError(ImageDecodeError):
     kind = "file_too_large"
+    status = 413
 
 
 class DecompressionBombError(ImageDecodeError):
     kind = "too_many_pixels"
+    status = 413
 
 
 class ImageTooSmallError(ImageDecodeError):
@@ -68,10 +73,12 @@ class ImageTooSmallError(ImageDecodeError):
 
 class NotAnImageError(ImageDecodeError):
     kind = "not_an_image"
+    status = 415
 
 
 class UnsupportedImageFormatError(ImageDecodeError):
     kind = "unsupported_format"
+    status = 415
 
 
 class CorruptImageError(ImageDecodeError):

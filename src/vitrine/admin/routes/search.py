@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.admin.security import Viewer, reader_post, viewer
 from vitrine.admin.templating import render
-from vitrine.api.problems import image_problem
 from vitrine.catalog.browse import BrowseFilter
 from vitrine.vision.decode import ImageDecodeError
 
@@ -66,7 +65,7 @@ async def run_search(
                 return failed(f"Product {pid!r} is not in the visual index.")
             hits = vitrine.search.search(vector, k, split_filters(filters), exclude={pid})
     except ImageDecodeError as exc:  # the API's status for the same file (415, 413, 422)
-        return failed(str(exc), image_problem(exc).status)
+        return failed(str(exc), exc.status)
     except ValueError as exc:
         return failed(f"Filter: {exc}")
     hits = [h for h in hits if h.score >= min_score]

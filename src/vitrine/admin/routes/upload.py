@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
-from vitrine.api.problems import image_problem
 from vitrine.catalog.csv_source import ColumnMapping
 from vitrine.catalog.products import ID_RULE, ProductExistsError, Upload, valid_product_id
 from vitrine.catalog.store import ProductRecord
@@ -97,7 +96,7 @@ async def upload_product(
     except ProductExistsError:
         return failed(f"Product {pid!r} already exists.", 409)
     except ImageDecodeError as exc:  # the API's status for the same file (415, 413, 422)
-        return failed(str(exc), image_problem(exc).status)
+        return failed(str(exc), exc.status)
     request.app.state.metrics.images.inc()
     return render(
         request,

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -32,7 +31,6 @@ from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
 from vitrine.recommend.service import (
     NotReadyError,
-    RecommendationList,
     RecommendationService,
     UnknownItemError,
 )
@@ -41,7 +39,6 @@ from vitrine.recommend.strategies import Strategy, StrategyError
 router = APIRouter(tags=["recommendations"])
 T = TypeVar("T")
 MAX_BATCH = 10_000
-ACCEPT_IN_LOOP = 50  # events validated and applied in the event loop (more: in a thread)
 # What the service's errors become (see problems()): unknown product, category or strategy,
 # and models not trained yet.
 SERVICE_PROBLEMS = documented(404, 503)
@@ -275,13 +272,8 @@ async def post_events(
     if len(events) > MAX_BATCH:
         raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
     rows = [e.model_dump(exclude_none=True) for e in events]
-    if len(rows) > ACCEPT_IN_LOOP:  # a bulk upload: all of it in a worker thread
-        added, duplicates = await call(svc.add_events, rows)
-        return EventsAccepted(accepted=len(added), duplicates=duplicates)
-    with problems():  # applied here: the customers' next requests see the events at once
-        pending = svc.accept_events(rows)
-    added, duplicates = await call(svc.store_events, pending)
-    svc.refresh_lists(pending)  # their new lists start now, before the answer is sent
+    with problems():  # the schema checked each field's form; the service checks the rest
+        added, duplicates = await svc.post_events(rows, form_checked=True)
     return EventsAccepted(accepted=len(added), duplicates=duplicates)
 
 
@@ -300,14 +292,17 @@ async def user_recommendations(
     filter: Filters = None,
 ) -> Response:
     """Personalised recommendations, each explained; unknown customers get the fallbacks."""
+    computing = None
     with problems():  # a cached list is answered here: no computing, no thread hop
         result = svc.cached_user_list(user_id, k, strategy, filter)
-    if isinstance(result, Future):  # being computed (after an event): wait for it
+        if result is None:
+            computing = svc.user_list_being_computed(user_id, k, strategy, filter)
+    if computing is not None:  # being computed (after an event): wait for it
         with contextlib.suppress(Exception):  # a failure shows when computed below
-            await asyncio.wrap_future(result)
+            await asyncio.wrap_future(computing)
         with problems():
             result = svc.cached_user_list(user_id, k, strategy, filter)
-    if not isinstance(result, RecommendationList):
+    if result is None:
         result = await call(svc.recommend_user, user_id, k, strategy, filter)
     # Serialised by the service (the items once per computed list): the hot path.
     return Response(result.to_body(), media_type="application/json")
