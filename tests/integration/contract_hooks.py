@@ -20,12 +20,15 @@ own generated content seeds them, so a fixed ``--seed`` replays the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import random
 import zipfile
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,16 @@ import schemathesis
 from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.core import NOT_SET
+from schemathesis.core.failures import AcceptedNegativeData
+from schemathesis.core.jsonschema import make_validator
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.transport.serialization import Binary, contains_binary
 
 DATA: dict[str, Any] = json.loads(Path(os.environ["VITRINE_CONTRACT_DATA"]).read_text())
 EVENT_TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase"]
-WEIGHTS = ["embedding=2,color=1", "embedding=1", "color=1,shape=0.5", ""]
+# Aspect weights. Each includes the embedding: a product added after the recommender
+# trained has no other aspect yet, and ranking by none at all is a 422.
+WEIGHTS = ["embedding=2,color=1", "embedding=1", "embedding=1,color=1,shape=0.5", ""]
 
 
 # -- files: photos of every uploadable format, the import's CSV and zip ----------------------
@@ -242,3 +250,64 @@ def map_case(context: Any, case: Any) -> Any:
             # above are valid; take them as the case's own.
             case._record_starting_state()
     return case
+
+
+# -- one false positive of schemathesis 4.32.5 ------------------------------------------------
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    """Keep every failure except "schema-violating request accepted" for a multipart body
+    that is valid as sent.
+
+    A multipart field carries text: a title generated as ``true`` or ``5`` (a type
+    mutation) arrives as the valid string "true" or "5". Schemathesis knows this and
+    re-validates the form as sent, but gives up (and reports the failure) when the form
+    also has a file part, whose bytes its validator cannot take. Here the form as sent is
+    validated with each file part read as a string; only a failure whose sole violation is
+    in such a body, and whose body is valid that way, is dropped (and counted as dropped
+    in the summary).
+    """
+    if not isinstance(failure, AcceptedNegativeData):
+        return True
+    meta = case.meta
+    negative = {location for location, info in meta.components.items() if info.mode.is_negative}
+    if negative != {ParameterLocation.BODY} or not (case.media_type or "").startswith(
+        "multipart/form-data"
+    ):
+        return True
+    if not _form_valid_as_sent(case, response):
+        return True
+    print(f"contract_hooks: dropped ST201 of {case.operation.label}: form valid as sent")
+    return False
+
+
+def _form_valid_as_sent(case: Any, response: Any) -> bool:
+    try:
+        request = response.request
+        content = request.body if isinstance(request.body, bytes) else str(request.body).encode()
+        header = f"Content-Type: {request.headers.get('Content-Type', '')}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(header + content)
+        body = case.operation.get_body_for_media_type(case.media_type)
+        kind = case.operation.schema.adapter.jsonschema_validator_cls
+        sent: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            schema = body.form_properties.get(name) or {}
+            is_array = schema.get("type") == "array"
+            if part.get_filename() is not None:
+                value: Any = ""  # a file: its bytes are not what is judged here
+            else:
+                text = (part.get_payload(decode=True) or b"").decode(errors="replace")
+                readings: list[Any] = [text]
+                with contextlib.suppress(ValueError):  # numbers, booleans: parsed from text
+                    readings.append(json.loads(text))
+                fits = make_validator(schema.get("items", {}) if is_array else schema, kind)
+                value = next((r for r in readings if fits.is_valid(r)), text)
+            if is_array:
+                sent.setdefault(name, []).append(value)
+            else:
+                sent[name] = value
+        return bool(make_validator(body.optimized_schema, kind).is_valid(sent))
+    except Exception:  # a body or schema this cannot read: keep the failure
+        return False

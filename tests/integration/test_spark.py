@@ -294,7 +294,7 @@ def test_als_factors_serve_recommendations(
     sample = [u for u, _ in counts.most_common(40)]
     for user in sample:
         history = service.history(user)
-        now = service._now(models, history)
+        now = service.computer.now(models, history)
         folded = als.user_vector(history, now)
         mllib = user_f[user]
         assert folded is not None and np.allclose(folded, mllib, rtol=1e-4, atol=1e-5)
@@ -324,7 +324,7 @@ def test_als_factors_serve_recommendations(
     score_before = als.scores(service.history(user), models.reference_day)
     service.add_events([{"user_id": user, "product_id": extra, "type": "purchase"}])
     history = service.history(user)
-    score_after = als.scores(history, service._now(models, history))
+    score_after = als.scores(history, service.computer.now(models, history))
     j = models.data.item_index[extra]
     assert score_after[j] > score_before[j]
     after = service.recommend_user(user, k=10, strategy="als").items

@@ -429,7 +429,7 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     )
     # a model swap: nothing of the old set is served
     shop.train()
-    assert shop.models is not models and len(shop._lists) == 0
+    assert shop.models is not models and len(shop.user_lists.lists) == 0
     body = json.loads(shop.recommend_user("u6", k=5, strategy="hybrid").to_body())
     assert body["strategy"] == "hybrid" and len(body["items"]) == 5
     assert all("explanation" in i for i in body["items"])
@@ -520,12 +520,12 @@ def test_under_load_an_older_catalog_generation_is_served_and_refreshed_behind(
     shop.catalog_changed(["NEW"])
     assert shop.models.catalog_generation == 1
 
-    monkeypatch.setattr(shop, "_busy", lambda: True)  # every core computing lists
+    monkeypatch.setattr(shop.user_lists, "busy", lambda: True)  # every core computing lists
     stale = shop.recommend_user("u1", k=10, strategy="visual")
     assert [i.product_id for i in stale.items] == [i.product_id for i in first.items]
     assert shop.list_stats()["stale_under_load"] == 1
     for _ in range(200):  # the background refresher recomputes it
-        if not shop._pending:
+        if not shop.user_lists.pending:
             break
         time.sleep(0.01)
     fresh = shop.recommend_user("u1", k=10, strategy="visual")
