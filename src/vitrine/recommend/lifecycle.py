@@ -59,7 +59,10 @@ class ModelLifecycle:
         *,
         precompute: Callable[[ModelSet], dict[tuple[Any, ...], CachedList]],
         forget_lists: Callable[[], None],
+        train_in_child: Callable[[Settings], str],
     ) -> None:
+        # A module-level function (picklable): trains and saves in a child process.
+        self._train_in_child = train_in_child
         self.settings = settings
         self.store = store
         self.events = events
@@ -168,7 +171,7 @@ class ModelLifecycle:
         seq, counter = self.live.seq, self.catalog.counter
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority) as pool:
-            fingerprint = pool.submit(_train_and_save, self.settings).result()
+            fingerprint = pool.submit(self._train_in_child, self.settings).result()
         models = ModelSet.load(self.model_dir, fingerprint)
         if models is None:
             raise RuntimeError(f"the trained models were not found in {self.model_dir}")
@@ -260,17 +263,3 @@ class ModelLifecycle:
 
 def _lower_priority() -> None:
     os.nice(10)
-
-
-def _train_and_save(settings: Settings) -> str:
-    """In a child process: train the model set from the database and save it; its
-    fingerprint says which saved set to load."""
-    from vitrine.catalog.database import make_engine
-    from vitrine.recommend.service import RecommendationService
-
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        service = RecommendationService(settings, engine, CatalogStore(engine))
-        return service.train().fingerprint
-    finally:
-        engine.dispose()

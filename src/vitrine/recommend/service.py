@@ -97,6 +97,7 @@ class RecommendationService:
             self.live,
             precompute=self.precompute,
             forget_lists=lists.clear,
+            train_in_child=_train_and_save,
         )
         self.computer = ListComputer(settings, self.strategies, self.lifecycle)
         self.user_lists = UserLists(settings, self.computer, self.lifecycle, self.live, lists)
@@ -334,3 +335,16 @@ class RecommendationService:
         if self.computer.served is not None:  # make what was just served count
             self.computer.served.wait_written()
         return self.events.strategy_stats(since, until)
+
+
+def _train_and_save(settings: Settings) -> str:
+    """In a child process: train the model set from the database and save it; its
+    fingerprint says which saved set to load."""
+    from vitrine.catalog.database import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        service = RecommendationService(settings, engine, CatalogStore(engine))
+        return service.train().fingerprint
+    finally:
+        engine.dispose()
