@@ -87,7 +87,7 @@ def live(
             title=row["productDisplayName"],
             attributes={k: row[k] for k in ("masterCategory", "articleType", "baseColour")},
         )
-        app.state.products.save(record, [Upload(data, f"{row['id']}.jpg")], replace=False)
+        app.state.runtime.products.save(record, [Upload(data, f"{row['id']}.jpg")], replace=False)
         photos[row["id"]] = data
     spare = [
         (
