@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hm_options import catalog_import_args, events_import_args
 from vitrine.cli import app
 
 pytestmark = pytest.mark.integration
@@ -76,44 +77,15 @@ def write_slice(
 def test_hm_import_events_recommend_and_evaluate(env: Path, data_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     catalog, log, buyers = hm_slice(data_dir, tmp_path)
-    result = runner.invoke(
-        app,
-        [
-            "import-catalog",
-            str(catalog),
-            "--images",
-            str(data_dir / "hm" / "images"),
-            "--id-column",
-            "article_id",
-            "--image-path",
-            "{article_id[:3]}/{article_id}.jpg",
-            "--title-column",
-            "prod_name",
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, catalog_import_args(catalog, data_dir / "hm" / "images"))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["imported"] == 60
 
-    args = [
-        "import-events",
-        str(log),
-        "--user",
-        "customer_id",
-        "--item",
-        "article_id",
-        "--time",
-        "t_dat",
-        "--type",
-        "purchase",
-        "--price",
-        "price",
-    ]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, events_import_args(log))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["rejected"] == 0 and report["added"] == report["rows"] > 100
-    again = json.loads(runner.invoke(app, args).stdout)
+    again = json.loads(runner.invoke(app, events_import_args(log)).stdout)
     assert again["added"] == 0 and again["duplicates"] == report["rows"]  # idempotent
 
     small = '{"algorithm": "hybrid", "params": {"windows": 3, "window_step": 28}}'

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from test_recommend_hm import read_hm, write_slice
 from typer.testing import CliRunner
 
+from hm_options import catalog_import_args, events_import_args
 from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.cli import app as cli
@@ -82,40 +83,9 @@ def test_new_product_is_recommended_without_retraining(
     runner = CliRunner()
     catalog, log, buyers, arrivals = shop_slice(data_dir, tmp_path)
     images = data_dir / "hm" / "images"
-    result = runner.invoke(
-        cli,
-        [
-            "import-catalog",
-            str(catalog),
-            "--images",
-            str(images),
-            "--id-column",
-            "article_id",
-            "--image-path",
-            "{article_id[:3]}/{article_id}.jpg",
-            "--title-column",
-            "prod_name",
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(cli, catalog_import_args(catalog, images))
     assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        cli,
-        [
-            "import-events",
-            str(log),
-            "--user",
-            "customer_id",
-            "--item",
-            "article_id",
-            "--time",
-            "t_dat",
-            "--type",
-            "purchase",
-            "--price",
-            "price",
-        ],
-    )
+    result = runner.invoke(cli, events_import_args(log))
     assert result.exit_code == 0, result.output
     small = '{"algorithm": "hybrid", "params": {"windows": 3, "window_step": 28}}'
     assert runner.invoke(cli, ["strategies", "set", "default", "--config", small]).exit_code == 0

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from image_bytes import png_claiming
 from vitrine.vision.decode import (
     CorruptImageError,
     DecodeLimits,
@@ -114,21 +113,9 @@ def test_one_pixel_image() -> None:
         decode_image(encode(Image.new("RGB", (1, 1)), "PNG"), source="dot.png")
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
-
-
 def test_png_header_claiming_100k_square_is_a_bomb() -> None:
     with pytest.raises(DecompressionBombError, match="100000x100000"):
-        decode_image(_png_claiming(100_000, 100_000), source="bomb.png")
+        decode_image(png_claiming(100_000, 100_000), source="bomb.png")
 
 
 def test_file_size_limit(tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 import zipfile
-import zlib
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from image_bytes import png_claiming
 from vitrine.accounts.keys import KeyService
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
@@ -225,18 +224,6 @@ def test_non_finite_numbers_in_json_are_refused(shop: Any) -> None:
 # -- 5. one status per kind of bad image, on every upload route -------------------------------
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
-
-
 def _zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
@@ -256,7 +243,7 @@ BAD_IMAGES = {
     "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", 415),
     "zip": (_zip(), 415),
     "html": (b"<!DOCTYPE html><html><body>hi</body></html>", 415),
-    "bomb": (_png_claiming(100_000, 100_000), 413),
+    "bomb": (png_claiming(100_000, 100_000), 413),
     "oversize": (b"\xff\xd8\xff" + b"\x00" * 200_001, 413),
     "truncated": (_truncated_jpeg(), 422),
 }

@@ -435,6 +435,24 @@ def test_cached_lists_are_exact_and_invalidated_by_events_and_swaps(
     assert all("explanation" in i for i in body["items"])
 
 
+def _add_new_shoes(store: CatalogStore, vector: np.ndarray, **attributes: str) -> None:
+    """A product "NEW" in the Shoes category with one photo of this embedding."""
+    image = ImageRecord(
+        "NEW",
+        "hNEW",
+        "kNEW",
+        "jpeg",
+        10,
+        10,
+        100,
+        features=[FeatureRecord("embedding", "test-model", vector=vector)],
+    )
+    record = ProductRecord(
+        "NEW", "Shoes new", price=12.0, attributes={"category": "Shoes", **attributes}
+    )
+    store.save_product(record, [image], replace_images=True)
+
+
 def test_catalog_changes_after_training_are_served_without_retraining(
     shop: RecommendationService,
 ) -> None:
@@ -442,28 +460,7 @@ def test_catalog_changes_after_training_are_served_without_retraining(
     store = shop.store
     _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
     rng = np.random.default_rng(5)
-    store.save_product(
-        ProductRecord(
-            "NEW", "Shoes new", price=12.0, attributes={"category": "Shoes", "colour": "Red"}
-        ),
-        [
-            ImageRecord(
-                "NEW",
-                "hNEW",
-                "kNEW",
-                "jpeg",
-                10,
-                10,
-                100,
-                features=[
-                    FeatureRecord(
-                        "embedding", "test-model", vector=vectors[0] + 0.01 * rng.normal(size=16)
-                    )
-                ],
-            )
-        ],
-        replace_images=True,
-    )
+    _add_new_shoes(store, vectors[0] + 0.01 * rng.normal(size=16), colour="Red")
     store.save_product(
         ProductRecord(
             "S2", "Shoes 2", price=12.0, available=False, attributes={"category": "Shoes"}
@@ -500,22 +497,7 @@ def test_under_load_an_older_catalog_generation_is_served_and_refreshed_behind(
     first = shop.recommend_user("u1", k=10, strategy="visual")  # a Shoes customer
     store = shop.store
     _, vectors = store.primary_vectors("embedding", "test-model", ["S1"])
-    store.save_product(
-        ProductRecord("NEW", "Shoes new", price=12.0, attributes={"category": "Shoes"}),
-        [
-            ImageRecord(
-                "NEW",
-                "hNEW",
-                "kNEW",
-                "jpeg",
-                10,
-                10,
-                100,
-                features=[FeatureRecord("embedding", "test-model", vector=vectors[0])],
-            )
-        ],
-        replace_images=True,
-    )
+    _add_new_shoes(store, vectors[0])
     shop.catalog.refresh_s = 0.0  # the previous generation's lists are stale at once
     shop.catalog_changed(["NEW"])
     assert shop.models.catalog_generation == 1
