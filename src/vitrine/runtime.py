@@ -22,6 +22,8 @@ from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
 from vitrine.classify.registry import ModelRegistry
 from vitrine.classify.service import ClassificationService
+from vitrine.cluster.job_queue import LABEL_CATALOG, JobQueue
+from vitrine.cluster.job_store import JobStore
 from vitrine.config import Settings, load_settings
 from vitrine.index.photo_search import PhotoSearch
 from vitrine.index.visual_search import VisualSearch
@@ -74,6 +76,9 @@ class Runtime:
             self.settings.resolved_blob_url, S3Options.from_settings(self.settings)
         )
         self.keys = KeyService(self.engine)
+        # Background jobs (labelling the catalog, training, evaluations): queued here,
+        # run by the leading process (vitrine.jobs.background has their handlers).
+        self.jobs = JobQueue(JobStore(self.engine))
         # Called with the size of every CNN batch the service runs (metrics hook).
         self.on_batch: Callable[[int], None] | None = None
         # Called with the seconds of every CNN call the service runs (metrics hook).
@@ -173,9 +178,17 @@ class Runtime:
         version: str | Callable[[], str] = embedding_version or (
             lambda: self.embedder.model_version
         )
-        return ClassificationService(
+        service = ClassificationService(
             self.settings, self.store, ModelRegistry(self.engine, self.blobs), version
         )
+        if embedding_version is None:  # the models in service label the whole catalog
+            service.on_activated = self.label_catalog
+        return service
+
+    def label_catalog(self, fields: Sequence[str] | None = None, relabel: bool = False) -> dict:
+        """Queue the job that labels every product the shop left without a value."""
+        params = {"fields": sorted(fields) if fields else None, "relabel": relabel}
+        return self.jobs.submit(LABEL_CATALOG, params)
 
     def _build_embedder(self) -> Embedder:
         threads = self.settings.embedding_threads or None

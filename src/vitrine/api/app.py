@@ -19,11 +19,14 @@ from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
 from vitrine.api.routes import imports, models, ops, products, search
+from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
 from vitrine.cluster.change_feed import ChangeFollower
+from vitrine.cluster.job_queue import JobRunner
 from vitrine.cluster.leader import Duty, Leadership, lock_for
 from vitrine.config import Settings, load_settings
 from vitrine.jobs.backfill import backfill_layouts
+from vitrine.jobs.background import job_handlers
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
@@ -38,7 +41,12 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     jobs = ImportJobs(vitrine)
     # Created before the index loads, so that no change made meanwhile is missed.
     follower = ChangeFollower(vitrine.engine, vitrine.settings, vitrine.catalog_changed)
-    duties = [Duty("import jobs", jobs.start, jobs.stop)]
+    runner = JobRunner(vitrine.jobs.store, job_handlers(vitrine))
+    vitrine.jobs.on_submit = runner.wake  # a job queued here starts at once when we lead
+    duties = [
+        Duty("import jobs", jobs.start, jobs.stop),
+        Duty("background jobs", runner.start, runner.stop),
+    ]
     if warm:  # the colour layouts of photos imported before layouts existed, once
         backfill = BackgroundWorker(
             "backfill", lambda: backfill_layouts(vitrine), once=True, join_timeout=0
@@ -99,6 +107,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         app.include_router(router)
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
     app.include_router(models.router)
+    app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
     install_openapi(app)  # the shared problem schema and every operation's error responses
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -178,3 +178,36 @@ class FeedbackOut(BaseModel):
     value: str
     source: str
     categories: dict[str, dict[str, Any]]
+
+
+JobKind = Literal[
+    "label_catalog", "train_classifier", "train_recommendations", "evaluate_recommendations"
+]
+
+
+class Job(BaseModel):
+    """A background job: what it does, how far it is, and what it found."""
+
+    id: int
+    kind: JobKind
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str | None = None
+    done: int = Field(description="items done in the current stage")
+    total: int = Field(description="items of the current stage (0: not counted)")
+    params: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_by: str | None = None
+    created_at: UTCDateTime | None = None
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+    url: str
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+def job_body(row: dict[str, Any]) -> Job:
+    values = {k: row.get(k) for k in Job.model_fields if k != "url"}
+    return Job(**values, url=f"/v1/jobs/{row['id']}")

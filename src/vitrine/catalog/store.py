@@ -509,6 +509,22 @@ class CatalogStore:
         with self.engine.begin() as conn:
             conn.execute(stmt, values)
 
+    def label_states(self, field: str) -> tuple[set[str], dict[str, str | None]]:
+        """Of one field: the products with a human label, and each product's model label
+        version (what the catalog labelling job must not overwrite, or may skip)."""
+        humans: set[str] = set()
+        models: dict[str, str | None] = {}
+        query = select(Label.product_id, Label.source, Label.model_version).where(
+            Label.field == field
+        )
+        with self.engine.connect() as conn:
+            for pid, source, version in conn.execute(query):
+                if source == HUMAN:
+                    humans.add(pid)
+                else:
+                    models[pid] = version
+        return humans, models
+
     def labels(
         self,
         *,

@@ -80,6 +80,9 @@ class ClassificationService:
         self._predictor: Predictor | None = None
         self._generation: tuple[Any, ...] | None = None
         self._checked = 0.0
+        # Called with the fields whose active model changed (training, activation,
+        # roll-back): the composition root queues the job that labels the catalog.
+        self.on_activated: Callable[[list[str]], None] | None = None
         self._retrainer = BackgroundWorker(
             "vitrine-retrain",
             self._retrain_round,
@@ -221,7 +224,26 @@ class ClassificationService:
                 activate=activate,
             )
         self._checked = 0.0  # pick the new models up at once
+        self._activated([r["field"] for r in rows if r.get("active")])
         return rows
+
+    def activate(self, model_id: int) -> dict[str, Any]:
+        """Make a version its field's active model (the catalog is labelled with it)."""
+        row = self.registry.activate(model_id)
+        self._checked = 0.0
+        self._activated([row["field"]])
+        return row
+
+    def rollback(self, field: str) -> dict[str, Any]:
+        """Re-activate the field's previously active version."""
+        row = self.registry.rollback(field)
+        self._checked = 0.0
+        self._activated([row["field"]])
+        return row
+
+    def _activated(self, fields: list[str]) -> None:
+        if fields and self.on_activated is not None:
+            self.on_activated(sorted(set(fields)))
 
     def due_for_retraining(self, now: datetime | None = None) -> list[list[str]]:
         """Groups of fields to retrain together (a hierarchy's fields go together)."""

@@ -16,7 +16,19 @@ import sys
 
 import typer
 
-from vitrine.cli import catalog, classify, db, index, keys, model, recommend, serve, spark, users
+from vitrine.cli import (
+    catalog,
+    classify,
+    db,
+    index,
+    jobs,
+    keys,
+    model,
+    recommend,
+    serve,
+    spark,
+    users,
+)
 
 app = typer.Typer(
     help="Vitrine: visual intelligence for e-commerce catalogs.",
@@ -53,6 +65,8 @@ app.add_typer(users.users_app, name="users")
 app.add_typer(classify.models_app, name="models")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(spark.spark_app, name="spark")
+app.add_typer(jobs.jobs_app, name="jobs")
+app.command("label-catalog")(jobs.label_catalog)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from vitrine.cli.common import fail, open_vitrine, parse_fields, print_json
+from vitrine.cli.common import fail, open_vitrine, parse_fields, print_json, stage
+from vitrine.cli.jobs import run_queued_jobs
 
 models_app = typer.Typer(
     help="Classification models: list, activate, roll back.", no_args_is_help=True
@@ -51,10 +52,15 @@ def train(
         return
     vitrine = open_vitrine()
     chosen = groups.split("+") if groups else None
+    names = parse_fields(fields)
     try:
-        rows = vitrine.classification.train(
-            parse_fields(fields), activate=activate, groups=chosen, min_support=min_support
-        )
+        with stage(f"training {', '.join(names)}"):
+            rows = vitrine.classification.train(
+                names, activate=activate, groups=chosen, min_support=min_support
+            )
+        # An activated model queued the job that labels the catalog: run it here when
+        # no server runs it.
+        run_queued_jobs(vitrine)
     except (TrainingError, ValueError) as exc:
         fail(str(exc))
     finally:
@@ -238,26 +244,34 @@ def models_list(field: Annotated[str | None, typer.Option(help="Only this field.
 
 @models_app.command("activate")
 def models_activate(model_id: Annotated[int, typer.Argument(help="Model id.")]) -> None:
-    """Make a model version its field's active one."""
-    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+    """Make a model version its field's active one (then label the catalog with it)."""
+    from vitrine.classify.registry import UnknownModelError
 
     vitrine = open_vitrine()
     try:
-        print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).activate(model_id)))
+        row = vitrine.classification.activate(model_id)
+        run_queued_jobs(vitrine)
     except UnknownModelError:
         fail(f"model {model_id} does not exist")
+    finally:
+        vitrine.close()
+    print_json(_model_line(row))
 
 
 @models_app.command("rollback")
 def models_rollback(field: Annotated[str, typer.Argument(help="Label field.")]) -> None:
-    """Re-activate the field's previously active version."""
-    from vitrine.classify.registry import ModelRegistry, UnknownModelError
+    """Re-activate the field's previously active version (then label the catalog)."""
+    from vitrine.classify.registry import UnknownModelError
 
     vitrine = open_vitrine()
     try:
-        print_json(_model_line(ModelRegistry(vitrine.engine, vitrine.blobs).rollback(field)))
+        row = vitrine.classification.rollback(field)
+        run_queued_jobs(vitrine)
     except UnknownModelError as exc:
         fail(str(exc.args[0]))
+    finally:
+        vitrine.close()
+    print_json(_model_line(row))
 
 
 def train_tag(

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -56,3 +61,29 @@ def parse_fields(text: str) -> list[str]:
     if not fields:
         fail("name at least one field, e.g. --fields masterCategory,articleType")
     return fields
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Show a long step with its elapsed time on a terminal (a tqdm line that ticks)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from tqdm import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=name, bar_format="{desc}: {elapsed}", file=sys.stderr) as bar:
+
+        def tick() -> None:
+            while not done.wait(1.0):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+            bar.set_description(f"{name} (done in {time.monotonic() - started:.0f} s)")

@@ -60,9 +60,9 @@ def get_model(request: Request, model_id: ModelId) -> ModelDetail:
     dependencies=[Depends(require("admin"))],
 )
 def activate_model(request: Request, model_id: ModelId) -> ModelSummary:
-    """Make this version its field's active model."""
+    """Make this version its field's active model; a job then labels the catalog with it."""
     _get(request, model_id)
-    return ModelSummary(**summary(_service(request).registry.activate(model_id)))
+    return ModelSummary(**summary(_service(request).activate(model_id)))
 
 
 @router.post(
@@ -74,9 +74,9 @@ def activate_model(request: Request, model_id: ModelId) -> ModelSummary:
 def rollback_model(
     request: Request, field: Annotated[str, Query(min_length=1, description="The label field.")]
 ) -> ModelSummary:
-    """Re-activate the field's previously active version."""
+    """Re-activate the field's previously active version (the catalog is labelled again)."""
     try:
-        return ModelSummary(**summary(_service(request).registry.rollback(field)))
+        return ModelSummary(**summary(_service(request).rollback(field)))
     except UnknownModelError as exc:
         raise Problem(404, str(exc.args[0]), "no-model-to-roll-back-to") from exc
 

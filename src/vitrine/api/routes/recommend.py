@@ -27,6 +27,8 @@ from vitrine.api.auth import require
 from vitrine.api.openapi import DateTimeParam, UTCDateTime
 from vitrine.api.openapi import problems as documented
 from vitrine.api.problems import Problem
+from vitrine.api.schemas import Job, job_body
+from vitrine.cluster.job_queue import TRAIN_RECOMMENDATIONS
 from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
 from vitrine.recommend.service import (
@@ -184,6 +186,7 @@ class RecommendationStatus(BaseModel):
 
 class TrainingRequested(BaseModel):
     status: str
+    job: Job = Field(description="the training job: follow it at its url")
 
 
 class StrategyStats(BaseModel):
@@ -491,10 +494,10 @@ async def status(svc: Service) -> dict[str, Any]:
     response_model=TrainingRequested,
     dependencies=[Depends(require("admin"))],
 )
-async def train(svc: Service) -> dict[str, str]:
-    """Retrain every model in the background; serving goes on with the current ones."""
-    svc.request_retrain()
-    return {"status": "training requested"}
+def train(request: Request) -> TrainingRequested:
+    """Retrain every model in a background job; serving goes on with the current ones."""
+    job = request.app.state.runtime.jobs.submit(TRAIN_RECOMMENDATIONS, {}, "api")
+    return TrainingRequested(status="training requested", job=job_body(job))
 
 
 @router.get(
