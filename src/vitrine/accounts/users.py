@@ -121,6 +121,14 @@ class UserService:
             row = conn.execute(select(User.__table__).where(User.id == user_id)).first()
         return user_info(row) if row else None
 
+    def has_admin(self) -> bool:
+        """Whether any admin account exists (the first-run setup ends with the first)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(select(User.id).where(User.role == "admin").limit(1)).first()
+                is not None
+            )
+
     def list(self) -> list[UserInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(User.__table__).order_by(User.username)).all()

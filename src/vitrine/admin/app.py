@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from vitrine.accounts.sessions import SessionService
+from vitrine.accounts.setup_token import SetupToken
 from vitrine.accounts.users import UserService
 from vitrine.admin.monitor import SystemMonitor
 from vitrine.admin.ports import (
@@ -52,8 +53,11 @@ class AdminUI:
     monitor: SystemMonitor
     backends: AdminBackends
     label_stats: LabelStatistics
+    setup: SetupToken
 
     def start(self) -> None:
+        if not self.users.has_admin():  # the first admin is made in the browser
+            self.setup.ensure()
         self.monitor.start()
 
     def stop(self) -> None:
@@ -83,6 +87,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
             recommendations=ServiceRecommendations(vitrine.recommendations),
         ),
         label_stats=label_stats,
+        setup=SetupToken(s.home),
     )
     app.state.admin = ui
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="admin-static")

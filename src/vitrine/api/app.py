@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
 from threadpoolctl import threadpool_limits
 
 from vitrine import __version__
@@ -103,6 +104,12 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     )
 
     install_problem_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """People who open the service's address land in the admin UI."""
+        return RedirectResponse("/admin", status_code=307)
+
     for router in (ops.router, products.router, search.router, imports.router):
         app.include_router(router)
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin

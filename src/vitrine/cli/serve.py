@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vitrine.config import load_settings
+from vitrine.config import Settings, load_settings
 
 
 def serve(
@@ -27,6 +27,7 @@ def serve(
     processes = workers or settings.workers
     if processes < 1:
         raise typer.BadParameter("--workers must be at least 1")
+    _announce_setup(settings, host or settings.host, port or settings.port)
     uvicorn.run(
         "vitrine.api.app:create_served_app",
         factory=True,
@@ -35,4 +36,29 @@ def serve(
         port=port or settings.port,
         log_config=None,
         access_log=False,
+    )
+
+
+def _announce_setup(settings: Settings, host: str, port: int) -> None:
+    """With no admin account yet, show the one-time setup URL on the terminal (not in
+    the JSON log, which may be shipped elsewhere)."""
+    from vitrine.accounts.setup_token import SetupToken
+    from vitrine.accounts.users import UserService
+    from vitrine.catalog.database import make_engine, migrate
+    from vitrine.private_fs import secure_home
+
+    secure_home(settings.home)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate(engine)
+        if UserService(engine).has_admin():
+            return
+    finally:
+        engine.dispose()
+    token = SetupToken(settings.home).ensure()
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    typer.echo(
+        "\nNo admin account yet. Create the first one in your browser (this link works once):\n"
+        f"    http://{shown}:{port}/admin/setup?token={token}\n",
+        err=True,
     )
