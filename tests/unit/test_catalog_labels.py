@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_classify import EMB_VERSION, _store_synthetic, synthetic
 
 from vitrine.catalog.store import HUMAN, MODEL
+from vitrine.classify.predictor import FieldPredictions
+from vitrine.classify.service import label_rows
 from vitrine.cluster.job_queue import LABEL_CATALOG, TRAIN_CLASSIFIER, JobError, JobRunner
 from vitrine.config import load_settings
 from vitrine.jobs.background import job_handlers
@@ -76,3 +79,32 @@ def test_jobs_queue_dedupe_cancel_and_fail_with_a_message(shop: Runtime) -> None
     assert failed["error"] == "name at least one field to train"
     with pytest.raises(JobError, match="unknown job kind"):
         shop.jobs.submit("nope", {})
+
+
+def test_a_product_of_a_rare_class_is_labelled_with_the_likeliest_named_class() -> None:
+    classes = np.array(["(other)", "Jeans", "Tshirts"], dtype=object)
+    pred = FieldPredictions(
+        "articleType",
+        value=np.array([None, "Tshirts"], dtype=object),
+        confidence=np.array([0.7, 0.9]),
+        needs_review=np.array([True, False]),
+        reason=["a rare class", None],
+        proba=np.array([[0.7, 0.1, 0.2], [0.05, 0.05, 0.9]]),
+        classes=classes,
+        version="articleType-v1",
+    )
+    rows = label_rows({"articleType": pred}, ["a", "b"], {"a": {"articleType"}, "b": set()})
+    assert [(r["product_id"], r["value"], r["needs_review"]) for r in rows] == [
+        ("a", "Tshirts", True)  # b did not want the field
+    ]
+    only_other = FieldPredictions(
+        "f",
+        np.array([None], dtype=object),
+        np.array([1.0]),
+        np.array([True]),
+        [None],
+        np.array([[1.0]]),
+        np.array(["(other)"], dtype=object),
+        None,
+    )
+    assert only_other.label_value(0) == "(other)"

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vitrine.catalog.store import MODEL, CatalogStore
+from vitrine.catalog.store import CatalogStore
 from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import load_features
-from vitrine.classify.predictor import OTHER, Predictor
+from vitrine.classify.predictor import Predictor
+from vitrine.classify.service import label_rows
 
 CHUNK = 2_000
 
@@ -91,23 +92,9 @@ class CatalogLabeller:
             missing += len(chunk) - len(features)
             rows = []
             if len(features):
-                for f, pred in predictor.predict(features).items():
-                    for i, pid in enumerate(features.ids):
-                        if f not in todo[pid]:
-                            continue
-                        value = pred.value[i]
-                        rows.append(
-                            {
-                                "product_id": pid,
-                                "field": f,
-                                "value": OTHER if value is None else str(value),
-                                "source": MODEL,
-                                "confidence": float(pred.confidence[i]),
-                                "model_version": pred.version,
-                                "needs_review": bool(pred.needs_review[i]),
-                            }
-                        )
-                        by_field[f] = by_field.get(f, 0) + 1
+                rows = label_rows(predictor.predict(features), features.ids, todo)
+                for row in rows:
+                    by_field[row["field"]] = by_field.get(row["field"], 0) + 1
             self.store.upsert_labels(rows)
             if advance:
                 advance(len(chunk))

@@ -73,6 +73,18 @@ class FieldPredictions:
     classes: np.ndarray
     version: str | None
 
+    def label_value(self, i: int) -> str:
+        """What a stored label says for row ``i``: the class, or for a product of a rare
+        class the most probable named one (stored as needing review), so that every
+        product gets a value a person can confirm or correct; OTHER when no named class
+        has any probability."""
+        if self.value[i] is not None:
+            return str(self.value[i])
+        named = self.classes != OTHER
+        if not named.any():
+            return OTHER
+        return str(self.classes[named][int(np.argmax(self.proba[i][named]))])
+
     def row(self, i: int, top: int = 3) -> dict[str, Any]:
         order = np.argsort(-self.proba[i])[:top]
         return {

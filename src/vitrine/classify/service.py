@@ -19,7 +19,7 @@ from vitrine.catalog.store import HUMAN, MODEL, CatalogStore
 from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import FeatureBlocks, blocks_from_analyses
 from vitrine.classify.labels import color_tags
-from vitrine.classify.predictor import OTHER, FieldModel, Predictor
+from vitrine.classify.predictor import FieldModel, FieldPredictions, Predictor
 from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
 from vitrine.classify.trainer import TrainConfig, train_and_register
 from vitrine.config import Settings
@@ -49,6 +49,30 @@ def train_config(settings: Settings, **overrides: Any) -> TrainConfig:
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
+
+
+def label_rows(
+    predictions: dict[str, FieldPredictions],
+    ids: Sequence[str],
+    wanted: dict[str, set[str]],
+) -> list[dict[str, Any]]:
+    """Model label rows of these predictions, for the fields ``wanted`` of each product."""
+    rows = []
+    for f, pred in predictions.items():
+        for i, pid in enumerate(ids):
+            if f in wanted.get(pid, ()):
+                rows.append(
+                    {
+                        "product_id": pid,
+                        "field": f,
+                        "value": pred.label_value(i),
+                        "source": MODEL,
+                        "confidence": round(float(pred.confidence[i]), 4),
+                        "model_version": pred.version,
+                        "needs_review": bool(pred.needs_review[i]),
+                    }
+                )
+    return rows
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -154,20 +178,11 @@ class ClassificationService:
 
     def label_products(self, features: FeatureBlocks) -> int:
         """Store model labels for freshly analysed products; returns how many were written."""
-        predictions = self.predict(features)
-        rows = [
-            {
-                "product_id": pid,
-                "field": f,
-                "value": OTHER if p["value"] is None else p["value"],
-                "source": MODEL,
-                "confidence": p["confidence"],
-                "model_version": p["model_version"],
-                "needs_review": p["needs_review"],
-            }
-            for pid, prediction in zip(features.ids, predictions, strict=True)
-            for f, p in prediction.items()
-        ]
+        predictor = self.predictor()
+        if predictor is None or len(features) == 0:
+            return 0
+        wanted = {pid: set(predictor.fields) for pid in features.ids}
+        rows = label_rows(predictor.predict(features), features.ids, wanted)
         self.store.upsert_labels(rows)
         return len(rows)
 
