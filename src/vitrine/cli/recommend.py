@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vitrine.cli.common import FilterOption, fail, open_vitrine, print_json
+from vitrine.cli.common import FilterOption, fail, open_vitrine, print_json, stage
 
 strategies_app = typer.Typer(help="Recommendation strategies.", no_args_is_help=True)
 
@@ -133,7 +133,8 @@ def train_recommendations(
         overrides["recommend_als_factors"] = str(als_factors.resolve())
     vitrine = open_vitrine(**overrides)
     try:
-        models = vitrine.recommendations.train()
+        with stage("training the recommendation models"):
+            models = vitrine.recommendations.train()
     except ValueError as exc:  # e.g. factors that cannot be read
         fail(str(exc))
     finally:
