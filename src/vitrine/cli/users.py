@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,17 @@ def _users() -> Any:
     vitrine = open_vitrine()
     s = vitrine.settings
     return UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes)
+
+
+def _change(action: Callable[[Any], None], done: str) -> None:
+    """Apply ``action`` to the users; a UserError is the command's error message."""
+    from vitrine.accounts.users import UserError
+
+    try:
+        action(_users())
+    except UserError as exc:
+        fail(str(exc))
+    typer.echo(done)
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -57,38 +69,20 @@ def users_passwd(
     ] = False,
 ) -> None:
     """Set a user's password (and unlock the account)."""
-    from vitrine.accounts.users import UserError
-
-    users = _users()
-    try:
-        users.set_password(name, _read_password(password_stdin))
-    except UserError as exc:
-        fail(str(exc))
-    typer.echo(f"password of {name} changed")
+    password = _read_password(password_stdin)
+    _change(lambda users: users.set_password(name, password), f"password of {name} changed")
 
 
 @users_app.command("unlock")
 def users_unlock(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Unlock an account locked after failed sign-ins."""
-    from vitrine.accounts.users import UserError
-
-    try:
-        _users().unlock(name)
-    except UserError as exc:
-        fail(str(exc))
-    typer.echo(f"{name} unlocked")
+    _change(lambda users: users.unlock(name), f"{name} unlocked")
 
 
 @users_app.command("delete")
 def users_delete(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """Delete a user (their sessions end)."""
-    from vitrine.accounts.users import UserError
-
-    try:
-        _users().delete(name)
-    except UserError as exc:
-        fail(str(exc))
-    typer.echo(f"{name} deleted")
+    _change(lambda users: users.delete(name), f"{name} deleted")
 
 
 @users_app.command("list")
