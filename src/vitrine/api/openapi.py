@@ -16,7 +16,7 @@ Every error is a ``Problem`` (RFC 9457) under ``application/problem+json``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI
@@ -153,6 +153,21 @@ def _rfc3339(value: Any) -> Any:
 # A datetime parameter as `format: date-time` says: RFC 3339 text with an offset (not a
 # number of seconds, not a bare date), as UTC.
 DateTimeParam = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_to_utc)]
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value.strip()):
+        raise ValueError("expected a date, e.g. 2026-01-31")
+    return value.strip()
+
+
+# A date as `format: date` says: YYYY-MM-DD text (not a number of seconds).
+DateParam = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def install_openapi(app: FastAPI) -> None:

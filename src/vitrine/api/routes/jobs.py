@@ -3,7 +3,6 @@ classifiers, label the catalog and evaluate recommendations."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -11,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from vitrine.accounts.keys import KeyInfo
 from vitrine.api.auth import require
-from vitrine.api.openapi import problems
+from vitrine.api.openapi import DateParam, problems
 from vitrine.api.problems import Problem
 from vitrine.api.schemas import Job, JobKind, JobList, job_body
 from vitrine.cluster.job_queue import (
@@ -33,7 +32,7 @@ class TrainClassifier(BaseModel):
     groups: str | None = Field(
         default=None, max_length=200, description="feature groups, e.g. embedding+color"
     )
-    min_support: int | None = Field(default=None, ge=1, le=100_000)
+    min_support: int | None = Field(default=None, ge=1, le=100_000, strict=True)
 
 
 class LabelCatalog(BaseModel):
@@ -41,15 +40,17 @@ class LabelCatalog(BaseModel):
 
     fields: list[FieldName] | None = Field(default=None, max_length=64)
     relabel: bool = Field(
-        default=False, description="label again what the active version labelled already"
+        default=False,
+        strict=True,
+        description="label again what the active version labelled already",
     )
 
 
 class EvaluateRecommendations(BaseModel):
     """Offline evaluation on the shop's own log, split in time."""
 
-    split: date = Field(description="the first day of the test period")
-    k: int = Field(default=12, ge=1, le=100)
+    split: DateParam = Field(description="the first day of the test period")
+    k: int = Field(default=12, ge=1, le=100, strict=True)
     algorithms: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=20
     )
