@@ -99,8 +99,11 @@ def logout(request: Request, who: Annotated[Viewer, Depends(reader_post)]) -> Re
     return response
 
 
-def _setup_page(request: Request, token: str, error: str = "", status: int = 200) -> Response:
-    return render(request, "setup.html", status, token=token, error=error)
+def _setup_page(
+    request: Request, token: str, error: str = "", status: int = 200, username: str = ""
+) -> Response:
+    """The form again as it was typed (but for the passwords), the error above it."""
+    return render(request, "setup.html", status, token=token, error=error, username=username)
 
 
 def _setup_refused(request: Request) -> Response | None:
@@ -152,10 +155,10 @@ def setup(
             message=("The setup token is wrong or was already used."),
         )
     if password != confirm:
-        return _setup_page(request, token, "The two passwords differ.", 422)
+        return _setup_page(request, token, "The two passwords differ.", 422, username)
     try:
         user = admin.users.create(username, password, "admin")
     except UserError as exc:
-        return _setup_page(request, token, str(exc).capitalize() + ".", 422)
+        return _setup_page(request, token, str(exc).capitalize() + ".", 422, username)
     admin.setup.void()
     return _signed_in(request, user.id, "/admin")
