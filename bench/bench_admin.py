@@ -28,6 +28,7 @@ import numpy as np
 from bench_recommend import HM, ensure_catalog, ensure_events, open_home
 
 USER, PASSWORD = "bench-admin", "bench admin password"
+CLASSIFIED = ["product_type_name", "colour_group_name"]
 
 
 def _free_port() -> int:
@@ -102,6 +103,17 @@ def _time(client: httpx.Client, path: str, n: int) -> dict[str, Any]:
     }
 
 
+def _ensure_models(runtime: Any) -> None:
+    """Two classifiers (the catalog labelled by them) and the recommendation models, as a
+    shop has them after its first day, so that every page shows what it shows then."""
+    from vitrine.cli.jobs import run_queued_jobs
+
+    if not runtime.classification.registry.active():
+        runtime.classification.train(CLASSIFIED, activate="always")
+        run_queued_jobs(runtime, progress=False)
+    runtime.recommendations.load_or_train()  # trains and saves when none are saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, help="a Vitrine home with H&M imported (kept)")
@@ -115,6 +127,7 @@ def main() -> None:
     catalog = ensure_catalog(runtime)
     if runtime.recommendations.events.count() == 0:
         ensure_events(runtime.recommendations)
+    _ensure_models(runtime)
     runtime.close()
     url, server, thread = _serve(home)
     figures: dict[str, Any] = {"home": str(home), "catalog": catalog, "pages": {}}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vitrine.catalog.store import HUMAN, MODEL, CatalogStore
 from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import FeatureBlocks, blocks_from_analyses
+from vitrine.classify.label_export import csv_chunks
 from vitrine.classify.labels import color_tags
 from vitrine.classify.predictor import FieldModel, FieldPredictions, Predictor
 from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
@@ -213,6 +214,11 @@ class ClassificationService:
             [{"product_id": product_id, "field": field, "value": text, "source": HUMAN}]
         )
         return {"product_id": product_id, "field": field, "value": text, "source": HUMAN}
+
+    def labels_csv(self, fields: Sequence[str] | None = None) -> Iterator[str]:
+        """Every product's labels (value, source, confidence, review flag) as CSV text in
+        chunks (the admin's download; `vitrine export-labels` writes the same)."""
+        return csv_chunks(self.store, self.registry, fields)
 
     def corrections_since(self, field: str, since: datetime | None) -> int:
         rows = self.store.labels(fields=[field], source=HUMAN, since=since)

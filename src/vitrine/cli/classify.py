@@ -225,12 +225,13 @@ def export_labels(
     fields: Annotated[str | None, typer.Option(help="Fields (default: all labelled).")] = None,
 ) -> None:
     """One row per product: each field's value, source (human / model) and confidence."""
-    from vitrine.classify.label_export import export_labels_csv
-
     vitrine = open_vitrine()
     chosen = parse_fields(fields) if fields else None
-    count = export_labels_csv(vitrine.store, vitrine.classification.registry, out, chosen)
-    typer.echo(f"wrote {count} products to {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        for chunk in vitrine.classification.labels_csv(chosen):
+            handle.write(chunk)
+    typer.echo(f"wrote {vitrine.store.count_products()} products to {out}")
 
 
 @models_app.command("list")

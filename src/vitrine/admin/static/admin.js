@@ -36,11 +36,38 @@
     };
   }
 
+  function values(spec) {
+    return (spec.datasets || []).reduce(function (all, d) { return all.concat(d.data || []); }, []);
+  }
+
+  /* Counts (every value whole, or "integer": true) get whole-number ticks on the value axis. */
+  function integerTicks(config, spec) {
+    var whole = values(spec).every(function (v) { return v === null || Number.isInteger(v); });
+    if (!spec.integer && !whole) { return config; }
+    var axis = config.options.scales[spec.horizontal ? "x" : "y"];
+    axis.ticks = Object.assign({}, axis.ticks, { precision: 0 });
+    return config;
+  }
+
+  /* A chart with nothing to draw says so instead of showing empty axes (live charts fill
+     themselves later, so they keep their axes). */
+  function showEmpty(canvas, spec) {
+    var hasData = values(spec).some(function (v) { return v !== null && v !== 0; });
+    if (hasData || canvas.closest("[data-live-series]")) { return false; }
+    var note = document.createElement("p");
+    note.className = "muted empty-chart";
+    note.textContent = spec.empty || "No data in this period yet.";
+    canvas.replaceWith(note);
+    return true;
+  }
+
   function initCharts(root) {
     if (!window.Chart) { return; }
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       if (canvas._chart) { return; }
-      canvas._chart = new window.Chart(canvas, chartConfig(JSON.parse(canvas.dataset.chart)));
+      var spec = JSON.parse(canvas.dataset.chart);
+      if (showEmpty(canvas, spec)) { return; }
+      canvas._chart = new window.Chart(canvas, integerTicks(chartConfig(spec), spec));
     });
   }
 
