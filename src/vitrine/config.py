@@ -92,6 +92,9 @@ class Settings:
     admin_lockout_minutes: int = 15  # how long a locked account stays locked
     admin_cookie_secure: bool = False  # set true when the UI is served over HTTPS
     admin_recall_check_minutes: int = 10  # approximate-vs-exact index recall check period
+    # The product page's attribute columns, in order (TOML list or comma-separated); empty:
+    # all but code / id-like ones (names ending _code, _no, _id; values all digits).
+    admin_product_columns: tuple[str, ...] = ()
     # Classification (the shop's own categories and tags).
     classify_min_support: int = 10  # classes with fewer training examples are "rare"
     classify_rare_policy: Literal["other", "drop"] = "other"  # merge rare classes, or drop them
@@ -163,6 +166,9 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
             if isinstance(raw, bool):
                 return raw
             return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if getattr(target, "__origin__", None) is tuple:  # a list of names
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
         if getattr(target, "__origin__", None) is Literal:
             if raw not in target.__args__:
                 allowed = ", ".join(map(str, target.__args__))

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from admin_live import ARTIFACTS, N_PRODUCTS, PASSWORD, Live, Tab
 
+from vitrine.admin.templating import NAV
+
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
@@ -41,15 +43,8 @@ def test_sign_in_shows_the_overview_and_a_wrong_password_does_not(browser: Any, 
     context.close()
 
 
-PAGES = [
-    ("overview", "/admin", "Overview"),
-    ("catalog", "/admin/catalog", "Catalog"),
-    ("search", "/admin/search", "Visual search"),
-    ("upload", "/admin/upload", "Upload"),
-    ("recommendations", "/admin/recommendations", "Recommendations"),
-    ("analytics", "/admin/analytics", "Analytics"),
-    ("monitoring", "/admin/monitoring", "Monitoring"),
-]
+# Every page of the navigation (its screenshot name, path and heading), phone width too.
+PAGES = [(key, href, label) for key, href, label in NAV]
 
 
 def test_every_page_opens_without_console_errors(tab: Tab, live: Live) -> None:
@@ -59,6 +54,12 @@ def test_every_page_opens_without_console_errors(tab: Tab, live: Live) -> None:
         current = tab.page.locator('nav a[aria-current="page"]')
         assert current.inner_text() == heading
         tab.shot(name)
+        tab.page.set_viewport_size({"width": 390, "height": 844})
+        tab.page.wait_for_timeout(200)  # the layout (and Chart.js) follow the new width
+        tab.shot(f"{name}-phone")
+        width = tab.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone ({width} px)"
+        tab.page.set_viewport_size({"width": 1360, "height": 900})
     product = next(iter(live.photos))
     tab.go(f"/admin/catalog/{product}")
     tab.shot("product")
@@ -256,14 +257,19 @@ def test_changing_a_strategys_weights_changes_its_preview(tab: Tab, live: Live) 
     page.get_by_label("…or product id").fill(pid)
     before = _preview_ids(tab)
     assert len(before) == 2 and len(before[0]) >= 8 and pid not in before[0]
+    tab.go("/admin/recommendations/strategies/similar")  # the strategy's editor
     for aspect in ("color", "texture", "shape", "pattern", "embedding"):
-        page.locator(f"#similar-v-{aspect}").fill("1" if aspect == "color" else "0")
+        page.locator(f"#aspect-{aspect}").fill("1" if aspect == "color" else "0")
     page.get_by_role("button", name="Save similar").click()
-    page.locator(".strategy [role=status]", has_text="Saved.").wait_for()
-    assert page.locator("#similar-v-color").input_value() == "1.0"
+    page.locator("#strategy-form [role=status]", has_text="Saved.").wait_for()
+    assert page.locator("#aspect-color").input_value() == "1.0"
+    tab.go("/admin/recommendations")
+    page.get_by_label("Left").select_option("similar")
+    page.get_by_label("Right").select_option("trending")
+    page.get_by_label("…or product id").fill(pid)
     after = _preview_ids(tab)
     assert after[0] != before[0]  # ranked by colour alone now
     assert after[1] == before[1]  # the other strategy did not change
     tab.shot("recommendations-preview")
-    tab.go("/admin/recommendations")  # stored, not just shown
-    assert page.locator("#similar-v-embedding").input_value() == "0"
+    tab.go("/admin/recommendations/strategies/similar")  # stored, not just shown
+    assert page.locator("#aspect-embedding").input_value() == "0"

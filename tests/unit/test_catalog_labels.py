@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,16 @@ def test_jobs_queue_dedupe_cancel_and_fail_with_a_message(shop: Runtime) -> None
     assert failed["error"] == "name at least one field to train"
     with pytest.raises(JobError, match="unknown job kind"):
         shop.jobs.submit("nope", {})
+
+
+def test_a_job_whose_result_cannot_be_stored_fails_instead_of_running_forever(
+    shop: Runtime,
+) -> None:
+    job = shop.label_catalog(["articleType"])
+    handlers = {LABEL_CATALOG: lambda params, progress: {"when": datetime.now(UTC)}}
+    [ended] = JobRunner(shop.jobs.store, handlers).run_queued()
+    assert ended["id"] == job["id"] and ended["state"] == "failed"
+    assert ended["error"].startswith("result not storable")
 
 
 def test_a_product_of_a_rare_class_is_labelled_with_the_likeliest_named_class() -> None:

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from vitrine.accounts.sessions import SessionService
 from vitrine.accounts.setup_token import SetupToken
 from vitrine.accounts.users import UserService
+from vitrine.admin.customers import CustomerDirectory
 from vitrine.admin.monitor import SystemMonitor
 from vitrine.admin.ports import (
     AdminBackends,
@@ -20,21 +21,31 @@ from vitrine.admin.ports import (
     LabelAgreementInsights,
     RegistryInsights,
 )
+from vitrine.admin.product_view import ProductPages
 from vitrine.admin.recommendations import ServiceRecommendations
+from vitrine.admin.review import ReviewQueue
 from vitrine.admin.routes import (
+    ab_tests,
     analytics,
     auth,
     catalog,
+    customers,
+    exports,
+    models,
     monitoring,
     overview,
     recommendations,
+    review,
     search,
     upload,
 )
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
+from vitrine.admin.shop_analytics import ShopAnalytics
 from vitrine.admin.templating import make_templates, render
 from vitrine.catalog.browse import CatalogBrowser
 from vitrine.classify.label_metrics import LabelStatistics
+from vitrine.recommend.activity import ShopActivity
+from vitrine.recommend.customer_log import CustomerLog
 from vitrine.runtime import Runtime
 from vitrine.vision.features import FEATURE_VERSION
 
@@ -53,6 +64,10 @@ class AdminUI:
     monitor: SystemMonitor
     backends: AdminBackends
     label_stats: LabelStatistics
+    customers: CustomerDirectory
+    activity: ShopAnalytics
+    product_pages: ProductPages
+    review: ReviewQueue
     setup: SetupToken
 
     def start(self) -> None:
@@ -68,11 +83,12 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
     """Add /admin to ``app``; call ``start()`` / ``stop()`` from the app's lifespan."""
     s = vitrine.settings
     label_stats = LabelStatistics(vitrine.engine)
+    browser = CatalogBrowser(vitrine.engine, FEATURE_VERSION)
     ui = AdminUI(
         vitrine=vitrine,
         users=UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes),
         sessions=SessionService(vitrine.engine, s.admin_session_hours),
-        browser=CatalogBrowser(vitrine.engine, FEATURE_VERSION),
+        browser=browser,
         templates=make_templates(),
         monitor=SystemMonitor(
             vitrine,
@@ -87,6 +103,12 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
             recommendations=ServiceRecommendations(vitrine.recommendations),
         ),
         label_stats=label_stats,
+        customers=CustomerDirectory(CustomerLog(vitrine.engine), browser),
+        activity=ShopAnalytics(ShopActivity(vitrine.engine), browser),
+        product_pages=ProductPages(vitrine, browser, s.admin_product_columns),
+        review=ReviewQueue(
+            browser, ClassifierFeedback(vitrine.classification), vitrine.classification
+        ),
         setup=SetupToken(s.home),
     )
     app.state.admin = ui
@@ -94,11 +116,16 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
     for module in (
         auth,
         overview,
+        exports,  # /admin/catalog/labels.csv before catalog's /admin/catalog/{id}
         catalog,
+        review,
         search,
         upload,
         recommendations,
+        ab_tests,
+        customers,
         analytics,
+        models,
         monitoring,
     ):
         app.include_router(module.router, include_in_schema=False)

@@ -98,6 +98,15 @@ class RecommendedItem:
 
 
 @dataclass(frozen=True)
+class PreviewResult:
+    """An edited strategy's list next to the saved one's, and a note (e.g. not trained)."""
+
+    draft: list[RecommendedItem]
+    saved: list[RecommendedItem]
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Strategy:
     """What the admin edits of a strategy. The engine does not blend algorithms: it runs one,
     and the fallback chain fills the list (in order) when it has too little to say."""
@@ -131,6 +140,45 @@ class RecommendationAdmin(Protocol):
 
     def start_ab_test(self, name: str, a: str, b: str, split: float) -> None: ...
 
+    # The strategy editor and A/B test controls work on the engine's configuration
+    # ({"algorithm", "params", "weights", "rules", "fallback", "variants", "paused"});
+    # errors are ValueError (bad input) or LookupError (no such strategy / test).
+
+    def strategy_config(self, name: str) -> dict[str, Any] | None: ...
+
+    def strategy_rows(self) -> list[dict[str, Any]]:
+        """Each: name, description, algorithm, fallback, rules (summary), served, ctr
+        (last 30 days), kept_because (why it may not be deleted, or "")."""
+        ...
+
+    def create_strategy(
+        self, name: str, algorithm: str, fallback: list[str], copy_of: str | None = None
+    ) -> None: ...
+
+    def delete_strategy(self, name: str) -> None: ...
+
+    def save_strategy_config(self, name: str, config: dict[str, Any], description: str) -> None: ...
+
+    def preview_config(
+        self,
+        name: str,
+        config: dict[str, Any],
+        *,
+        customer_id: str | None,
+        product_id: str | None,
+        k: int,
+    ) -> PreviewResult: ...
+
+    def recent_customers(self, limit: int = 20) -> list[str]: ...
+
+    def pause_ab_test(self, name: str, paused: bool) -> None: ...
+
+    def set_ab_split(self, name: str, split: float) -> None: ...
+
+    def stop_ab_test(self, name: str) -> None: ...
+
+    def declare_ab_winner(self, name: str, winner: str) -> None: ...
+
     def complementary(self, product_id: str, k: int) -> list[RecommendedItem]:
         """Products bought with this one, of other categories ("complete the look")."""
         ...
@@ -145,6 +193,10 @@ class RecommendationAdmin(Protocol):
         ``top_purchased`` ([(product id, count)]), ``offline_metrics`` (metric names) and
         ``offline`` ({algorithm: {metric: value}}).
         """
+        ...
+
+    def offline_evaluation(self) -> tuple[dict[str, dict[str, float]], list[str]]:
+        """The latest stored offline evaluation: ({algorithm: {metric: value}}, metrics)."""
         ...
 
 

@@ -1,28 +1,35 @@
 """The admin's interface to the recommendation service (``RecommendationAdmin``).
 
-Strategies map one to one onto the engine's: the algorithm and its fallback chain, the
-aspect weights (used by the visually-similar algorithm), and the rules the admin edits
-(exclude purchased, available only, diversity); rules it does not show are kept as they
-are. An A/B test is an engine strategy whose variants split customers between two
-strategies; its results are the click-through of the two strategies' lists served since
-the test began. Metrics are computed from the events, served lists and stored offline
-evaluations.
+Strategies map one to one onto the engine's. The side-by-side preview and the customer
+pages use :class:`~vitrine.admin.ports.Strategy` (algorithm, fallback chain, aspect
+weights, three rules; rules it does not show are kept as they are); the strategy editor
+works on the engine's whole configuration (every rule, the algorithm's parameters, see
+:mod:`~vitrine.admin.strategy_form`). A/B tests (their life and reading) are
+:class:`~vitrine.recommend.ab_tests.ABTests`'. Metrics are computed from the events,
+served lists and stored offline evaluations.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from vitrine.admin.ports import RecommendedItem, Strategy
+from vitrine.admin.ports import PreviewResult, RecommendedItem, Strategy
 from vitrine.catalog.models import utcnow
 from vitrine.recommend import strategies as engine
+from vitrine.recommend.ab_tests import ABTests, newcombe
+from vitrine.recommend.rules import Rules
 from vitrine.recommend.service import NotReadyError, RecommendationService, UnknownItemError
 
-Z95 = 1.959964
 TOP = 10
+STATS_DAYS = 30  # the strategy list's served / CTR columns
+# Strategies the service asks for by name: deleting one breaks that call.
+SERVICE_USES = {
+    "trending": "GET /v1/trending",
+    "similar": "GET /v1/products/{id}/similar/weighted",
+    "complementary": "GET /v1/products/{id}/complementary",
+}
 
 
 def _midnight(day: datetime) -> datetime:
@@ -73,12 +80,31 @@ def _items(result: Any) -> list[RecommendedItem]:
     ]
 
 
-def diff_interval(clicks_a: int, n_a: int, clicks_b: int, n_b: int) -> tuple[float, float, float]:
-    """B's click-through minus A's, with a 95% normal-approximation interval."""
-    p_a, p_b = clicks_a / n_a, clicks_b / n_b
-    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
-    diff = p_b - p_a
-    return diff, diff - Z95 * se, diff + Z95 * se
+def rules_summary(rules: Rules) -> str:
+    """The rules that are on, in a few words."""
+    parts = []
+    if rules.available_only:
+        parts.append("in stock")
+    if rules.exclude_purchased:
+        parts.append("no re-buys")
+    if rules.exclude_seen:
+        parts.append("unseen only")
+    if rules.include_categories:
+        parts.append("only " + ", ".join(rules.include_categories))
+    if rules.exclude_categories:
+        parts.append("not " + ", ".join(rules.exclude_categories))
+    parts += rules.filters
+    if rules.price_min is not None or rules.price_max is not None:
+        low = "" if rules.price_min is None else f"{rules.price_min:g}"
+        high = "" if rules.price_max is None else f"{rules.price_max:g}"
+        parts.append(f"price {low}–{high}")
+    parts += [f"boost {k} ×{v:g}" for k, v in rules.boost.items()]
+    parts += [f"bury {k} ÷{v:g}" for k, v in rules.bury.items()]
+    if rules.max_per_category is not None:
+        parts.append(f"≤{rules.max_per_category} per category")
+    if rules.diversity:
+        parts.append(f"diversity {rules.diversity:g}")
+    return " · ".join(parts) or "none"
 
 
 @dataclass
@@ -86,6 +112,13 @@ class ServiceRecommendations:
     """``RecommendationAdmin`` on top of :class:`RecommendationService`."""
 
     service: RecommendationService
+    tests: ABTests = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tests = ABTests(self.service.strategies, lambda since: self._stats(since))
+
+    def _stats(self, since: datetime | None) -> list[dict[str, Any]]:
+        return self.service.strategy_stats(since=since)
 
     # -- strategies ------------------------------------------------------------------------
 
@@ -108,6 +141,11 @@ class ServiceRecommendations:
         self, strategy: Strategy, *, customer_id: str | None, product_id: str | None, k: int
     ) -> list[RecommendedItem]:
         chosen = to_engine(strategy, self.service.strategies.get(strategy.name))
+        return self._preview(chosen, customer_id, product_id, k)
+
+    def _preview(
+        self, chosen: engine.Strategy, customer_id: str | None, product_id: str | None, k: int
+    ) -> list[RecommendedItem]:
         svc = self.service
         try:
             if customer_id:
@@ -124,60 +162,167 @@ class ServiceRecommendations:
         except NotReadyError as exc:
             raise ValueError(str(exc)) from None
 
+    def strategy_config(self, name: str) -> dict[str, Any] | None:
+        found = self.service.strategies.get(name)
+        if found is None:
+            return None
+        return {"name": found.name, "description": found.description, **found.to_json()}
+
+    def strategy_rows(self) -> list[dict[str, Any]]:
+        since = utcnow() - timedelta(days=STATS_DAYS)
+        stats = {e["strategy"]: e for e in self.service.strategy_stats(since=since)}
+        every = self.service.strategies.list()
+        used: dict[str, list[str]] = {}
+        for test in every:
+            for arm in test.variants:
+                used.setdefault(arm, []).append(test.name)
+        rows = []
+        for s in every:
+            if s.variants:
+                continue
+            served = stats.get(s.name, {}).get("served", 0)
+            rows.append(
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "algorithm": s.algorithm,
+                    "fallback": s.fallback,
+                    "rules": rules_summary(s.rules),
+                    "served": served,
+                    "ctr": stats.get(s.name, {}).get("ctr"),
+                    "kept_because": self._kept_because(s.name, used.get(s.name, [])),
+                }
+            )
+        return rows
+
+    def _kept_because(self, name: str, tests: list[str]) -> str:
+        """Why a strategy may not be deleted ("" when it may)."""
+        if name == self.service.settings.recommend_default_strategy:
+            return "the default strategy"
+        if tests:
+            return "used by A/B test " + ", ".join(tests)
+        if name in SERVICE_USES:
+            return f"used by {SERVICE_USES[name]}"
+        return ""
+
+    def create_strategy(
+        self, name: str, algorithm: str, fallback: list[str], copy_of: str | None = None
+    ) -> None:
+        if self.service.strategies.get(name) is not None:
+            raise ValueError(f"there is already a strategy or test named {name!r}")
+        if copy_of is not None:
+            source = self.service.strategies.get(copy_of)
+            if source is None or source.variants:
+                raise ValueError(f"{copy_of!r} is not a strategy")
+            config = source.to_json()
+            description = f"copy of {copy_of}" + (
+                f": {source.description}" if source.description else ""
+            )
+        else:
+            config = {"algorithm": algorithm, "fallback": fallback}
+            description = ""
+        self._put(engine.Strategy.from_json(name, config, description))
+
+    def delete_strategy(self, name: str) -> None:
+        found = self.service.strategies.get(name)
+        if found is None or found.variants:
+            raise LookupError(f"there is no strategy named {name!r}")
+        reason = self._kept_because(name, self.tests.using(name))
+        if reason:
+            raise ValueError(f"{name!r} cannot be deleted: it is {reason}")
+        self.service.strategies.delete(name)
+
+    def save_strategy_config(self, name: str, config: dict[str, Any], description: str) -> None:
+        current = self.service.strategies.get(name)
+        if current is None:
+            raise LookupError(f"there is no strategy named {name!r}")
+        if current.variants:
+            raise ValueError(f"{name!r} is an A/B test, not a strategy")
+        self._put(engine.Strategy.from_json(name, config, description))
+
+    def _put(self, strategy: engine.Strategy) -> None:
+        self.service.strategies.put(strategy)
+        models = self.service.models if self.service.ready else None
+        if models is not None and strategy.model_key not in models.algorithms:
+            self.service.request_retrain()  # a newly chosen algorithm is trained in background
+
+    def preview_config(
+        self,
+        name: str,
+        config: dict[str, Any],
+        *,
+        customer_id: str | None,
+        product_id: str | None,
+        k: int,
+    ) -> PreviewResult:
+        draft = engine.Strategy.from_json(name, config)
+        saved = self.service.strategies.get(name)
+        note = ""
+        models = self.service.models if self.service.ready else None
+        if models is not None and draft.model_key not in models.algorithms:
+            note = (
+                f"{draft.algorithm} with these parameters is not trained yet: the unsaved "
+                "list comes from the fallback chain. Save to train it in the background."
+            )
+        return PreviewResult(
+            draft=self._preview(draft, customer_id, product_id, k),
+            saved=self._preview(saved, customer_id, product_id, k) if saved else [],
+            note=note,
+        )
+
+    def recent_customers(self, limit: int = 20) -> list[str]:
+        return self.service.events.recent_users(limit)
+
     def complementary(self, product_id: str, k: int) -> list[RecommendedItem]:
+        """What the product page shows the admin: a preview, never recorded as served."""
+        svc = self.service
         try:
-            return _items(self.service.complementary(product_id, k))
-        except (UnknownItemError, NotReadyError):
+            chosen = svc.strategy("complementary")
+            return _items(svc.complementary(product_id, k, preview=chosen))
+        except (UnknownItemError, NotReadyError, engine.StrategyError):
             return []
 
     # -- A/B tests -------------------------------------------------------------------------
 
     def start_ab_test(self, name: str, a: str, b: str, split: float) -> None:
-        if a == b:
-            raise ValueError("an A/B test needs two different strategies")
-        if not 0 < split < 1:
-            raise ValueError("the share to B must be between 0 and 1")
-        if self.service.strategies.get(name) is not None:
-            raise ValueError(f"there is already a strategy or test named {name!r}")
-        for arm in (a, b):
-            found = self.service.strategies.get(arm)
-            if found is None or found.variants:
-                raise ValueError(f"{arm!r} is not a strategy")
-        test = engine.Strategy.from_json(
-            name, {"variants": {a: 1.0 - split, b: split}}, f"A/B test: {a} vs {b}"
-        )
-        self.service.strategies.put(test)
+        self.tests.start(name, a, b, split)
+
+    def pause_ab_test(self, name: str, paused: bool) -> None:
+        self.tests.set_paused(name, paused)
+
+    def set_ab_split(self, name: str, split: float) -> None:
+        self.tests.set_split(name, split)
+
+    def stop_ab_test(self, name: str) -> None:
+        self.tests.stop(name)
+
+    def declare_ab_winner(self, name: str, winner: str) -> None:
+        self._put(self.tests.declare_winner(name, winner))
 
     def ab_tests(self) -> list[dict[str, Any]]:
-        started = self.service.strategies.created_times()
         out = []
-        for s in self.service.strategies.list():
-            if len(s.variants) != 2:
-                continue
-            a, b = sorted(s.variants)
-            named = s.description.removeprefix("A/B test: ").split(" vs ")
-            if len(named) == 2 and set(named) == set(s.variants):
-                a, b = named  # the order it was started with
-            stats = {e["strategy"]: e for e in self.service.strategy_stats(since=started[s.name])}
-            arm_a, arm_b = stats.get(a, {}), stats.get(b, {})
-            n_a, n_b = arm_a.get("served", 0), arm_b.get("served", 0)
-            c_a, c_b = arm_a.get("clicked_lists", 0), arm_b.get("clicked_lists", 0)
-            row: dict[str, Any] = {
-                "name": s.name,
-                "a": a,
-                "b": b,
-                "split": s.variants[b] / sum(s.variants.values()),
-                "served_a": n_a,
-                "served_b": n_b,
-                "ctr_a": c_a / n_a if n_a else None,
-                "ctr_b": c_b / n_b if n_b else None,
-                "diff": None,
-                "ci_low": None,
-                "ci_high": None,
-            }
-            if n_a and n_b:
-                row["diff"], row["ci_low"], row["ci_high"] = diff_interval(c_a, n_a, c_b, n_b)
-            out.append(row)
+        for t in self.tests.list():
+            diff = newcombe(t.a.clicks, t.a.impressions, t.b.clicks, t.b.impressions)
+            out.append(
+                {
+                    "name": t.name,
+                    "a": t.a.strategy,
+                    "b": t.b.strategy,
+                    "split": t.split,
+                    "paused": t.paused,
+                    "parent_algorithm": t.parent_algorithm,
+                    "started": t.started,
+                    "arms": [t.a, t.b],
+                    "served_a": t.a.impressions,
+                    "served_b": t.b.impressions,
+                    "ctr_a": t.a.ctr,
+                    "ctr_b": t.b.ctr,
+                    "diff": diff[0] if diff else None,  # B's CTR minus A's, 95 % CI
+                    "ci_low": diff[1] if diff else None,
+                    "ci_high": diff[2] if diff else None,
+                    "verdict": t.verdict,
+                }
+            )
         return out
 
     # -- metrics ---------------------------------------------------------------------------
@@ -232,6 +377,10 @@ class ServiceRecommendations:
             "offline_metrics": metric_names,
             "offline": offline,
         }
+
+    def offline_evaluation(self) -> tuple[dict[str, dict[str, float]], list[str]]:
+        """The latest stored offline evaluation: ({algorithm: {metric: value}}, metric names)."""
+        return self._offline()
 
     def _offline(self) -> tuple[dict[str, dict[str, float]], list[str]]:
         """The latest stored offline evaluation: {algorithm: {metric: value}}."""

@@ -26,9 +26,12 @@ SECURITY_HEADERS = {
 NAV = (
     ("overview", "/admin", "Overview"),
     ("catalog", "/admin/catalog", "Catalog"),
+    ("review", "/admin/review", "Review"),
     ("search", "/admin/search", "Visual search"),
     ("upload", "/admin/upload", "Upload"),
+    ("models", "/admin/models", "Models & jobs"),
     ("recommendations", "/admin/recommendations", "Recommendations"),
+    ("customers", "/admin/customers", "Customers"),
     ("analytics", "/admin/analytics", "Analytics"),
     ("monitoring", "/admin/monitoring", "Monitoring"),
 )

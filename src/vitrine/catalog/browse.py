@@ -1,4 +1,5 @@
-"""Read-only catalog queries for people: filtered product cards, facets, labels, daily counts.
+"""Read-only catalog queries for people: filtered product cards, facets, labels, daily counts,
+and the review queue of model labels no person has looked at yet.
 
 Kept apart from the store's write paths: these queries join products to their primary
 photo and its stored ``summary`` feature (named colours), and to their labels.
@@ -13,8 +14,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
+from vitrine.catalog.store import HUMAN, MODEL
+
+MISSING_VALUES = ("", "nan", "none", "null")  # what counts as no value (classify.dataset)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ProductCard:
     attributes: dict[str, Any]
     image_id: int | None
     colors: list[dict[str, Any]] = field(default_factory=list)
+    # labels set by a model or a person: (field, value, source, confidence), by field
+    labels: list[tuple[str, str, str, float | None]] = field(default_factory=list)
 
     @property
     def primary_color(self) -> str | None:
@@ -72,6 +79,20 @@ class LabelRow:
     confidence: float | None
     model_version: str | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """A model label that no person has confirmed or corrected yet, with its product."""
+
+    product_id: str
+    title: str | None
+    image_id: int | None
+    field: str
+    value: str
+    confidence: float | None
+    model_version: str | None
+    needs_review: bool
 
 
 class CatalogBrowser:
@@ -142,6 +163,7 @@ class CatalogBrowser:
             )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
+            labels = self._card_labels(conn, [r.id for r in rows])
         if ids is not None:
             order = {pid: i for i, pid in enumerate(ids)}
             rows.sort(key=lambda r: order[r.id])
@@ -154,9 +176,33 @@ class CatalogBrowser:
                 attributes=r.attributes or {},
                 image_id=r.image_id,
                 colors=list(((r.data or {}).get("color") or {}).get("colors") or []),
+                labels=labels.get(r.id, []),
             )
             for r in rows
         ]
+
+    @staticmethod
+    def _card_labels(
+        conn: Any, product_ids: list[str]
+    ) -> dict[str, list[tuple[str, str, str, float | None]]]:
+        """The labels of a page of cards in one query: a person's label wins over the
+        model's for the same field; tags (``tag:*``) are left out."""
+        if not product_ids:
+            return {}
+        rows = conn.execute(
+            select(Label.product_id, Label.field, Label.value, Label.source, Label.confidence)
+            .where(Label.product_id.in_(product_ids), ~Label.field.startswith("tag:"))
+            .order_by(Label.product_id, Label.field)
+        ).all()
+        chosen: dict[tuple[str, str], Any] = {}
+        for r in rows:
+            key = (r.product_id, r.field)
+            if key not in chosen or r.source == HUMAN:
+                chosen[key] = r
+        out: dict[str, list[tuple[str, str, str, float | None]]] = {}
+        for (pid, name), r in chosen.items():
+            out.setdefault(pid, []).append((name, r.value, r.source, r.confidence))
+        return out
 
     def card(self, product_id: str) -> ProductCard | None:
         found = self.cards(BrowseFilter(), ids=[product_id], limit=1)
@@ -222,6 +268,123 @@ class CatalogBrowser:
         with self.engine.connect() as conn:
             return [
                 LabelRow(r.field, r.value, r.source, r.confidence, r.model_version, r.updated_at)
+                for r in conn.execute(query)
+            ]
+
+    def label_field_names(self) -> list[str]:
+        """Every field that has a label (from a model or a person), sorted."""
+        with self.engine.connect() as conn:
+            return sorted(conn.scalars(select(Label.field).distinct()))
+
+    def field_values(self, field: str, limit: int = 20) -> list[str]:
+        """The values one label field has in the labels table, commonest first."""
+        query = (
+            select(Label.value)
+            .where(Label.field == field)
+            .group_by(Label.value)
+            .order_by(func.count().desc(), Label.value)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
+
+    def digit_columns(self, sample: int = 2000) -> dict[str, bool]:
+        """The shop's own fields (from a sample of products) -> whether every value of the
+        field is a whole number written in digits (an id-like column)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Product.attributes).limit(sample)).scalars().all()
+        digits: dict[str, bool] = {}
+        for attributes in rows:
+            for key, value in (attributes or {}).items():
+                if value is None or value == "" or isinstance(value, dict | list):
+                    continue
+                text = str(value).strip()
+                is_digits = not isinstance(value, bool) and text.isdigit()
+                digits[key] = digits.get(key, True) and is_digits
+        return digits
+
+    # -- the review queue -----------------------------------------------------------
+
+    def _awaiting_review(self, field: str) -> Any:
+        """Model labels of ``field`` that no person confirmed or corrected, of products
+        without a value of their own for it (the shop's attribute wins over a model)."""
+        human = aliased(Label)
+        reviewed = exists().where(
+            human.product_id == Label.product_id,
+            human.field == Label.field,
+            human.source == HUMAN,
+        )
+        pending = and_(Label.field == field, Label.source == MODEL, ~reviewed)
+        if '"' in field or "\\" in field:  # a JSON path cannot name it (SQLite's would break):
+            return pending  # such a name is not looked up among the attributes
+        shop_value = Product.attributes[field].as_string()
+        return and_(
+            pending,
+            or_(shop_value.is_(None), func.lower(func.trim(shop_value)).in_(MISSING_VALUES)),
+        )
+
+    def review_fields(self) -> list[tuple[str, int]]:
+        """Each field a model labelled, with how many of its labels await a person."""
+        with self.engine.connect() as conn:
+            fields = sorted(
+                conn.scalars(select(Label.field).where(Label.source == MODEL).distinct())
+            )
+            return [(f, int(conn.scalar(self._review_count_query(f)) or 0)) for f in fields]
+
+    def _review_count_query(self, field: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(Label)
+            .join(Product, Product.id == Label.product_id)
+            .where(self._awaiting_review(field))
+        )
+
+    def review_remaining(self, field: str) -> int:
+        """How many model labels of ``field`` await a person."""
+        with self.engine.connect() as conn:
+            return int(conn.scalar(self._review_count_query(field)) or 0)
+
+    def review_queue(
+        self, field: str, limit: int = 10, product_ids: Sequence[str] | None = None
+    ) -> list[ReviewRow]:
+        """Model labels of ``field`` awaiting a person (or those of ``product_ids``), the
+        least certain first: labels the model flagged for review (below the field's
+        threshold, or a rare class), then by rising confidence."""
+        query = (
+            select(
+                Label.product_id,
+                Product.title,
+                Image.id.label("image_id"),
+                Label.field,
+                Label.value,
+                Label.confidence,
+                Label.model_version,
+                Label.needs_review,
+            )
+            .join(Product, Product.id == Label.product_id)
+            .outerjoin(Image, and_(Image.product_id == Product.id, Image.is_primary))
+            .where(self._awaiting_review(field))
+            .order_by(
+                Label.needs_review.desc(),
+                func.coalesce(Label.confidence, 0.0),
+                Label.product_id,
+            )
+            .limit(limit)
+        )
+        if product_ids is not None:
+            query = query.where(Label.product_id.in_(list(product_ids)))
+        with self.engine.connect() as conn:
+            return [
+                ReviewRow(
+                    r.product_id,
+                    r.title,
+                    r.image_id,
+                    r.field,
+                    r.value,
+                    r.confidence,
+                    r.model_version,
+                    bool(r.needs_review),
+                )
                 for r in conn.execute(query)
             ]
 

@@ -10,6 +10,7 @@ Jobs left running by a process that died are queued again when the next leader s
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -168,7 +169,13 @@ class JobRunner:
         else:
             result = {**result, "seconds": round(time.perf_counter() - started, 1)}
             self.store.progress(job["id"], progress.stage, progress.done, progress.total)
-            self.store.finish(job["id"], "done", result)
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as exc:  # a handler's bug must not leave it running
+                log.error("job %s (%s): result not storable: %s", job["id"], job["kind"], exc)
+                self.store.finish(job["id"], "failed", None, f"result not storable: {exc}")
+            else:
+                self.store.finish(job["id"], "done", result)
         return self.store.get(job["id"])
 
     def run_queued(self, echo: Callable[[str, int, int], None] | None = None) -> list[dict]:

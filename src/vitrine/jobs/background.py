@@ -27,6 +27,11 @@ from vitrine.cluster.job_queue import (
 from vitrine.runtime import Runtime
 
 
+def _stored(summary: dict[str, Any]) -> dict[str, Any]:
+    """A model summary as a job's JSON result keeps it (its times as ISO 8601 text)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in summary.items()}
+
+
 def job_handlers(runtime: Runtime) -> dict[str, Handler]:
     """Every kind of job, run over this runtime's services."""
 
@@ -59,7 +64,7 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
         except TrainingError as exc:
             raise JobError(str(exc)) from exc
         progress.advance(len(fields))
-        return {"models": [model_summary(r) for r in rows]}
+        return {"models": [_stored(model_summary(r)) for r in rows]}
 
     def train_recommendations(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         progress.start("training every strategy's models")
@@ -80,7 +85,7 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
             split = split.replace(tzinfo=UTC)
         progress.start("evaluating")
         try:
-            return runtime.recommendations.evaluate(
+            run = runtime.recommendations.evaluate(
                 split,
                 k=int(params.get("k") or 12),
                 algorithms=params.get("algorithms") or None,
@@ -89,6 +94,8 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
             )
         except ValueError as exc:
             raise JobError(str(exc)) from exc
+        run.pop("_results", None)  # the Result objects (for the command line) are not JSON
+        return run
 
     return {
         LABEL_CATALOG: label_catalog,

@@ -101,13 +101,13 @@ class BatchRecommender:
         top = computer.strategies.get(strategy or computer.settings.recommend_default_strategy)
         resolved: dict[str, Strategy] = {}
         for user_id in user_ids:
-            if top is not None and top.variants:
+            if top is not None and top.splits:
                 name = computer.strategy(strategy, user_id).name
             else:
                 name = base.name
             if name not in resolved:
                 resolved[name] = computer.strategy(name, user_id)
-        if top is not None and top.variants:
+        if top is not None and top.splits:
             plan = [(u, computer.strategy(strategy, u).name) for u in user_ids]
         else:
             plan = [(u, base.name) for u in user_ids]

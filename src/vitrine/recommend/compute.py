@@ -47,14 +47,14 @@ class ListComputer:
 
     def strategy(self, name: str | None, user_id: str | None = None) -> Strategy:
         """The named strategy (default: the configured one); an A/B test's arm for this
-        customer (a random one without a customer)."""
+        customer (a random one without a customer); a paused A/B test's own configuration."""
         name = name or self.settings.recommend_default_strategy
         strategy = self.strategies.get(name)
         if strategy is None:
             known = ", ".join(s.name for s in self.strategies.list())
             raise StrategyError(f"unknown strategy {name!r}; known: {known}")
         seen = {name}
-        while strategy.variants:
+        while strategy.splits:
             variant = strategy.variant_for(user_id or uuid.uuid4().hex)
             if variant is None or variant in seen:
                 raise StrategyError(f"strategy {name!r}: variants form a cycle")

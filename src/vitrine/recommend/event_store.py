@@ -242,6 +242,13 @@ class EventStore:
             ).all()
         return [(p, int(n)) for p, n in rows]
 
+    def recent_users(self, limit: int = 20, scan: int = 500) -> list[str]:
+        """The customers with the latest events, most recent first (from the last ``scan``
+        events: an index walk, not a scan of the table)."""
+        with self.engine.connect() as conn:
+            rows = conn.scalars(select(Event.user_id).order_by(Event.ts.desc()).limit(scan))
+            return list(dict.fromkeys(rows))[:limit]
+
     def record_served(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             # One executemany needs one set of keys: a batch mixes user, session and
@@ -280,7 +287,14 @@ class EventStore:
 
         def entry(name: str) -> dict[str, Any]:
             return stats.setdefault(
-                name, {"strategy": name, "served": 0, "clicked_lists": 0, "events": {}}
+                name,
+                {
+                    "strategy": name,
+                    "served": 0,
+                    "clicked_lists": 0,
+                    "converted_lists": 0,
+                    "events": {},
+                },
             )
 
         with self.engine.connect() as conn:
@@ -291,6 +305,8 @@ class EventStore:
                 e["events"][type_] = int(count)
                 if type_ == "click":
                     e["clicked_lists"] = int(lists)
+                elif type_ == "purchase":
+                    e["converted_lists"] = int(lists)
         for e in stats.values():
             served = e["served"]
             e["ctr"] = round(e["clicked_lists"] / served, 6) if served else None

@@ -110,7 +110,7 @@ class ModelLifecycle:
         """Every model the strategies need: key -> (algorithm, params)."""
         specs: dict[str, tuple[str, dict[str, Any]]] = {n: (n, {}) for n in ALWAYS_TRAINED}
         for s in self.strategies.list():
-            if s.variants:
+            if s.splits:  # a paused A/B test serves its own configuration
                 continue
             specs.setdefault(s.model_key, (s.algorithm, s.params))
             for name in s.fallback:

@@ -5,7 +5,8 @@ similarity), business rules and a fallback chain (algorithms that fill the list 
 the first one has too little to say, e.g. for a customer with no history). A strategy
 may instead split customers between other strategies (an A/B test): ``variants`` maps
 strategy names to shares, and a stable hash of the customer id picks one, so a customer
-always sees the same variant.
+always sees the same variant. A paused A/B test (``paused``) splits no one: its own
+configuration (the "parent" of the test) is served until it is resumed.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Strategy:
     fallback: list[str] = field(default_factory=lambda: ["visual_profile", "trending"])
     variants: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    paused: bool = False  # an A/B test on hold: its own configuration is served
 
     @classmethod
     def from_json(cls, name: str, config: Mapping[str, Any], description: str = "") -> Strategy:
@@ -72,7 +74,7 @@ class Strategy:
             raise StrategyError(
                 f"strategy name {name!r} must be 1-64 characters of a-z, 0-9, _ - ."
             )
-        known = {"algorithm", "params", "weights", "rules", "fallback", "variants"}
+        known = {"algorithm", "params", "weights", "rules", "fallback", "variants", "paused"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise StrategyError(f"unknown strategy fields: {', '.join(unknown)}")
@@ -89,6 +91,7 @@ class Strategy:
             fallback=list(config.get("fallback", ["visual_profile", "trending"])),
             variants={k: float(v) for k, v in (config.get("variants") or {}).items()},
             description=description,
+            paused=config.get("paused", False),
         )
         strategy.validate()
         return strategy
@@ -101,6 +104,7 @@ class Strategy:
             "rules": self.rules.to_json(),
             "fallback": self.fallback,
             "variants": self.variants,
+            "paused": self.paused,
         }
 
     @cached_property
@@ -135,6 +139,15 @@ class Strategy:
                 raise StrategyError("a strategy cannot be its own variant")
             if not math.isfinite(share) or share <= 0:
                 raise StrategyError(f"variant {name!r} share must be a number > 0")
+        if not isinstance(self.paused, bool):
+            raise StrategyError("paused must be true or false")
+        if self.paused and not self.variants:
+            raise StrategyError("only an A/B test (a strategy with variants) can be paused")
+
+    @property
+    def splits(self) -> bool:
+        """Whether this strategy sends customers to its variants (a running A/B test)."""
+        return bool(self.variants) and not self.paused
 
     @property
     def model_key(self) -> str:
@@ -145,8 +158,9 @@ class Strategy:
         return f"{self.algorithm}#{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
     def variant_for(self, user_id: str) -> str | None:
-        """The variant a customer sees (stable: the same customer, the same variant)."""
-        if not self.variants:
+        """The variant a customer sees (stable: the same customer, the same variant); None
+        when this is no A/B test or a paused one."""
+        if not self.splits:
             return None
         digest = hashlib.sha256(f"{self.name}\x1f{user_id}".encode()).digest()
         point = int.from_bytes(digest[:8], "big") / 2**64 * sum(self.variants.values())

@@ -1,11 +1,12 @@
 """Analytics: classification (distributions, confidences, corrections, per-class quality)
-and recommendations (from the recommendation service, when installed)."""
+and recommendations (from the recommendation service, when installed) over a date range
+that defaults to the span of the shop's own events."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from vitrine.admin.security import Viewer, viewer
@@ -18,7 +19,11 @@ DAYS = 30
 
 @router.get("/analytics", response_class=HTMLResponse)
 def analytics(
-    request: Request, _: Annotated[Viewer, Depends(viewer)], field: str = ""
+    request: Request,
+    _: Annotated[Viewer, Depends(viewer)],
+    field: str = "",
+    start: Annotated[str, Query(alias="from", max_length=40)] = "",
+    end: Annotated[str, Query(alias="to", max_length=40)] = "",
 ) -> HTMLResponse:
     admin = request.app.state.admin
     stats = admin.label_stats
@@ -41,22 +46,27 @@ def analytics(
             "labels": [v for v, _ in counts],
             "datasets": [{"label": f"Products per {name}", "data": [c for _, c in counts]}],
             "horizontal": True,
+            "integer": True,
         },
         "confidence": {
             "type": "bar",
             "labels": bins,
             "datasets": [{"label": f"Confidence of the {source}", "data": binned}],
+            "integer": True,
         },
         "corrections": {
             "type": "line",
             "labels": [d.isoformat() for d, _ in corrections],
             "datasets": [{"label": "Labels set by people", "data": [c for _, c in corrections]}],
+            "integer": True,
         },
     }
     backend = admin.backends.recommendations
+    activity = admin.activity.report(start, end) if backend is not None else None
     return render(
         request,
         "analytics.html",
+        422 if activity is not None and activity.error else 200,
         page="analytics",
         field=field,
         choices=choices,
@@ -64,5 +74,6 @@ def analytics(
         confidence_source=source,
         confidence_count=len(confidences),
         class_metrics=admin.backends.classification.class_metrics(),
-        recommendations=backend.metrics(days=DAYS) if backend is not None else None,
+        activity=activity,
+        offline=backend.offline_evaluation() if backend is not None else None,
     )

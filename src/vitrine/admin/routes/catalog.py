@@ -13,7 +13,6 @@ from vitrine.admin.templating import render
 from vitrine.catalog.blobs import BlobNotFoundError
 from vitrine.catalog.browse import BrowseFilter, ProductCard
 from vitrine.catalog.thumbnails import SIZES, thumbnail
-from vitrine.index.visual_search import UnknownProductError
 
 router = APIRouter(prefix="/admin")
 PAGE = 48
@@ -82,34 +81,10 @@ def catalog(
     return render(request, "catalog.html", **context)
 
 
-def _imagenet_labels(product: dict[str, Any]) -> list[dict[str, Any]]:
-    primary = next((i for i in product["images"] if i["is_primary"]), None)
-    for feature in (primary or {}).get("features", []):
-        if feature["kind"] == "embedding":
-            return [
-                {**lb, "model_version": feature["version"]}
-                for lb in (feature.get("data") or {}).get("labels", [])
-            ]
-    return []
-
-
 def _labels_context(request: Request, product_id: str) -> dict[str, Any]:
-    admin = request.app.state.admin
-    rows = admin.browser.labels(product_id)
-    fields = admin.browser.label_fields()
-    attributes = admin.browser.attribute_values()
-    choices = {**{k: v for k, v in attributes.items()}, **fields}
-    return {"labels": rows, "label_choices": choices, "product_id": product_id}
-
-
-def _similar(admin: Any, product_id: str, k: int = 12) -> list[tuple[ProductCard, float]]:
-    try:
-        hits = admin.vitrine.search.similar(product_id, k)
-    except UnknownProductError:
-        return []  # its photo is not indexed (yet)
-    ids = [h.product_id for h in hits]
-    cards = {c.id: c for c in admin.browser.cards(BrowseFilter(), ids=ids, limit=max(1, len(ids)))}
-    return [(cards[h.product_id], h.score) for h in hits if h.product_id in cards]
+    found = request.app.state.admin.product_pages.labels(product_id)
+    labels, choices = found if found is not None else ([], {})
+    return {"labels": labels, "label_choices": choices, "product_id": product_id}
 
 
 @router.get("/catalog/{product_id}", response_class=HTMLResponse)
@@ -117,26 +92,18 @@ def product_page(
     request: Request, product_id: str, _: Annotated[Viewer, Depends(viewer)]
 ) -> HTMLResponse:
     admin = request.app.state.admin
-    vitrine = admin.vitrine
-    product = vitrine.store.get_product(product_id)
-    if product is None:
+    view = admin.product_pages.view(product_id, recommender=admin.backends.recommendations)
+    if view is None:
         return not_found(request, f"There is no product {product_id!r} in the catalog.")
-    card = admin.browser.card(product_id)
-    similar = _similar(admin, product_id) if product["images"] else []
-    complementary = None
-    backend = admin.backends.recommendations
-    if backend is not None:
-        complementary = backend.complementary(product_id, k=8)
     return render(
         request,
         "product.html",
         page="catalog",
-        product=product,
-        card=card,
-        imagenet=_imagenet_labels(product),
-        similar=similar,
-        complementary=complementary,
-        **_labels_context(request, product_id),
+        view=view,
+        product=view.product,
+        labels=view.labels,
+        label_choices=view.label_choices,
+        product_id=product_id,
     )
 
 

@@ -1,4 +1,5 @@
-"""Overview: catalog size, photos processed, model versions, recommendations, charts."""
+"""Overview: catalog size, photos processed, model versions (the CNN, the active
+classifiers), recommendations, charts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from vitrine.admin.models_view import ModelsView
 from vitrine.admin.security import Viewer, viewer
 from vitrine.admin.templating import render
 from vitrine.catalog.models import utcnow
@@ -60,5 +62,6 @@ def overview(request: Request, _: Annotated[Viewer, Depends(viewer)]) -> HTMLRes
         stats=stats,
         charts=charts,
         models={"embedding": search.model_version, "features": FEATURE_VERSION},
+        classifiers=ModelsView(vitrine, browser).active_classifiers(),
         recommendations=recommendation_summary(request),
     )

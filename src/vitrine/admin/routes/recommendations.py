@@ -1,29 +1,51 @@
-"""Recommendations: strategies (algorithm, fallback chain, aspect weights, rules), side-by-side
-previews and A/B tests, through the recommendation service's admin interface."""
+"""Recommendations: the strategy list (create, duplicate, delete), the editor of one
+strategy with a live preview of its unsaved edits, and side-by-side previews, through the
+recommendation service's admin interface. A/B tests are in :mod:`.ab_tests`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from vitrine.admin.ports import RecommendationAdmin, Strategy
+from vitrine.admin.ports import RecommendationAdmin
 from vitrine.admin.security import Viewer, editor, reader_post, viewer
+from vitrine.admin.strategy_form import ASPECTS, StrategyForm
 from vitrine.admin.templating import render
 from vitrine.catalog.browse import BrowseFilter
+from vitrine.recommend.algorithm_params import params_of, uses_aspect_weights
 
 router = APIRouter(prefix="/admin/recommendations")
-ASPECTS = ("color", "texture", "shape", "pattern", "embedding")
-RULES = ("exclude_purchased", "in_stock_only", "diversity")
+PREVIEW_K = 12
 
 
 def _backend(request: Request) -> RecommendationAdmin | None:
     return request.app.state.admin.backends.recommendations
 
 
-def _strategy(backend: RecommendationAdmin, name: str) -> Strategy | None:
-    return next((s for s in backend.strategies() if s.name == name), None)
+def _not_found(request: Request, what: str) -> HTMLResponse:
+    return render(request, "error.html", 404, title="Not found", message=what)
+
+
+def _to(path: str, request: Request) -> Response:
+    """Go to ``path``: an htmx redirect for htmx requests, else a plain one."""
+    if request.headers.get("hx-request"):
+        return Response(status_code=200, headers={"HX-Redirect": path})
+    return RedirectResponse(path, status_code=303)
+
+
+def _table(
+    request: Request, backend: RecommendationAdmin, status: int = 200, **extra: str
+) -> HTMLResponse:
+    return render(
+        request,
+        "partials/strategy_table.html",
+        status,
+        rows=backend.strategy_rows(),
+        message=extra.get("message", ""),
+        error=extra.get("error", ""),
+    )
 
 
 @router.get("", response_class=HTMLResponse)
@@ -31,75 +53,191 @@ def strategies(request: Request, _: Annotated[Viewer, Depends(viewer)]) -> HTMLR
     backend = _backend(request)
     context: dict[str, Any] = {"page": "recommendations", "installed": backend is not None}
     if backend is not None:
+        rows = backend.strategy_rows()
         context.update(
-            strategies=backend.strategies(),
+            rows=rows,
+            names=[r["name"] for r in rows],
             ab_tests=backend.ab_tests(),
-            aspects=ASPECTS,
             algorithms=backend.algorithms(),
+            customers=backend.recent_customers(),
+            message="",
+            error="",
         )
     return render(request, "recommendations.html", **context)
 
 
-def _number(form: Any, key: str, default: float = 0.0) -> float:
-    raw = str(form.get(key, "")).strip()
-    if not raw:
-        return default
-    value = float(raw)  # ValueError names the bad text
-    if value < 0:
-        raise ValueError(f"{key.split(':')[-1]} must not be negative")
-    return value
+@router.post("/strategies", response_class=HTMLResponse)
+def create_strategy(
+    request: Request,
+    _: Annotated[Viewer, Depends(editor)],
+    name: Annotated[str, Form()] = "",
+    algorithm: Annotated[str, Form()] = "",
+    fallback: Annotated[str, Form()] = "",
+) -> Response:
+    backend = _backend(request)
+    if backend is None:
+        return _not_found(request, "No recommendation service.")
+    name = name.strip()
+    chain = [a.strip() for a in fallback.split(",") if a.strip()]
+    try:
+        if not name:
+            raise ValueError("give the new strategy a name")
+        backend.create_strategy(name, algorithm.strip(), chain)
+    except ValueError as exc:
+        return render(request, "partials/strategy_alert.html", 422, error=str(exc))
+    return _to(f"/admin/recommendations/strategies/{name}", request)
 
 
-@router.post("/{name}", response_class=HTMLResponse)
+@router.post("/strategies/{name}/duplicate", response_class=HTMLResponse)
+def duplicate_strategy(
+    request: Request,
+    name: str,
+    _: Annotated[Viewer, Depends(editor)],
+    new_name: Annotated[str, Form()] = "",
+) -> Response:
+    backend = _backend(request)
+    if backend is None:
+        return _not_found(request, "No recommendation service.")
+    copy = new_name.strip()
+    try:
+        if not copy:
+            raise ValueError("give the copy a name")
+        backend.create_strategy(copy, "", [], copy_of=name)
+    except ValueError as exc:
+        return _table(request, backend, 422, error=str(exc))
+    return _to(f"/admin/recommendations/strategies/{copy}", request)
+
+
+@router.post("/strategies/{name}/delete", response_class=HTMLResponse)
+def delete_strategy(
+    request: Request, name: str, _: Annotated[Viewer, Depends(editor)]
+) -> HTMLResponse:
+    backend = _backend(request)
+    if backend is None:
+        return _not_found(request, "No recommendation service.")
+    try:
+        backend.delete_strategy(name)
+    except LookupError as exc:
+        return _table(request, backend, 404, error=str(exc.args[0]))
+    except ValueError as exc:
+        return _table(request, backend, 409, error=str(exc))
+    return _table(request, backend, message=f"Deleted {name}.")
+
+
+def _editor_context(
+    backend: RecommendationAdmin, form: StrategyForm, config: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "form": form,
+        "v": form.values,
+        "config": config,
+        "algorithms": backend.algorithms(),
+        "params": params_of(form.algorithm),
+        "weights_used": uses_aspect_weights(form.algorithm),
+        "aspects": ASPECTS,
+    }
+
+
+@router.get("/strategies/{name}", response_class=HTMLResponse)
+def strategy_editor(
+    request: Request, name: str, _: Annotated[Viewer, Depends(viewer)]
+) -> HTMLResponse:
+    backend = _backend(request)
+    config = backend.strategy_config(name) if backend is not None else None
+    if backend is None or config is None or config["variants"]:
+        return _not_found(request, f"No strategy {name!r}.")
+    form = StrategyForm.from_config(name, config, config["description"])
+    return render(
+        request,
+        "strategy.html",
+        page="recommendations",
+        customers=backend.recent_customers(),
+        message="",
+        error="",
+        **_editor_context(backend, form, config),
+    )
+
+
+@router.get("/strategies/{name}/fields", response_class=HTMLResponse)
+def algorithm_fields(
+    request: Request, name: str, _: Annotated[Viewer, Depends(viewer)], algorithm: str = ""
+) -> HTMLResponse:
+    """The parameter and weight fields of another algorithm (when the select changes)."""
+    backend = _backend(request)
+    config = backend.strategy_config(name) if backend is not None else None
+    if backend is None or config is None:
+        return _not_found(request, f"No strategy {name!r}.")
+    if algorithm not in backend.algorithms():
+        return render(
+            request, "partials/strategy_alert.html", 422, error=f"unknown algorithm {algorithm!r}"
+        )
+    form = StrategyForm.from_post(name, {"algorithm": algorithm}, config, config["description"])
+    return render(
+        request, "partials/strategy_fields.html", **_editor_context(backend, form, config)
+    )
+
+
+@router.post("/strategies/{name}", response_class=HTMLResponse)
 async def save_strategy(
     request: Request, name: str, _: Annotated[Viewer, Depends(editor)]
 ) -> HTMLResponse:
     backend = _backend(request)
-    current = _strategy(backend, name) if backend is not None else None
-    if backend is None or current is None:
-        return render(
-            request, "error.html", 404, title="Not found", message=f"No strategy {name!r}."
-        )
-    form = await request.form()
-    algorithms = backend.algorithms()
+    config = backend.strategy_config(name) if backend is not None else None
+    if backend is None or config is None:
+        return _not_found(request, f"No strategy {name!r}.")
+    form = StrategyForm.from_post(name, await request.form(), config, config["description"])
     try:
-        algorithm = str(form.get("algorithm") or current.algorithm)
-        raw = str(form.get("fallback", ""))
-        fallback = tuple(a.strip() for a in raw.split(",") if a.strip())
-        for chosen in (algorithm, *fallback):
-            if chosen not in algorithms:
-                raise ValueError(f"unknown algorithm {chosen!r}")
-        updated = Strategy(
-            name=name,
-            algorithm=algorithm,
-            fallback=fallback,
-            description=current.description,
-            aspects={a: _number(form, f"aspect:{a}") for a in ASPECTS},
-            rules={
-                "exclude_purchased": form.get("rule:exclude_purchased") == "on",
-                "in_stock_only": form.get("rule:in_stock_only") == "on",
-                "diversity": _number(form, "rule:diversity"),
-            },
-        )
-        backend.save_strategy(updated)
+        backend.save_strategy_config(name, form.to_config(config), form.description)
+    except LookupError as exc:
+        return _not_found(request, str(exc.args[0]))
     except ValueError as exc:
+        context = _editor_context(backend, form, config)
+        return render(request, "partials/strategy_form.html", 422, error=str(exc), **context)
+    saved = backend.strategy_config(name) or config
+    form = StrategyForm.from_config(name, saved, saved["description"])
+    context = _editor_context(backend, form, saved)
+    return render(request, "partials/strategy_form.html", message="Saved.", error="", **context)
+
+
+def _cards(request: Request, ids: list[str]) -> dict[str, Any]:
+    """The catalog cards of these products, in one query."""
+    browser = request.app.state.admin.browser
+    return {c.id: c for c in browser.cards(BrowseFilter(), ids=ids, limit=max(1, len(ids)))}
+
+
+@router.post("/strategies/{name}/preview", response_class=HTMLResponse)
+async def preview_edits(
+    request: Request, name: str, _: Annotated[Viewer, Depends(reader_post)]
+) -> HTMLResponse:
+    """The unsaved edits' list next to the saved strategy's, for a customer or a product."""
+    backend = _backend(request)
+    config = backend.strategy_config(name) if backend is not None else None
+    if backend is None or config is None:
+        return render(request, "partials/preview.html", 404, error=f"No strategy {name!r}.")
+    posted = await request.form()
+    customer_id = str(posted.get("customer_id") or "").strip() or None
+    product_id = str(posted.get("product_id") or "").strip() or None
+    if not customer_id and not product_id:
         return render(
-            request,
-            "partials/strategy.html",
-            422,
-            strategy=current,
-            aspects=ASPECTS,
-            algorithms=algorithms,
-            error=str(exc),
+            request, "partials/preview.html", 422, error="Give a customer id or a product id."
         )
-    return render(
-        request,
-        "partials/strategy.html",
-        strategy=updated,
-        aspects=ASPECTS,
-        algorithms=algorithms,
-        message="Saved.",
-    )
+    form = StrategyForm.from_post(name, posted, config, config["description"])
+    try:
+        result = backend.preview_config(
+            name,
+            form.to_config(config),
+            customer_id=customer_id,
+            product_id=product_id,
+            k=PREVIEW_K,
+        )
+    except ValueError as exc:
+        return render(request, "partials/preview.html", 422, error=str(exc))
+    cards = _cards(request, [i.product_id for i in [*result.draft, *result.saved]])
+    columns = [
+        ("Unsaved edits", [(i, cards.get(i.product_id)) for i in result.draft]),
+        ("Saved", [(i, cards.get(i.product_id)) for i in result.saved]),
+    ]
+    return render(request, "partials/preview.html", columns=columns, note=result.note, error="")
 
 
 @router.post("/preview/compare", response_class=HTMLResponse)
@@ -110,16 +248,17 @@ def preview(
     right: Annotated[str, Form()],
     customer_id: Annotated[str, Form()] = "",
     product_id: Annotated[str, Form()] = "",
-    k: Annotated[int, Form(ge=1, le=50)] = 12,
+    k: Annotated[int, Form(ge=1, le=50)] = PREVIEW_K,
 ) -> HTMLResponse:
     backend = _backend(request)
     if backend is None:
         return render(request, "partials/preview.html", 404, error="No recommendation service.")
     if not customer_id.strip() and not product_id.strip():
         return render(request, "partials/preview.html", 422, error="Give a customer or a product.")
+    known = {s.name: s for s in backend.strategies()}
     columns = []
     for name in (left, right):
-        strategy = _strategy(backend, name)
+        strategy = known.get(name)
         if strategy is None:
             return render(request, "partials/preview.html", 422, error=f"No strategy {name!r}.")
         try:
@@ -131,37 +270,6 @@ def preview(
             )
         except ValueError as exc:
             return render(request, "partials/preview.html", 422, error=str(exc))
-        cards = {
-            c.id: c
-            for c in request.app.state.admin.browser.cards(
-                BrowseFilter(), ids=[i.product_id for i in items], limit=max(1, len(items))
-            )
-        }
-        columns.append((strategy, [(i, cards.get(i.product_id)) for i in items]))
-    return render(request, "partials/preview.html", columns=columns, error="")
-
-
-@router.post("/ab-tests/new", response_class=HTMLResponse)
-def start_ab_test(
-    request: Request,
-    _: Annotated[Viewer, Depends(editor)],
-    name: Annotated[str, Form()],
-    a: Annotated[str, Form()],
-    b: Annotated[str, Form()],
-    split: Annotated[float, Form(gt=0, lt=1)] = 0.5,
-) -> HTMLResponse:
-    backend = _backend(request)
-    if backend is None:
-        return render(request, "partials/ab_tests.html", 404, ab_tests=[], error="No service.")
-    error = ""
-    try:
-        backend.start_ab_test(name.strip(), a, b, split)
-    except ValueError as exc:
-        error = str(exc)
-    return render(
-        request,
-        "partials/ab_tests.html",
-        422 if error else 200,
-        ab_tests=backend.ab_tests(),
-        error=error,
-    )
+        cards = _cards(request, [i.product_id for i in items])
+        columns.append((name, [(i, cards.get(i.product_id)) for i in items]))
+    return render(request, "partials/preview.html", columns=columns, note="", error="")

@@ -102,6 +102,7 @@ async def upload_product(
         request,
         "partials/upload_result.html",
         product=saved,
+        labels=request.app.state.admin.product_pages.labels_of(saved),
         analysis=analyses[0].to_json(),
         image_id=saved["images"][0]["id"] if saved["images"] else None,
         error="",

@@ -144,6 +144,9 @@ class StrategyIn(BaseModel):
     rules: dict[str, Any] = Field(default_factory=dict)
     fallback: list[str] = Field(default_factory=lambda: ["visual_profile", "trending"])
     variants: dict[str, FiniteFloat] = Field(default_factory=dict)
+    paused: bool = Field(
+        default=False, strict=True, description="an A/B test on hold: its own config serves"
+    )
 
     @field_validator("params", "rules")
     @classmethod
@@ -193,6 +196,7 @@ class StrategyStats(BaseModel):
     strategy: str
     served: int
     clicked_lists: int
+    converted_lists: int = Field(default=0, description="lists with an attributed purchase")
     events: dict[str, int] = Field(description="attributed events by type")
     ctr: float | None
     conversion: float | None

@@ -1,4 +1,5 @@
-"""The labels download of the admin UI: the same CSV as `vitrine export-labels`, streamed."""
+"""Labels in the admin catalog: on the grid's cards, and the download (the same CSV as
+`vitrine export-labels`, streamed)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,17 @@ def test_chunks_join_into_the_file_the_command_writes(client: TestClient, tmp_pa
     result = CliRunner().invoke(cli, ["export-labels", str(out)], env=env)
     assert result.exit_code == 0, result.output
     assert out.read_bytes().decode() == "".join(chunks)
+
+
+def test_catalog_cards_show_model_and_human_labels(client: TestClient) -> None:
+    _sign_in(client)
+    page = client.get("/admin/catalog")
+    assert page.status_code == 200
+    p2 = page.text[page.text.index("/admin/catalog/p2") :]
+    p2 = p2[: p2.index("</li>")]
+    assert 'class="chip model"' in p2 and ">black<" in p2 and "model, 42%" in p2
+    p3 = page.text[page.text.index("/admin/catalog/p3") :]
+    p3 = p3[: p3.index("</li>")]
+    assert 'class="chip human"' in p3 and ">white<" in p3
+    labelled = client.get("/admin/catalog", params={"label": "colour=black"})
+    assert "/admin/catalog/p2" in labelled.text and "/admin/catalog/p3" not in labelled.text
