@@ -75,9 +75,10 @@ def _pages(client: httpx.Client) -> list[str]:
 
     pages = [href for _key, href, _label in NAV]
     catalog = client.get("/admin/catalog").text
-    product = re.search(r'href="(/admin/catalog/[^"?]+)"', catalog)
+    product = re.search(r'href="(/admin/catalog/(?!labels\.csv)[^"?]+)"', catalog)
     if product:
         pages.append(product.group(1))
+    pages.append("/admin/catalog/labels.csv")  # a download of the whole catalog
     for listing, pattern in (
         ("/admin/customers", r'href="(/admin/customers/[^"?]+)"'),
         ("/admin/models", r'href="(/admin/models/\d+)"'),
@@ -105,10 +106,27 @@ def _time(client: httpx.Client, path: str, n: int) -> dict[str, Any]:
 
 def _ensure_models(runtime: Any) -> None:
     """Two classifiers (the catalog labelled by them) and the recommendation models, as a
-    shop has them after its first day, so that every page shows what it shows then."""
+    shop has them after its first weeks, so that every page shows what it shows then.
+
+    H&M gives every article its type and colour; a shop installs Vitrine for the products
+    that come without. Every other product (by id) loses those two fields, so the
+    classifiers learn from half the catalog and label the other half."""
+    from vitrine.catalog.store import ProductRecord
     from vitrine.cli.jobs import run_queued_jobs
 
     if not runtime.classification.registry.active():
+        stripped = [
+            ProductRecord(
+                pid,
+                title,
+                price=attributes.pop("price", None),
+                available=attributes.pop("available", True),
+                attributes={k: v for k, v in attributes.items() if k not in CLASSIFIED},
+            )
+            for n, (pid, title, attributes) in enumerate(runtime.store.iter_attributes())
+            if n % 2
+        ]
+        runtime.store.upsert_products(stripped)
         runtime.classification.train(CLASSIFIED, activate="always")
         run_queued_jobs(runtime, progress=False)
     runtime.recommendations.load_or_train()  # trains and saves when none are saved

@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
 from vitrine.catalog.store import HUMAN, MODEL
+from vitrine.memo import Memo
 
 MISSING_VALUES = ("", "nan", "none", "null")  # what counts as no value (classify.dataset)
 
@@ -101,6 +102,17 @@ class CatalogBrowser:
     def __init__(self, engine: Engine, feature_version: str) -> None:
         self.engine = engine
         self.feature_version = feature_version
+        # Facets read every photo's summary (or a sample of products): kept until a
+        # product or photo changes, at most a minute.
+        self._facets = Memo(ttl_seconds=60.0)
+
+    def _catalog_version(self) -> tuple[Any, Any]:
+        """Changes whenever a product is saved or a photo added (two index lookups)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.scalar(select(func.max(Product.updated_at))),
+                conn.scalar(select(func.max(Image.id))),
+            )
 
     def _summary_join(self) -> Any:
         return and_(
@@ -218,6 +230,10 @@ class CatalogBrowser:
 
     def colors(self, limit: int = 60) -> list[tuple[str, int]]:
         """Primary colour names of primary photos, most frequent first."""
+        version = self._catalog_version()
+        return self._facets.get(("colors", limit), version, lambda: self._colors(limit))
+
+    def _colors(self, limit: int) -> list[tuple[str, int]]:
         name = Feature.data["color"]["primary"].as_string()
         query = (
             select(name, func.count())
@@ -233,6 +249,11 @@ class CatalogBrowser:
 
     def attribute_values(self, sample: int = 2000, top: int = 12) -> dict[str, list[str]]:
         """The shop's own fields (from a sample of products) and their commonest values."""
+        version = self._catalog_version()
+        key = ("attributes", sample, top)
+        return self._facets.get(key, version, lambda: self._attribute_values(sample, top))
+
+    def _attribute_values(self, sample: int, top: int) -> dict[str, list[str]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(Product.attributes).limit(sample)).scalars().all()
         counts: dict[str, Counter[str]] = {}
