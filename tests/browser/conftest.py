@@ -3,14 +3,11 @@ signed-in tab (see admin_live.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from admin_live import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -18,8 +15,8 @@ from admin_live import (
     PASSWORD,
     Live,
     Tab,
-    _free_port,
     _rows,
+    serving,
     sign_in,
 )
 
@@ -60,22 +57,8 @@ def live(
         )
         for r in rows[N_PRODUCTS:]
     ]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", photos, spare)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        yield Live(url, photos, spare)
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,13 @@ the test needs neither the real data nor the model.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
-from admin_live import CHROMIUM, CHROMIUM_ARGS, Tab, _free_port, sign_in
+from admin_live import CHROMIUM, CHROMIUM_ARGS, Tab, serving, sign_in
 
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
@@ -109,21 +106,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = create_app(settings, warm=False)
     app.state.admin.users.create("admin", PASSWORD, "admin")
     _shop(app)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture()

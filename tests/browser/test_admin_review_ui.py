@@ -6,14 +6,11 @@ Screenshots (1280 px and a 390 px phone) go to test-artifacts/admin/.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from admin_live import PASSWORD, Live, Tab, _free_port, _rows
+from admin_live import PASSWORD, Live, Tab, _rows, serving
 
 from vitrine.api.app import create_app
 from vitrine.catalog.products import Upload
@@ -60,22 +57,8 @@ def live(
         (r["id"], (data_dir / "fashion-small" / "images" / f"{r['id']}.jpg").read_bytes(), r)
         for r in rows[LABELLED + UNLABELLED :]
     ]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    try:
-        yield Live(f"http://127.0.0.1:{port}", photos, spare)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        yield Live(url, photos, spare)
 
 
 def no_sideways_scroll(tab: Tab, what: str) -> None:

@@ -11,7 +11,6 @@ Screenshots (desktop 1280 px and phone 390 px) go to test-artifacts/admin/.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
-from admin_live import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tab, _free_port, _rows, sign_in
+from admin_live import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tab, _rows, serving, sign_in
 
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
@@ -92,22 +90,8 @@ def shop(
     app = create_app(settings, warm=False)
     app.state.admin.users.create("admin", PASSWORD, "admin")
     ids = _shop(app, data_dir)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}", app, ids
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        yield url, app, ids
 
 
 @pytest.fixture()

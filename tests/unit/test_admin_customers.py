@@ -10,20 +10,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from small_shop import PASSWORD, small_shop
 from vitrine.admin.shop_analytics import choose_range
-from vitrine.api.app import create_app
-from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
-from vitrine.config import load_settings
 from vitrine.recommend import customer_log
 from vitrine.recommend.customer_log import CustomerLog
 from vitrine.recommend.strategies import Strategy as EngineStrategy
-from vitrine.vision.features import FEATURE_VERSION
 
-PASSWORD = "correct horse battery"
 END = datetime(2020, 9, 22, 12, tzinfo=UTC)  # the log ends long ago
 TYPES = ("view", "view", "add_to_cart", "purchase")
 
@@ -47,37 +42,7 @@ def _events() -> list[dict[str, Any]]:
 
 @pytest.fixture()
 def shop(tmp_path: Path) -> Iterator[tuple[Any, TestClient]]:
-    settings = load_settings(env={}).with_overrides(
-        home=tmp_path / "home", admin_recall_check_minutes=0, recommend_retrain_minutes=0
-    )
-    app = create_app(settings, warm=False)
-    admin = app.state.admin
-    admin.users.create("alice", PASSWORD, "admin")
-    store = admin.vitrine.store
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(2, 16)) * 3
-    for c, cat in enumerate(("shirts", "shoes")):
-        for j in range(10):
-            pid = f"{('sh', 'so')[c]}{j}"
-            image = ImageRecord(
-                pid,
-                f"h{pid}",
-                f"k{pid}",
-                "jpeg",
-                10,
-                10,
-                100,
-                features=[
-                    FeatureRecord("embedding", "m1", vector=centres[c] + rng.normal(size=16)),
-                    FeatureRecord("color", FEATURE_VERSION, vector=rng.random(8)),
-                ],
-            )
-            record = ProductRecord(pid, f"{cat} {j}", attributes={"category": cat})
-            store.save_product(record, [image], replace_images=True)
-    service = admin.vitrine.recommendations
-    service.add_events(_events())
-    service.strategies.put(EngineStrategy("default", "als"))
-    service.train()
+    app = small_shop(tmp_path / "home", _events(), [EngineStrategy("default", "als")])
     with TestClient(app) as client:
         page = client.get("/admin/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]

@@ -9,21 +9,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from small_shop import PASSWORD, small_shop
 from vitrine.admin.recommendations import ServiceRecommendations
 from vitrine.admin.strategy_form import FACTORS, FLAGS, LISTS, NUMBERS
 from vitrine.api.app import create_app
 from vitrine.catalog.models import Label, RecommendationEvaluation
-from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
+from vitrine.catalog.store import ProductRecord
 from vitrine.config import load_settings
 from vitrine.recommend.ab_tests import Arm, newcombe, verdict, wilson
 from vitrine.recommend.strategies import Strategy as EngineStrategy
-from vitrine.vision.features import FEATURE_VERSION
 
-PASSWORD = "correct horse battery"
 ASPECTS = ("color", "texture", "shape", "pattern", "embedding")
 T0 = datetime.now(UTC) - timedelta(days=20)
 EDIT = "/admin/recommendations/strategies"
@@ -67,49 +65,21 @@ def test_recommendation_pages_say_when_the_service_is_missing(app_client: Any) -
 def shop_client(tmp_path: Path) -> Iterator[tuple[Any, TestClient]]:
     """A small shop through the real recommendation service: 20 products in two categories
     (embeddings clustered by category, random colour vectors), 30 customers' purchases."""
-    settings = load_settings(env={}).with_overrides(
-        home=tmp_path / "home", admin_recall_check_minutes=0, recommend_retrain_minutes=0
-    )
-    app = create_app(settings, warm=False)
-    admin = app.state.admin
-    admin.users.create("alice", PASSWORD, "admin")
-    store = admin.vitrine.store
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(2, 16)) * 3
-    for c, cat in enumerate(("shirts", "shoes")):
-        for j in range(10):
-            pid = f"{('sh', 'so')[c]}{j}"
-            image = ImageRecord(
-                pid,
-                f"h{pid}",
-                f"k{pid}",
-                "jpeg",
-                10,
-                10,
-                100,
-                features=[
-                    FeatureRecord("embedding", "m1", vector=centres[c] + rng.normal(size=16)),
-                    FeatureRecord("color", FEATURE_VERSION, vector=rng.random(8)),
-                ],
-            )
-            record = ProductRecord(pid, f"{cat} {j}", attributes={"category": cat})
-            store.save_product(record, [image], replace_images=True)
-    service = admin.vitrine.recommendations
-    service.add_events(
-        [
-            {
-                "user_id": f"u{u}",
-                "product_id": f"{('sh', 'sh', 'so')[u % 3]}{(u + j) % 10}",
-                "type": "purchase",
-                "timestamp": T0 + timedelta(days=u % 15 + j),
-            }
-            for u in range(30)
-            for j in range(3)
-        ]
-    )
-    service.strategies.put(EngineStrategy("hybrid", "hybrid", params={"windows": 1}))
-    service.strategies.put(EngineStrategy("default", "als"))
-    service.train()
+    events = [
+        {
+            "user_id": f"u{u}",
+            "product_id": f"{('sh', 'sh', 'so')[u % 3]}{(u + j) % 10}",
+            "type": "purchase",
+            "timestamp": T0 + timedelta(days=u % 15 + j),
+        }
+        for u in range(30)
+        for j in range(3)
+    ]
+    strategies = [
+        EngineStrategy("hybrid", "hybrid", params={"windows": 1}),
+        EngineStrategy("default", "als"),
+    ]
+    app = small_shop(tmp_path / "home", events, strategies)
     with TestClient(app) as client:
         page = client.get("/admin/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]

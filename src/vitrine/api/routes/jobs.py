@@ -32,7 +32,7 @@ class TrainClassifier(BaseModel):
     groups: str | None = Field(
         default=None, max_length=200, description="feature groups, e.g. embedding+color"
     )
-    min_support: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    min_support: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class LabelCatalog(BaseModel):
@@ -50,7 +50,7 @@ class EvaluateRecommendations(BaseModel):
     """Offline evaluation on the shop's own log, split in time."""
 
     split: DateParam = Field(description="the first day of the test period")
-    k: int = Field(default=12, ge=1, le=100, strict=True)
+    k: int = Field(default=12, ge=1, le=100)
     algorithms: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=20
     )
