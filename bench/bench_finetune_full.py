@@ -234,6 +234,9 @@ def main() -> None:
     started = time.perf_counter()
     probe = linear_probe(embed(net, train_photos), y_train, embed(net, test_photos))
     probe_seconds = time.perf_counter() - started
+    scores = [f"{f} {accuracy(probe[:, j], y_test[:, j]):.3f}" for j, f in enumerate(FIELDS)]
+    shown = ", ".join(scores)
+    print(f"linear probe ({probe_seconds:.0f} s): {shown}", flush=True)
     log = fine_tune(net, train_photos, y_train, args)
     tuned = predict(net, test_photos)
     result = {
