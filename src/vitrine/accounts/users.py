@@ -9,14 +9,14 @@ exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Engine, delete, select, update
 
-from vitrine.catalog.models import User, utcnow
+from vitrine.catalog.models import User, as_utc, utcnow
 
 ROLES = ("admin", "analyst")
 MIN_PASSWORD_LENGTH = 10
@@ -52,13 +52,6 @@ class SignIn:
     user: UserInfo | None
     reason: str = ""
     locked_until: datetime | None = None
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def user_info(row: Any) -> UserInfo:

@@ -16,6 +16,7 @@ from typing import Any
 
 from vitrine.admin import model_insights as insights
 from vitrine.catalog.browse import CatalogBrowser
+from vitrine.catalog.models import as_utc
 from vitrine.classify.features import FEATURE_GROUPS
 from vitrine.classify.registry import TAG_PREFIX, UnknownModelError, model_summary
 from vitrine.cluster.job_queue import (
@@ -61,12 +62,6 @@ class ModelNotFound(ModelsRequestError):
     """No such model version or job."""
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
-    return moment
-
-
 def _by(user: str) -> str:
     return f"admin {user}"[:64]
 
@@ -109,8 +104,8 @@ def _job_summary(job: dict[str, Any]) -> str:
 def job_row(job: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """A job as the jobs panel shows it: kind, state, progress, duration, outcome."""
     now = now or datetime.now(UTC)
-    started, finished = _aware(job.get("started_at")), _aware(job.get("finished_at"))
-    created = _aware(job.get("created_at"))
+    started, finished = as_utc(job.get("started_at")), as_utc(job.get("finished_at"))
+    created = as_utc(job.get("created_at"))
     if started is not None:
         duration = _seconds(((finished or now) - started).total_seconds())
     elif created is not None and job["state"] == "queued":
@@ -379,9 +374,9 @@ class ModelsView:
             out.append(
                 {
                     "id": run["id"],
-                    "split": _aware(run["split_date"]),
+                    "split": as_utc(run["split_date"]),
                     "k": run["k"],
-                    "created_at": _aware(run.get("created_at")),
+                    "created_at": as_utc(run.get("created_at")),
                     "facts": run.get("params") or {},
                     "metrics": names,
                     "rows": rows,

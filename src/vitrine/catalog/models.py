@@ -31,6 +31,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | str | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite hands back naive datetimes (and
+    ISO text from aggregates such as MIN / MAX); they were written in UTC."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 

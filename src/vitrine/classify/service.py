@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vitrine.catalog.models import as_utc
 from vitrine.catalog.store import HUMAN, MODEL, CatalogStore
 from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import FeatureBlocks, blocks_from_analyses
@@ -74,12 +75,6 @@ def label_rows(
                     }
                 )
     return rows
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
-    return moment
 
 
 class ClassificationService:
@@ -275,7 +270,7 @@ class ClassificationService:
         for model in active:
             # Since the field's last run, kept or not (a rejected run must not loop).
             trained_at = max(
-                (_aware(m["created_at"]) for m in self.registry.list(model["field"])),
+                (as_utc(m["created_at"]) for m in self.registry.list(model["field"])),
                 key=lambda t: t or datetime.min.replace(tzinfo=UTC),
             )
             corrections = self.corrections_since(model["field"], trained_at)

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from vitrine.catalog.models import Event, RecommendationServed
+from vitrine.catalog.models import Event, RecommendationServed, as_utc
 
 SERVED_SAMPLE = 20_000
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _day(value: Any) -> date:
@@ -56,7 +48,7 @@ class ShopActivity:
             last = conn.scalar(select(func.max(Event.ts)))
         if first is None or last is None:
             return None
-        return _utc(first), _utc(last)  # type: ignore[return-value]
+        return as_utc(first), as_utc(last)  # type: ignore[return-value]
 
     def served_span(self) -> tuple[datetime, datetime] | None:
         """When the first and the last recommendation list was served."""
@@ -66,7 +58,7 @@ class ShopActivity:
             last = conn.scalar(select(func.max(created)))
         if first is None or last is None:
             return None
-        return _utc(first), _utc(last)  # type: ignore[return-value]
+        return as_utc(first), as_utc(last)  # type: ignore[return-value]
 
     def events_per_day(self, start: datetime, end: datetime) -> dict[str, dict[date, int]]:
         """{event type: {day: events}} of the range (days without events left out)."""

@@ -14,23 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 
-from vitrine.catalog.models import Event
+from vitrine.catalog.models import Event, as_utc
 
 SCAN_CHUNK = 2_000
 SCAN_LIMIT = 40_000  # events read for one page of recent customers, at most
 HIGHEST = "\U0010ffff"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back times without a zone; events are stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,7 @@ class CustomerLog:
         spans: dict[str, list[datetime]] = {}
         for user, type_, n, first, last in rows:
             counts.setdefault(user, {})[type_] = int(n)
-            spans.setdefault(user, []).extend(t for t in (_utc(first), _utc(last)) if t)
+            spans.setdefault(user, []).extend(t for t in (as_utc(first), as_utc(last)) if t)
         return {
             u: CustomerSummary(
                 u, counts[u], min(spans.get(u) or [None]), max(spans.get(u) or [None])
@@ -217,5 +210,5 @@ class CustomerLog:
                     Event.ts <= at, or_(Event.ts < at, and_(Event.ts == at, Event.id < before))
                 )
             rows = conn.execute(query).all()
-        events = [HistoryRow(r[0], r[1], r[2], _utc(r[3]), r[4], r[5]) for r in rows[:limit]]
+        events = [HistoryRow(r[0], r[1], r[2], as_utc(r[3]), r[4], r[5]) for r in rows[:limit]]
         return events, (events[-1].event_id if len(rows) > limit else None)
