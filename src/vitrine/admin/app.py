@@ -84,6 +84,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
     s = vitrine.settings
     label_stats = LabelStatistics(vitrine.engine)
     browser = CatalogBrowser(vitrine.engine, FEATURE_VERSION)
+    feedback = ClassifierFeedback(vitrine.classification)
     ui = AdminUI(
         vitrine=vitrine,
         users=UserService(vitrine.engine, s.admin_lockout_attempts, s.admin_lockout_minutes),
@@ -96,7 +97,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
             recall_minutes=s.admin_recall_check_minutes,  # type: ignore[arg-type]
         ),
         backends=AdminBackends(
-            labels=ClassifierFeedback(vitrine.classification),
+            labels=feedback,
             classification=RegistryInsights(
                 vitrine.classification, LabelAgreementInsights(label_stats)
             ),
@@ -106,9 +107,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         customers=CustomerDirectory(CustomerLog(vitrine.engine), browser),
         activity=ShopAnalytics(ShopActivity(vitrine.engine), browser),
         product_pages=ProductPages(vitrine, browser, s.admin_product_columns),
-        review=ReviewQueue(
-            browser, ClassifierFeedback(vitrine.classification), vitrine.classification
-        ),
+        review=ReviewQueue(browser, feedback, vitrine.classification),
         setup=SetupToken(s.home),
     )
     app.state.admin = ui
