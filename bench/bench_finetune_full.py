@@ -1,22 +1,28 @@
-"""Whole-network multi-task fine-tuning from the photo alone, beside a linear probe on the
-same network's frozen features, on the fixed 80/20 split of fashion-small (a slice of it).
+"""Whole-network multi-task fine-tuning from the photo alone (the service's trainer,
+:mod:`vitrine.classify.finetune.whole_training`), beside a linear probe on the same
+network's frozen features, on the fixed 80/20 split of fashion-small.
 
-Both systems see the same photos at the same input size; the baseline is logistic
-regression on the pretrained EfficientNet-Lite0's pooled features (the service's frozen
-embedding), measured in the same run. Fine-tuning trains every layer with one head per
-field: random resized crops and flips for every photo; colour jitter on half of each
-batch, whose colour field's loss is left out (the colour is the label there). The test
-photos are touched once, at the end.
+Both systems see the same pixels: each photo prepared as served (224x224) and averaged
+down to ``--input-size``. The baseline is logistic regression on the pretrained
+EfficientNet-Lite0's pooled features, measured in the same run. Fine-tuning trains every
+layer with one head per field (crops, zoom-outs, flips; colour jitter on half of each
+batch with the colour field's loss left out there; the colour head also reads the
+attention-weighted colour histogram of the product's region unless --no-region-colour).
+5 % of the training ids are held out for early stopping and for calibrating abstention;
+the test photos are touched once, at the end. ``--save DIR`` keeps the network, the test
+predictions and the figures (``make bench-classify`` prints them beside its baseline).
 
     .venv/bin/python bench/bench_finetune_full.py --train 10000 --test 2000 --epochs 3
+    .venv/bin/python bench/bench_finetune_full.py --train 0 --test 0 --epochs 4 \
+        --save .cache/finetuned
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,16 +31,23 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
-from torch.nn import functional
 
-from bench_classify import FASHION, is_test
-from bench_finetune_speed import cpu_flags, load_backbone
+from bench_classify import FASHION, is_test, macro_f1
+from bench_finetune_speed import cpu_flags
+from vitrine.classify.finetune import load_base_network
+from vitrine.classify.finetune.activations import Activations
+from vitrine.classify.finetune.training import IGNORE, FieldTargets
+from vitrine.classify.finetune.whole_training import (
+    WholeNetConfig,
+    downscale_runner,
+    fine_tune_whole,
+)
+from vitrine.vision.model_input import prepare_image
 
 FIELDS = ("masterCategory", "subCategory", "articleType", "baseColour", "gender")
-COLOUR_FIELDS = ("baseColour",)
 MIN_SUPPORT = 10
-IGNORE = -100
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-finetune"
+ABSTAIN_AT = (0.95, 0.98)  # accuracy targets for calibrated abstention
 
 
 def read_rows(limit_train: int, limit_test: int) -> tuple[list[dict], list[dict]]:
@@ -42,221 +55,213 @@ def read_rows(limit_train: int, limit_test: int) -> tuple[list[dict], list[dict]
         rows = [
             r for r in csv.DictReader(handle) if (FASHION / "images" / f"{r['id']}.jpg").is_file()
         ]
-    train = [r for r in rows if not is_test(r["id"])][:limit_train]
-    test = [r for r in rows if is_test(r["id"])][:limit_test]
-    return train, test
+    train = [r for r in rows if not is_test(r["id"])]
+    test = [r for r in rows if is_test(r["id"])]
+    return train[: limit_train or None], test[: limit_test or None]
 
 
-def decode(rows: list[dict], height: int, width: int) -> np.ndarray:
-    """uint8 NHWC photos resized to the network's input (decoded once, kept in memory)."""
-    out = np.empty((len(rows), height, width, 3), dtype=np.uint8)
-    for i, r in enumerate(rows):
-        with Image.open(FASHION / "images" / f"{r['id']}.jpg") as photo:
-            out[i] = np.asarray(photo.convert("RGB").resize((width, height), Image.BICUBIC))
+def is_calibration(product_id: str) -> bool:
+    digest = hashlib.blake2b(f"calibration:{product_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % 20 == 0
+
+
+def photos(rows: list[dict], size: int) -> Activations:
+    """Prepared, downscaled photos as the trainer caches them (cached on disk here)."""
+    ids = [r["id"] for r in rows]
+    key = hashlib.sha256(f"{size}\n{','.join(ids)}".encode()).hexdigest()[:16]
+    path = CACHE / f"photos-{key}.npy"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        run = downscale_runner(size)
+        out = np.lib.format.open_memmap(
+            path.with_suffix(".tmp.npy"),
+            mode="w+",
+            dtype=np.float16,
+            shape=(len(rows), 1, size, size, 3),
+        )
+        for start in range(0, len(rows), 256):
+            batch = []
+            for r in rows[start : start + 256]:
+                with Image.open(FASHION / "images" / f"{r['id']}.jpg") as photo:
+                    batch.append(prepare_image(np.asarray(photo.convert("RGB"))))
+            out[start : start + len(batch), 0] = run(np.stack(batch))
+        out.flush()
+        del out
+        path.with_suffix(".tmp.npy").rename(path)
+    return Activations(ids, np.load(path, mmap_mode="r"))
+
+
+def build_targets(train: list[dict], test: list[dict]) -> list[FieldTargets]:
+    rows = train + test
+    n_train = len(train)
+    out = []
+    for f in FIELDS:
+        fit = [r[f] for r in train if r[f] and not is_calibration(r["id"])]
+        classes = sorted(v for v, n in Counter(fit).items() if n >= MIN_SUPPORT)
+        index = {c: i for i, c in enumerate(classes)}
+        sides = {s: np.full(len(rows), IGNORE, np.int64) for s in ("train", "cal", "test")}
+        for i, r in enumerate(rows):
+            if not r[f]:
+                continue
+            side = "test" if i >= n_train else "cal" if is_calibration(r["id"]) else "train"
+            sides[side][i] = index.get(r[f], IGNORE if side == "train" else -1)
+        weight = (sides["train"] != IGNORE).astype(np.float32)
+        out.append(FieldTargets(f, classes, sides["train"], weight, sides["cal"], sides["test"]))
     return out
 
 
-def vocabularies(train: list[dict]) -> dict[str, list[str]]:
-    vocab = {}
-    for f in FIELDS:
-        counts = Counter(r[f] for r in train if r[f])
-        vocab[f] = sorted(v for v, n in counts.items() if n >= MIN_SUPPORT)
-    return vocab
-
-
-def targets(rows: list[dict], vocab: dict[str, list[str]]) -> np.ndarray:
-    index = {f: {v: i for i, v in enumerate(vs)} for f, vs in vocab.items()}
-    return np.array([[index[f].get(r[f], IGNORE) for f in FIELDS] for r in rows], dtype=np.int64)
-
-
-def to_input(batch: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    return ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
-
-
-def augment(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops (75-100 % of the area) and flips for all; colour jitter (brightness,
-    contrast, saturation, hue-ish channel gains) on the second half. Returns the batch and
-    a mask of the jittered rows."""
-    n, _c, h, w = x.shape
-    out = torch.empty_like(x)
-    for i in range(n):
-        scale = math.sqrt(rng.uniform(0.75, 1.0))
-        ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
-        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = x[i : i + 1, :, top : top + ch, left : left + cw]
-        crop = functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
-        if rng.random() < 0.5:
-            crop = crop.flip(3)
-        out[i] = crop[0]
-    jittered = torch.zeros(n, dtype=torch.bool)
-    jittered[n // 2 :] = True
-    half = out[n // 2 :]
-    gains = torch.from_numpy(rng.uniform(0.7, 1.3, size=(half.shape[0], 3, 1, 1))).float()
-    mean = half.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = torch.from_numpy(rng.uniform(0.7, 1.3, size=(half.shape[0], 1, 1, 1))).float()
-    grey = half.mean(dim=1, keepdim=True)
-    saturation = torch.from_numpy(rng.uniform(0.5, 1.5, size=(half.shape[0], 1, 1, 1))).float()
-    half = grey + (half - grey) * saturation
-    half = mean + (half - mean) * contrast
-    out[n // 2 :] = (half * gains).clamp(-1.0, 1.0)
-    return out.contiguous(memory_format=torch.channels_last), jittered
-
-
-class MultiTask(nn.Module):
-    def __init__(self, backbone: nn.Module, sizes: list[int]) -> None:
-        super().__init__()
-        self.backbone = backbone
-        width = backbone._fc.in_features
-        self.dropout = nn.Dropout(0.2)
-        self.heads = nn.ModuleList(nn.Linear(width, n) for n in sizes)
-
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.extract_features(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        z = self.dropout(self.pooled(x))
-        return [head(z) for head in self.heads]
-
-
 @torch.inference_mode()
-def embed(net: MultiTask, photos: np.ndarray, batch: int = 128) -> np.ndarray:
+def pooled(net: Any, data: Activations, rows: np.ndarray) -> np.ndarray:
     net.eval()
-    return np.concatenate(
-        [net.pooled(to_input(photos[i : i + batch])).numpy() for i in range(0, len(photos), batch)]
-    )
+    out = []
+    for start in range(0, len(rows), 128):
+        x = torch.from_numpy(np.asarray(data.data[rows[start : start + 128], 0], np.float32))
+        out.append(net.extract_features(x.permute(0, 3, 1, 2)).mean(dim=(2, 3)).numpy())
+    return np.concatenate(out)
 
 
-def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
-    keep = truth != IGNORE
-    return float((pred[keep] == truth[keep]).mean()) if keep.any() else float("nan")
-
-
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+def linear_probe(net: Any, data: Activations, targets: list[FieldTargets]) -> list[np.ndarray]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(train_x)
-    a, b = scaler.transform(train_x), scaler.transform(test_x)
+    fit_rows = np.flatnonzero(np.any(np.stack([t.train for t in targets]) != IGNORE, axis=0))
+    test_rows = np.flatnonzero(np.any(np.stack([t.evaluation for t in targets]) != IGNORE, axis=0))
+    scaler = StandardScaler().fit(pooled(net, data, fit_rows))
+    a = scaler.transform(pooled(net, data, fit_rows))
+    b = scaler.transform(pooled(net, data, test_rows))
     preds = []
-    for j in range(train_y.shape[1]):
-        keep = train_y[:, j] != IGNORE
-        model = LogisticRegression(C=0.5, max_iter=1000).fit(a[keep], train_y[keep, j])
-        preds.append(model.predict(b))
-    return np.stack(preds, axis=1)
+    for t in targets:
+        y = t.train[fit_rows]
+        keep = y != IGNORE
+        model = LogisticRegression(C=0.5, max_iter=1000).fit(a[keep], y[keep])
+        full = np.full(len(data), -2, np.int64)
+        full[test_rows] = model.predict(b)
+        preds.append(full)
+    return preds
 
 
-def fine_tune(
-    net: MultiTask, photos: np.ndarray, y: np.ndarray, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(0)
-    colour = torch.tensor([f in COLOUR_FIELDS for f in FIELDS])
-    backbone_params = list(net.backbone.parameters())
-    head_params = list(net.heads.parameters())
-    optimiser = torch.optim.AdamW(
-        [{"params": backbone_params, "lr": args.lr}, {"params": head_params, "lr": args.lr * 5}],
-        weight_decay=1e-4,
-    )
-    steps = args.epochs * (len(photos) // args.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=[args.lr, args.lr * 5], total_steps=steps, pct_start=0.1
-    )
-    net = net.to(memory_format=torch.channels_last)
-    log = []
-    for epoch in range(args.epochs):
-        net.train()
-        order = rng.permutation(len(photos))
-        started, losses = time.perf_counter(), []
-        for s in range(len(photos) // args.batch):
-            idx = np.sort(order[s * args.batch : (s + 1) * args.batch])
-            x, jittered = augment(to_input(photos[idx]), rng)
-            t = torch.from_numpy(y[idx])
-            outputs = net(x)
-            loss = torch.zeros(())
-            for j, out in enumerate(outputs):
-                target = t[:, j].clone()
-                if colour[j]:
-                    target[jittered] = IGNORE  # jitter changed the colour: no label here
-                if (target != IGNORE).any():
-                    loss = loss + functional.cross_entropy(
-                        out, target, ignore_index=IGNORE, label_smoothing=0.1
-                    )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-        seconds = time.perf_counter() - started
-        log.append(
-            {
-                "epoch": epoch + 1,
-                "loss": round(float(np.mean(losses)), 4),
-                "seconds": round(seconds),
-            }
-        )
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f}, {seconds:.0f} s", flush=True)
-    return log
-
-
-@torch.inference_mode()
-def predict(net: MultiTask, photos: np.ndarray, batch: int = 128) -> np.ndarray:
-    net.eval()
-    preds = []
-    for i in range(0, len(photos), batch):
-        x = to_input(photos[i : i + batch])
-        outputs = net(x)
-        preds.append(np.stack([o.argmax(1).numpy() for o in outputs], axis=1))
-    return np.concatenate(preds)
+def abstention(
+    cal_p: np.ndarray, cal_y: np.ndarray, test_p: np.ndarray, test_y: np.ndarray
+) -> dict:
+    """For each accuracy target: the confidence threshold chosen on the calibration rows,
+    and the coverage and accuracy it gives on the test rows."""
+    out = {}
+    conf, right = cal_p.max(1), cal_p.argmax(1) == cal_y
+    order = np.argsort(-conf)
+    running = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    for target in ABSTAIN_AT:
+        ok = np.flatnonzero(running >= target)
+        threshold = float(conf[order][ok[-1]]) if len(ok) else 1.01
+        kept = test_p.max(1) >= threshold
+        acc = float((test_p[kept].argmax(1) == test_y[kept]).mean()) if kept.any() else float("nan")
+        out[str(target)] = {
+            "threshold": round(threshold, 4),
+            "coverage": round(float(kept.mean()), 4),
+            "accuracy": round(acc, 4),
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=10_000, help="training photos (of the 80 %)")
-    parser.add_argument("--test", type=int, default=2_000, help="test photos (of the 20 %)")
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=96)
+    parser.add_argument("--train", type=int, default=10_000, help="training photos (0: all)")
+    parser.add_argument("--test", type=int, default=2_000, help="test photos (0: all)")
+    parser.add_argument("--input-size", type=int, default=112)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=4e-4)
-    parser.add_argument("--backbone", default="lite0")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-region-colour", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--save", type=Path, help="keep the network and test predictions here")
     args = parser.parse_args()
-    torch.manual_seed(0)
     train, test = read_rows(args.train, args.test)
-    vocab = vocabularies(train)
-    y_train, y_test = targets(train, vocab), targets(test, vocab)
     started = time.perf_counter()
-    train_photos = decode(train, args.height, args.width)
-    test_photos = decode(test, args.height, args.width)
+    data = photos(train + test, args.input_size)
     took = time.perf_counter() - started
-    print(f"{len(train)} train / {len(test)} test photos decoded in {took:.0f} s")
-    net = MultiTask(load_backbone(args.backbone), [len(vocab[f]) for f in FIELDS])
+    print(f"{len(train)} train / {len(test)} test photos ready in {took:.0f} s")
+    targets = build_targets(train, test)
+    test_rows = np.arange(len(train), len(train) + len(test))
     started = time.perf_counter()
-    probe = linear_probe(embed(net, train_photos), y_train, embed(net, test_photos))
+    probe = linear_probe(load_base_network(), data, targets)
     probe_seconds = time.perf_counter() - started
-    scores = [f"{f} {accuracy(probe[:, j], y_test[:, j]):.3f}" for j, f in enumerate(FIELDS)]
-    shown = ", ".join(scores)
+    shown = ", ".join(
+        f"{t.field} {np.mean(probe[j][test_rows] == t.evaluation[test_rows]):.3f}"
+        for j, t in enumerate(targets)
+    )
     print(f"linear probe ({probe_seconds:.0f} s): {shown}", flush=True)
-    log = fine_tune(net, train_photos, y_train, args)
-    tuned = predict(net, test_photos)
-    result = {
+    config = WholeNetConfig(
+        input_size=args.input_size,
+        max_epochs=args.epochs,
+        batch_size=args.batch,
+        lr=args.lr,
+        region_colour=not args.no_region_colour,
+        device=args.device,
+        patience=args.epochs,  # the bench runs every epoch; the best on calibration is kept
+    )
+    result = fine_tune_whole(
+        load_base_network(), data, targets, config, on_epoch=lambda e: print(e, flush=True)
+    )
+    cal_rows = np.flatnonzero(np.any(np.stack([t.calibration for t in targets]) != IGNORE, axis=0))
+    plain = result.probabilities(data, test_rows)
+    flipped = result.probabilities(data, test_rows, tta=True)
+    cal = result.probabilities(data, cal_rows, tta=True)
+    report: dict[str, Any] = {
         "cpu_flags": cpu_flags(),
-        "args": vars(args) | {"out": None},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "train_photos": len(train),
+        "test_photos": len(test),
         "probe_seconds": round(probe_seconds),
-        "epochs": log,
+        "epochs": result.history,
+        "train_seconds": result.seconds,
         "fields": {},
     }
-    print(f"{'field':16} {'classes':>7} {'linear probe':>12} {'fine-tuned':>10}")
-    for j, f in enumerate(FIELDS):
-        a, b = accuracy(probe[:, j], y_test[:, j]), accuracy(tuned[:, j], y_test[:, j])
-        result["fields"][f] = {
-            "classes": len(vocab[f]),
-            "probe": round(a, 4),
-            "finetuned": round(b, 4),
+    print(
+        f"{'field':16} {'classes':>7} | {'probe acc':>9} {'F1':>6} | "
+        f"{'tuned acc':>9} {'F1':>6} | {'+flip TTA':>9} {'F1':>6}"
+    )
+    for j, t in enumerate(targets):
+        y = t.evaluation[test_rows]
+        keep = y != IGNORE
+        p_probe = probe[j][test_rows][keep]
+        p_tuned = plain[j].argmax(1)[keep]
+        p_tta = flipped[j].argmax(1)[keep]
+        row = {
+            "classes": len(t.classes),
+            "probe": {
+                "accuracy": round(float(np.mean(p_probe == y[keep])), 4),
+                "macro_f1": round(macro_f1(y[keep], p_probe), 4),
+            },
+            "finetuned": {
+                "accuracy": round(float(np.mean(p_tuned == y[keep])), 4),
+                "macro_f1": round(macro_f1(y[keep], p_tuned), 4),
+            },
+            "finetuned_tta": {
+                "accuracy": round(float(np.mean(p_tta == y[keep])), 4),
+                "macro_f1": round(macro_f1(y[keep], p_tta), 4),
+            },
         }
-        print(f"{f:16} {len(vocab[f]):7d} {a:12.3f} {b:10.3f}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+        cy = t.calibration[cal_rows]
+        ck = cy != IGNORE
+        row["abstention"] = abstention(cal[j][ck], cy[ck], flipped[j][keep], y[keep])
+        report["fields"][t.field] = row
+        print(
+            f"{t.field:16} {len(t.classes):7d} | "
+            f"{row['probe']['accuracy']:9.3f} {row['probe']['macro_f1']:6.3f} | "
+            f"{row['finetuned']['accuracy']:9.3f} {row['finetuned']['macro_f1']:6.3f} | "
+            f"{row['finetuned_tta']['accuracy']:9.3f} {row['finetuned_tta']['macro_f1']:6.3f}"
+        )
+        print(f"{'':16} abstention (threshold on 5 % calibration): {row['abstention']}")
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        torch.save(result.model.state_dict(), args.save / "network.pt")
+        np.savez_compressed(
+            args.save / "test_predictions.npz",
+            ids=np.array([r["id"] for r in test]),
+            **{t.field: flipped[j] for j, t in enumerate(targets)},
+            **{f"{t.field}_classes": np.array(t.classes) for t in targets},
+        )
+        (args.save / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({"train_seconds": result.seconds, "cpu_flags": cpu_flags()}))
 
 
 if __name__ == "__main__":

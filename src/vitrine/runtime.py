@@ -9,6 +9,7 @@ was never built is never loaded by a background task either (:meth:`Runtime.open
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -20,10 +21,12 @@ from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.products import ProductService
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
+from vitrine.classify.cnn_service import CnnService
 from vitrine.classify.registry import ModelRegistry
 from vitrine.classify.service import ClassificationService
 from vitrine.cluster.job_queue import LABEL_CATALOG, JobQueue
 from vitrine.cluster.job_store import JobStore
+from vitrine.cluster.service_settings import CNN_VERSION, ServiceSettings
 from vitrine.config import Settings, load_settings
 from vitrine.index.photo_search import PhotoSearch
 from vitrine.index.visual_search import VisualSearch
@@ -76,6 +79,8 @@ class Runtime:
             self.settings.resolved_blob_url, S3Options.from_settings(self.settings)
         )
         self.keys = KeyService(self.engine)
+        # Values every process follows while running (the CNN in service).
+        self.service_settings = ServiceSettings(self.engine)
         # Background jobs (labelling the catalog, training, evaluations): queued here,
         # run by the leading process (vitrine.jobs.background has their handlers).
         self.jobs = JobQueue(JobStore(self.engine))
@@ -92,6 +97,12 @@ class Runtime:
             lambda: RecommendationService(self.settings, self.engine, self.store)
         )
         self._products = _Part(self._build_products)
+        self.cnn = CnnService(
+            self.settings.model_dir,
+            self.jobs,
+            lambda: self.cnn_version,
+            self.check_cnn_version,
+        )
         self._photo_search = _Part(
             lambda: PhotoSearch(self.search, self.batcher.analyze, self.limits)
         )
@@ -191,14 +202,92 @@ class Runtime:
         return self.jobs.submit(LABEL_CATALOG, params)
 
     def _build_embedder(self) -> Embedder:
-        threads = self.settings.embedding_threads or None
+        switched = self.service_settings.get(CNN_VERSION)
+        return self.embedder_for(switched) if switched else self._configured_embedder()
+
+    def _configured_embedder(self) -> Embedder:
         return Embedder(
             self.settings.model_dir,
             precision=self.settings.embedding_precision,
-            threads=threads,
+            threads=self.settings.embedding_threads or None,
             top_labels=self.settings.top_labels,
             model=self.settings.embedding_model,
         )
+
+    def embedder_for(self, version: str) -> Embedder:
+        """The CNN of one model version: a fine-tuned one, or the pretrained fp32 / int8."""
+        from vitrine.classify.finetune.export import is_finetuned
+
+        s = self.settings
+        if is_finetuned(version):
+            embedder = Embedder(
+                s.model_dir,
+                threads=s.embedding_threads or None,
+                top_labels=s.top_labels,
+                model=version,
+            )
+        else:
+            precision = "int8" if "-int8-" in version else "fp32"
+            embedder = Embedder(
+                s.model_dir,
+                precision=precision,
+                threads=s.embedding_threads or None,
+                top_labels=s.top_labels,
+            )
+        if embedder.model_version != version:
+            raise ValueError(
+                f"CNN version {version!r} is not available here (the nearest is "
+                f"{embedder.model_version!r})"
+            )
+        return embedder
+
+    # -- the CNN in service -----------------------------------------------------------
+
+    @property
+    def cnn_version(self) -> str:
+        """The CNN version in service (loads the CNN when no switch recorded it)."""
+        return self.service_settings.get(CNN_VERSION) or self.embedder.model_version
+
+    def check_cnn_version(self, version: str) -> None:
+        """Raise ValueError / FileNotFoundError unless ``version`` can be put in service
+        (without loading it)."""
+        from vitrine.classify.finetune.export import base_version, is_finetuned
+        from vitrine.vision.onnx_export import MODEL_NAME, weights_sha12
+        from vitrine.vision.quantize import Int8ModelNotFoundError, latest_int8_model
+
+        if not version:
+            raise ValueError("name the CNN version to switch to")
+        if is_finetuned(version):
+            if not (self.settings.model_dir / f"{version}.onnx").is_file():
+                raise FileNotFoundError(f"no fine-tuned CNN {version!r} in the models folder")
+            return
+        known = {base_version()}
+        with contextlib.suppress(Int8ModelNotFoundError):  # no int8 model: fp32 only
+            calibration = latest_int8_model(self.settings.model_dir)[1]
+            known.add(f"{MODEL_NAME}-int8-{weights_sha12()}-{calibration}")
+        if version not in known:
+            raise ValueError(
+                f"no CNN version {version!r} here (the pretrained one is {base_version()!r}; "
+                "`vitrine model versions` lists the fine-tuned ones)"
+            )
+
+    def use_cnn(self, version: str) -> dict[str, Any]:
+        """Serve ``version`` in this process from now on: the CNN and the index swap at
+        once (the parts not built yet will build with it)."""
+        out: dict[str, Any] = {"version": version}
+        embedder = self._embedder.built
+        if embedder is not None and embedder.model_version != version:
+            out["previous"] = embedder.swap(self.embedder_for(version))
+        search = self._search.built
+        out["index"] = search.switch_version(version) if search is not None else "not loaded"
+        return out
+
+    def follow_service_settings(self) -> None:
+        """Apply a CNN switch made by another process (called by the change follower)."""
+        switched = self.service_settings.get(CNN_VERSION)
+        embedder = self._embedder.built
+        if switched and embedder is not None and embedder.model_version != switched:
+            self.use_cnn(switched)
 
     def _build_batcher(self) -> MicroBatcher:
         return MicroBatcher(

@@ -46,18 +46,27 @@ def encode(rgb: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def stored_photos(
+    root: Path, per_class: int
+) -> tuple[LocalBlobStore, list[tuple[str, str]], dict[str, str], dict[str, np.ndarray]]:
+    """Discs and squares in a blob store: (store, (id, key) photos with one missing,
+    id -> shape, id -> pixels)."""
     rng = np.random.default_rng(0)
-    blobs = LocalBlobStore(tmp_path_factory.mktemp("blobs"))
+    blobs = LocalBlobStore(root)
     photos, values, images = [], {}, {}
-    for k in range(2 * PER_CLASS):
+    for k in range(2 * per_class):
         pid, kind = f"p{k:03d}", ("disc", "square")[k % 2]
         images[pid] = photo(kind, rng)
         blobs.put(f"img/{pid}.png", encode(images[pid]))
         photos.append((pid, f"img/{pid}.png"))
         values[pid] = kind
     photos.append(("broken", "img/missing.png"))  # not in the blob store
+    return blobs, photos, values, images
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    blobs, photos, values, images = stored_photos(tmp_path_factory.mktemp("blobs"), PER_CLASS)
     net = load_base_network()
     config = FineTuneConfig(
         trainable_blocks=1, budget_seconds=20, max_epochs=12, patience=12, batch_size=16,

@@ -19,7 +19,7 @@ from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import imports, models, ops, products, search
+from vitrine.api.routes import cnn, imports, models, ops, products, search
 from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
 from vitrine.cluster.change_feed import ChangeFollower
@@ -41,7 +41,12 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     vitrine.on_inference = metrics.inference.observe
     jobs = ImportJobs(vitrine)
     # Created before the index loads, so that no change made meanwhile is missed.
-    follower = ChangeFollower(vitrine.engine, vitrine.settings, vitrine.catalog_changed)
+    follower = ChangeFollower(
+        vitrine.engine,
+        vitrine.settings,
+        vitrine.catalog_changed,
+        follow_settings=vitrine.follow_service_settings,
+    )
     runner = JobRunner(vitrine.jobs.store, job_handlers(vitrine))
     vitrine.jobs.on_submit = runner.wake  # a job queued here starts at once when we lead
     duties = [
@@ -114,6 +119,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         app.include_router(router)
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
     app.include_router(models.router)
+    app.include_router(cnn.router)
     app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
     install_openapi(app)  # the shared problem schema and every operation's error responses

@@ -181,7 +181,12 @@ class FeedbackOut(BaseModel):
 
 
 JobKind = Literal[
-    "label_catalog", "train_classifier", "train_recommendations", "evaluate_recommendations"
+    "label_catalog",
+    "train_classifier",
+    "train_recommendations",
+    "evaluate_recommendations",
+    "finetune_cnn",
+    "switch_cnn",
 ]
 
 

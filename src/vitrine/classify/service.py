@@ -126,7 +126,8 @@ class ClassificationService:
             if now - self._checked < RELOAD_SECONDS and self._generation is not None:
                 return self._predictor
             self._checked = now
-            generation = self.registry.generation()
+            # The CNN in service is part of the key: a live switch changes which heads apply.
+            generation = (*self.registry.generation(), self.embedding_version)
             if generation != self._generation:
                 self._predictor = self._load()
                 self._generation = generation

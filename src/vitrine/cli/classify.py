@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from vitrine.cli.common import fail, open_vitrine, parse_fields, print_json, stage
-from vitrine.cli.jobs import run_queued_jobs
+from vitrine.cli.jobs import run_job_here, run_queued_jobs
 
 models_app = typer.Typer(
     help="Classification models: list, activate, roll back.", no_args_is_help=True
@@ -29,26 +29,47 @@ def train(
     ] = "if-better",
     min_support: Annotated[int | None, typer.Option(help="Rare below this many examples.")] = None,
     finetune: Annotated[
-        bool, typer.Option("--finetune", help="First fine-tune the CNN's last blocks (slow).")
+        bool, typer.Option("--finetune", help="First fine-tune the CNN on the photos (slow).")
     ] = False,
+    method: Annotated[
+        str, typer.Option(help="Fine-tuning: 'whole' network (default) or 'last-blocks'.")
+    ] = "whole",
+    device: Annotated[
+        str, typer.Option(help="Fine-tuning: auto (a GPU when torch sees one), cpu or cuda.")
+    ] = "auto",
+    input_size: Annotated[
+        int, typer.Option(help="Fine-tuning (whole): the network's input side, 224 or 112.")
+    ] = 112,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning (whole): at most this many epochs.")] = 4,
     budget_minutes: Annotated[
         float, typer.Option(help="Fine-tuning: wall-clock budget of the training loop.")
-    ] = 20.0,
+    ] = 120.0,
     trainable_blocks: Annotated[
-        int, typer.Option(help="Fine-tuning: how many of the CNN's last blocks to train.")
+        int, typer.Option(help="Fine-tuning (last-blocks): how many of the last blocks.")
     ] = 2,
 ) -> None:
     """Train one head per field on the stored features; activate it when not worse.
 
     With --finetune: fine-tune the CNN on the labelled photos, export it as a new embedding
     model version, re-embed the catalog with it and index it (the version in service keeps
-    serving), then train heads on the new embeddings, kept inactive until you switch."""
+    serving), then train heads on the new embeddings, kept inactive until
+    `vitrine model switch VERSION` puts them and the new CNN in service."""
     from vitrine.classify.trainer import TrainingError
 
     if activate not in {"if-better", "always", "never"}:
         fail("--activate must be if-better, always or never")
     if finetune:
-        _train_finetuned(parse_fields(fields), budget_minutes, trainable_blocks, min_support)
+        params = {
+            "fields": parse_fields(fields),
+            "method": method,
+            "device": device,
+            "input_size": input_size,
+            "epochs": epochs,
+            "budget_minutes": budget_minutes,
+            "trainable_blocks": trainable_blocks,
+            "min_support": min_support,
+        }
+        _train_finetuned({k: v for k, v in params.items() if v is not None})
         return
     vitrine = open_vitrine()
     chosen = groups.split("+") if groups else None
@@ -68,55 +89,25 @@ def train(
     print_json([_model_line(r) for r in rows])
 
 
-def _train_finetuned(
-    fields: list[str], budget_minutes: float, trainable_blocks: int, min_support: int | None
-) -> None:
-    from vitrine.classify.finetune import FineTuneConfig
-    from vitrine.classify.service import train_config
-    from vitrine.classify.trainer import TrainingError
-    from vitrine.jobs.finetune_catalog import fine_tune_catalog, reembed_catalog
+def _train_finetuned(params: dict[str, Any]) -> None:
+    """Queue the fine-tuning job and run it here (unless a running server leads)."""
+    from vitrine.jobs.cnn_jobs import finetune_config
 
-    if budget_minutes <= 0:
-        fail("--budget-minutes must be positive")
     vitrine = open_vitrine()
-    split = train_config(vitrine.settings, min_support=min_support)
     try:
-        config = FineTuneConfig(
-            trainable_blocks=trainable_blocks,
-            budget_seconds=budget_minutes * 60,
-            threads=vitrine.settings.embedding_threads,
-            min_support=split.min_support,
-            holdout=split.holdout,
-            correction_weight=split.correction_weight,
-        )
-
-        def progress(stage: str, done: int, total: int) -> None:
-            typer.echo(f"{stage}: {done}/{total}", err=True)
-
-        record = fine_tune_catalog(vitrine, fields, config, progress)
-        version = record["version"]
-        report = reembed_catalog(vitrine, version, progress)
-        rows = vitrine.classification_for(version).train(
-            fields, activate="never", min_support=min_support
-        )
-    except (TrainingError, ValueError) as exc:
+        finetune_config(params, vitrine)  # bad options fail now, not in the job
+        finished = run_job_here(vitrine, vitrine.cnn.finetune(params, "command line"))
+    except ValueError as exc:
         fail(str(exc))
     finally:
         vitrine.close()
-    print_json(
-        {
-            "model": {k: record[k] for k in ("version", "fields", "stopped", "train_seconds")}
-            | {"metrics": record["metrics"], "products": record["products"]},
-            "reembedded": report.embedded,
-            "unreadable_photos": len(report.failed),
-            "indexed": report.indexed,
-            "heads": [_model_line(r) for r in rows],
-            "to_switch": [
-                f"set embedding_model = {version!r} (VITRINE_EMBEDDING_MODEL) and restart",
-                *(f"vitrine models activate {r['id']}" for r in rows),
-            ],
-        }
-    )
+    if finished["state"] in ("queued", "running"):  # the running server does it
+        print_json(finished)
+        return
+    if finished["state"] != "done":
+        fail(f"fine-tuning {finished['state']}: {finished.get('error')}")
+    result = finished["result"]
+    print_json(result | {"to_switch": f"vitrine model switch {result['version']}"})
 
 
 def _model_line(row: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,13 @@ def run_queued_jobs(vitrine: Any, *, progress: bool | None = None) -> list[dict[
     return finished
 
 
+def run_job_here(vitrine: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """Run the queued jobs here (unless a server leads) and return ``job`` as it ended,
+    or as it stands when the server runs it."""
+    finished = run_queued_jobs(vitrine)
+    return next((j for j in finished if j["id"] == job["id"]), job)
+
+
 @jobs_app.command("list")
 def list_jobs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     """The latest jobs, newest first."""

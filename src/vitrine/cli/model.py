@@ -1,4 +1,5 @@
-"""``vitrine model``: export and quantize the CNN."""
+"""``vitrine model``: export and quantize the CNN, list its versions, switch the service
+to one."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
+from vitrine.cli.common import fail, open_vitrine, print_json
+from vitrine.cli.jobs import run_job_here
 from vitrine.config import load_settings
 
-model_app = typer.Typer(help="The CNN: export, quantize.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="The CNN: export, quantize, its versions, switch the service to one.",
+    no_args_is_help=True,
+)
 
 
 @model_app.command("export")
@@ -48,3 +54,32 @@ def model_quantize(
                 typer.echo(f"skipped {exc}", err=True)
 
     typer.echo(str(quantize_int8(settings.model_dir, photos(), max_images=limit)))
+
+
+@model_app.command("versions")
+def model_versions() -> None:
+    """The CNN version in service and every fine-tuned version (newest first)."""
+    vitrine = open_vitrine()
+    try:
+        print_json(vitrine.cnn.versions())
+    finally:
+        vitrine.close()
+
+
+@model_app.command("switch")
+def model_switch(
+    version: Annotated[str, typer.Argument(help="The CNN version to put in service.")],
+) -> None:
+    """Put a CNN version in service: re-embed what lacks it, build its index beside the
+    one in service, swap the CNN, index and heads at once (a running server does it live;
+    without one it is done here)."""
+    from vitrine.classify.cnn_service import UnknownCnnVersion
+
+    vitrine = open_vitrine()
+    try:
+        job = run_job_here(vitrine, vitrine.cnn.switch(version, "command line"))
+    except UnknownCnnVersion as exc:
+        fail(str(exc))
+    finally:
+        vitrine.close()
+    print_json(job)

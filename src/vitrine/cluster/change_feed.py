@@ -24,6 +24,7 @@ from vitrine.worker import BackgroundWorker
 log = logging.getLogger(__name__)
 APPLY_CHUNK = 500
 PRUNE_EVERY_S = 60.0
+SETTINGS_EVERY_S = 2.0  # how soon a CNN switch made elsewhere reaches this process
 
 
 class ChangeFollower:
@@ -36,9 +37,15 @@ class ChangeFollower:
     """
 
     def __init__(
-        self, engine: Engine, settings: Settings, apply: Callable[[Sequence[str]], bool]
+        self,
+        engine: Engine,
+        settings: Settings,
+        apply: Callable[[Sequence[str]], bool],
+        follow_settings: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.follow_settings = follow_settings
+        self._last_settings = 0.0
         self.retention_s = settings.change_feed_retention_s
         self.apply = apply
         self.cursor = FeedCursor(last_id=latest_id(engine))
@@ -61,6 +68,9 @@ class ChangeFollower:
         """Apply what changed, then wait for the next change (a failing round is retried
         by the worker: the database may be away for a moment)."""
         self.catch_up()
+        if self.follow_settings and time.monotonic() - self._last_settings > SETTINGS_EVERY_S:
+            self._last_settings = time.monotonic()
+            self.follow_settings()
         if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.monotonic()
             prune(self.engine, self.retention_s)

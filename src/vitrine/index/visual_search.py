@@ -145,6 +145,36 @@ class VisualSearch:
         self.dirty = True
         self.save()
 
+    def switch_version(self, model_version: str) -> str:
+        """Serve the embeddings of another CNN version from now on: its saved index when
+        it matches the database (built beside this one by the switch job), else built
+        from the database; swapped in at once, the old one saved for a way back. Says
+        whether the new index was loaded or built."""
+        if model_version == self.model_version:
+            return "unchanged"
+        path = self.settings.index_dir / f"{model_version}.faiss"
+        with self._changes:  # no change lands in the old index after it was read
+            self.save()
+            fingerprint = self.store.fingerprint(model_version)
+            how = "built"
+            vectors = None
+            if path.exists() and VectorIndex.stored_fingerprint(path) == fingerprint:
+                try:
+                    vectors = VectorIndex.load(path, ef_search=self.settings.index_ef_search)
+                    how = "loaded"
+                except (OSError, ValueError, RuntimeError) as exc:
+                    log.warning("saved index %s unreadable (%s); building", path, exc)
+            if vectors is None:
+                ids, matrix = self.store.primary_vectors(EMBEDDING_KIND, model_version)
+                vectors = self._new_index()
+                if ids:
+                    vectors.upsert(ids, matrix)
+            with self._lock:
+                self.vectors, self.model_version, self.path = vectors, model_version, path
+            self.dirty = how == "built"
+            self.save()
+        return how
+
     def save(self) -> None:
         if not self.dirty:
             return

@@ -1,5 +1,6 @@
 """The kinds of background job and what each runs: label the catalog, train the shop's
-classifiers, train the recommendation models, evaluate them offline.
+classifiers, train the recommendation models, evaluate them offline, fine-tune the CNN
+and switch the service to another CNN.
 
 Each handler takes the job's params and a :class:`~vitrine.cluster.job_queue.Progress`,
 and returns the result that the job's row keeps (shown by the API, the admin UI and
@@ -17,13 +18,16 @@ from vitrine.classify.registry import model_summary
 from vitrine.classify.trainer import TrainingError
 from vitrine.cluster.job_queue import (
     EVALUATE_RECOMMENDATIONS,
+    FINETUNE_CNN,
     LABEL_CATALOG,
+    SWITCH_CNN,
     TRAIN_CLASSIFIER,
     TRAIN_RECOMMENDATIONS,
     Handler,
     JobError,
     Progress,
 )
+from vitrine.jobs.cnn_jobs import finetune_cnn, switch_cnn
 from vitrine.runtime import Runtime
 
 
@@ -102,4 +106,6 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
         TRAIN_CLASSIFIER: train_classifier,
         TRAIN_RECOMMENDATIONS: train_recommendations,
         EVALUATE_RECOMMENDATIONS: evaluate_recommendations,
+        FINETUNE_CNN: lambda params, progress: finetune_cnn(runtime, params, progress),
+        SWITCH_CNN: lambda params, progress: switch_cnn(runtime, params, progress),
     }

@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
+from vitrine.cluster.service_settings import CNN_VERSION, ServiceSettings
 from vitrine.recommend.data import ASPECT_KINDS, CatalogProduct, Dataset
 from vitrine.recommend.event_store import EventStore
 from vitrine.vision.features import FEATURE_VERSION
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def embedding_version(store: CatalogStore) -> str | None:
-    """The embedding model version most primary photos have (None: no embeddings)."""
-    return store.primary_embedding_version()
+    """The CNN switched into service (``vitrine cnn switch``), else the embedding model
+    version most primary photos have (None: no embeddings)."""
+    return ServiceSettings(store.engine).get(CNN_VERSION) or store.primary_embedding_version()
 
 
 def _by_id(ids: list[str], matrix: np.ndarray) -> dict[str, np.ndarray]:

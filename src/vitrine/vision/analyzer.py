@@ -134,7 +134,7 @@ class ImageAnalyzer:
         batch = np.stack([p.model_input for p in prepared])
         result = self.embedder.embed_prepared(batch)
         return [
-            ImageAnalysis(p, result.vectors[i], result.labels[i], self.embedder.model_version)
+            ImageAnalysis(p, result.vectors[i], result.labels[i], result.model_version)
             for i, p in enumerate(prepared)
         ]
 

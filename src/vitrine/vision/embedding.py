@@ -75,6 +75,17 @@ class EmbeddingBatch:
 
     vectors: np.ndarray  # (N, 1280) float32, L2-normalised rows
     labels: list[list[Label]]  # top-k ImageNet classes per image, best first
+    model_version: str = ""  # the CNN that computed them (see Embedder.swap)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One loaded model: swapped as a whole, so a batch never mixes two versions."""
+
+    session: Any
+    version: str
+    path: Path
+    precision: str
 
 
 def _default_threads() -> int:
@@ -149,25 +160,44 @@ class Embedder:
         if model:
             if precision != "fp32":
                 raise ValueError(f"the fine-tuned model {model!r} exists only in fp32")
-            self.model_path = model_dir / f"{model}.onnx"
-            if not self.model_path.is_file():
+            model_path = model_dir / f"{model}.onnx"
+            if not model_path.is_file():
                 raise FileNotFoundError(
                     f"embedding model {model!r} not found in {model_dir} "
                     "(make one with `vitrine train --finetune`)"
                 )
-            self.model_version = model
+            version = model
         elif precision == "fp32":
-            self.model_path = export_onnx(model_dir)
-            self.model_version = f"{MODEL_NAME}-fp32-{sha12}"
+            model_path = export_onnx(model_dir)
+            version = f"{MODEL_NAME}-fp32-{sha12}"
         else:
-            self.model_path, calib12 = latest_int8_model(model_dir)
-            self.model_version = f"{MODEL_NAME}-int8-{sha12}-{calib12}"
-        self.precision: Precision = precision
+            model_path, calib12 = latest_int8_model(model_dir)
+            version = f"{MODEL_NAME}-int8-{sha12}-{calib12}"
         self.dim = EMBEDDING_DIM
         self.top_labels = top_labels
         self.threads = threads if threads is not None else _default_threads()
-        self._session = _make_session(ort, self.model_path, self.threads, int8=precision == "int8")
+        session = _make_session(ort, model_path, self.threads, int8=precision == "int8")
+        self._current = _Loaded(session, version, model_path, precision)
         self._names = _imagenet_names() if top_labels else []
+
+    @property
+    def model_version(self) -> str:
+        return self._current.version
+
+    @property
+    def model_path(self) -> Path:
+        return self._current.path
+
+    @property
+    def precision(self) -> str:
+        return self._current.precision
+
+    def swap(self, other: Embedder) -> str:
+        """Serve ``other``'s model from now on (batches already running finish with the
+        old one, and say so in their ``model_version``); returns the previous version."""
+        previous = self._current.version
+        self._current = other._current
+        return previous
 
     def __repr__(self) -> str:
         return f"Embedder({self.model_version!r}, threads={self.threads})"
@@ -177,10 +207,11 @@ class Embedder:
 
         Photos are prepared and run ``MAX_BATCH`` at a time, so memory stays bounded.
         """
+        loaded = self._current  # one model for every photo, even across a swap
         if len(images) == 0:
-            return self.embed_prepared(np.empty((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+            return self._run(loaded, np.empty((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
         parts = [
-            self.embed_prepared(np.stack([prepare_image(img) for img in images[i : i + MAX_BATCH]]))
+            self._run(loaded, np.stack([prepare_image(img) for img in images[i : i + MAX_BATCH]]))
             for i in range(0, len(images), MAX_BATCH)
         ]
         if len(parts) == 1:
@@ -188,6 +219,7 @@ class Embedder:
         return EmbeddingBatch(
             vectors=np.concatenate([p.vectors for p in parts]),
             labels=[labels for p in parts for labels in p.labels],
+            model_version=loaded.version,
         )
 
     def embed_prepared(self, batch: np.ndarray) -> EmbeddingBatch:
@@ -198,15 +230,18 @@ class Embedder:
             raise ValueError(
                 f"expected shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {batch.shape}"
             )
+        return self._run(self._current, batch)
+
+    def _run(self, loaded: _Loaded, batch: np.ndarray) -> EmbeddingBatch:
         n = batch.shape[0]
         vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
         labels: list[list[Label]] = []
         for start in range(0, n, MAX_BATCH):
             chunk = np.ascontiguousarray(batch[start : start + MAX_BATCH])
-            embedding, logits = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
+            embedding, logits = loaded.session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
             vectors[start : start + len(chunk)] = _l2_normalise(embedding)
             labels.extend(self._top_labels(logits))
-        return EmbeddingBatch(vectors=vectors, labels=labels)
+        return EmbeddingBatch(vectors=vectors, labels=labels, model_version=loaded.version)
 
     def _top_labels(self, logits: np.ndarray) -> list[list[Label]]:
         k = self.top_labels

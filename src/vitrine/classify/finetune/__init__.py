@@ -1,8 +1,12 @@
-"""Fine-tuning the CNN's last blocks on the catalog's own photos and labels.
+"""Fine-tuning the CNN on the catalog's own photos and labels.
 
-:func:`catalog_activations` runs the frozen lower part once per stored photo (cached),
-:func:`fine_tune` trains the top blocks with one head per field, and
-:func:`export_finetuned` writes the result as a new embedding model version.
+Two methods. The whole network (the default; :mod:`.whole_training`):
+:func:`catalog_photos` prepares every labelled photo once at the network's input size
+(cached) and :func:`fine_tune_whole` trains every layer with one head per field and the
+augmentations a product photo meets. The last blocks only (quick, small gains):
+:func:`catalog_activations` runs the frozen lower part once per stored photo (cached) and
+:func:`fine_tune` trains the top blocks. :func:`export_finetuned` writes either as a new
+embedding model version.
 """
 
 from __future__ import annotations
@@ -29,17 +33,33 @@ from vitrine.classify.finetune.export import (
     read_record,
 )
 from vitrine.classify.finetune.network import NUM_BLOCKS, check_trainable_blocks
-from vitrine.classify.finetune.training import FineTuneConfig, FineTuneResult, fine_tune
+from vitrine.classify.finetune.training import (
+    FineTuneConfig,
+    FineTuneResult,
+    build_targets,
+    fine_tune,
+)
+from vitrine.classify.finetune.whole_training import (
+    WholeNetConfig,
+    WholeNetResult,
+    downscale_runner,
+    fine_tune_whole,
+)
 from vitrine.vision.embedding import _default_threads as default_threads
 
 __all__ = [
     "Activations",
     "FineTuneConfig",
     "FineTuneResult",
+    "WholeNetConfig",
+    "WholeNetResult",
     "base_version",
+    "build_targets",
     "catalog_activations",
+    "catalog_photos",
     "export_finetuned",
     "fine_tune",
+    "fine_tune_whole",
     "is_finetuned",
     "list_finetuned",
     "load_base_network",
@@ -91,3 +111,24 @@ def catalog_activations(
             key_parts=key_parts,
             on_progress=on_progress,
         )
+
+
+def catalog_photos(
+    store: CatalogStore,
+    blobs: BlobStore,
+    product_ids: Sequence[str],
+    input_size: int,
+    cache_dir: Path | None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Activations:
+    """The primary photo of each product, prepared as served and averaged down to
+    ``input_size`` (float16 NHWC, cached under ``cache_dir``)."""
+    return compute_activations(
+        blobs,
+        store.primary_images(product_ids),
+        downscale_runner(input_size),
+        flip=False,
+        cache_dir=cache_dir,
+        key_parts=["photos", f"size={input_size}"],
+        on_progress=on_progress,
+    )

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vitrine.classify.finetune.training import FineTuneResult
-from vitrine.vision.onnx_export import MODEL_NAME, embedding_module, weights_sha12, write_onnx
+from vitrine.classify.finetune.whole_training import WholeNetResult
+from vitrine.vision.onnx_export import MODEL_NAME, weights_sha12, write_onnx
 
 FINETUNED_MARK = "-ft"
 
@@ -28,11 +29,10 @@ def base_version() -> str:
     return f"{MODEL_NAME}-fp32-{weights_sha12()}"
 
 
-def weights_digest(result: FineTuneResult) -> str:
+def weights_digest(result: FineTuneResult | WholeNetResult) -> str:
+    """A hash of the weights the embedding depends on (not the heads)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(result.model.trainable_state().items()):
-        if name.startswith("heads."):
-            continue  # the embedding does not depend on the heads
+    for name, tensor in sorted(result.model.embedding_state().items()):
         digest.update(name.encode())
         digest.update(tensor.cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -47,20 +47,23 @@ def record_path(model_dir: Path, version: str) -> Path:
 
 
 def export_finetuned(
-    result: FineTuneResult, model_dir: Path, extra: dict[str, Any] | None = None
+    result: FineTuneResult | WholeNetResult, model_dir: Path, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Write ``<version>.onnx`` and ``<version>.json`` into ``model_dir``; returns the record."""
     model_dir = Path(model_dir)
     version = f"{base_version()}{FINETUNED_MARK}{weights_digest(result)[:12]}"
-    net = result.model.top.net.to("cpu").eval()
-    write_onnx(embedding_module(net), model_dir / f"{version}.onnx")
+    result.model.to("cpu")
+    write_onnx(result.model.serving_module(), model_dir / f"{version}.onnx")
     result.model.to(result.device)
+    whole = isinstance(result, WholeNetResult)
     record = {
         "version": version,
         "base_version": base_version(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fields": {t.field: t.classes for t in result.targets},
-        "trainable_blocks": 16 - result.cut,
+        "method": "whole network" if whole else "last blocks",
+        "trainable_blocks": 16 if whole else 16 - result.cut,
+        "input_size": result.model.input_size if whole else 224,
         "device": result.device,
         "train_seconds": result.seconds,
         "stopped": result.stopped,

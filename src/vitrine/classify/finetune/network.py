@@ -98,6 +98,16 @@ class MultiTaskNet(nn.Module):
         hidden = self.dropout(embedding)
         return embedding, [head(hidden) for head in self.heads]
 
+    def embedding_state(self) -> dict[str, torch.Tensor]:
+        """The trained weights the served embedding depends on (not the heads)."""
+        return {k: v for k, v in self.trainable_state().items() if not k.startswith("heads.")}
+
+    def serving_module(self) -> nn.Module:
+        """uint8 NHWC 224x224 in, (pooled embedding, ImageNet logits) out."""
+        from vitrine.vision.onnx_export import embedding_module
+
+        return embedding_module(self.top.net)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """A detached copy of everything training changes (to restore the best epoch)."""
         names = {f"top.net._blocks.{i}." for i in range(self.top.cut, NUM_BLOCKS)}

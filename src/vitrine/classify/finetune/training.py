@@ -35,21 +35,10 @@ IGNORE = -100
 
 
 @dataclass
-class FineTuneConfig:
-    """How the CNN is fine-tuned: blocks, epochs, batch size, learning rate."""
+class SplitSettings:
+    """What every fine-tuning shares with the head trainer: the held-out split, rare
+    classes, the weight of a correction, and the CPU threads."""
 
-    trainable_blocks: int = 2  # MBConv blocks trained (plus the head convolution)
-    budget_seconds: float = 600.0  # wall clock for the training loop
-    max_epochs: int = 12
-    patience: int = 2  # epochs without a better calibration accuracy before stopping
-    batch_size: int = 64
-    lr: float = 3e-4  # the CNN blocks
-    head_lr: float = 3e-3  # the per-field heads
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    dropout: float = 0.2
-    warmup_steps: int = 20
-    flip: bool = True  # also cache and train on mirror images
     threads: int = 0  # torch CPU threads; 0: every core this process may use
     min_support: int = 10
     holdout: float = 0.2
@@ -63,6 +52,24 @@ class FineTuneConfig:
             correction_weight=self.correction_weight,
             seed=self.seed,
         )
+
+
+@dataclass
+class FineTuneConfig(SplitSettings):
+    """How the CNN's last blocks are fine-tuned: blocks, epochs, batch size, learning rate."""
+
+    trainable_blocks: int = 2  # MBConv blocks trained (plus the head convolution)
+    budget_seconds: float = 600.0  # wall clock for the training loop
+    max_epochs: int = 12
+    patience: int = 2  # epochs without a better calibration accuracy before stopping
+    batch_size: int = 64
+    lr: float = 3e-4  # the CNN blocks
+    head_lr: float = 3e-3  # the per-field heads
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    warmup_steps: int = 20
+    flip: bool = True  # also cache and train on mirror images
 
 
 @dataclass
@@ -110,7 +117,7 @@ class FineTuneResult:
 
 
 def build_targets(
-    ids: list[str], labels: Mapping[str, FieldLabels], config: FineTuneConfig
+    ids: list[str], labels: Mapping[str, FieldLabels], config: SplitSettings
 ) -> list[FieldTargets]:
     labelled = sorted({p for fl in labels.values() for p in fl.values} & set(ids))
     sides = held_out_sides(labels, labelled, config.split_config())
