@@ -245,8 +245,16 @@ class Runtime:
 
     @property
     def cnn_version(self) -> str:
-        """The CNN version in service (loads the CNN when no switch recorded it)."""
-        return self.service_settings.get(CNN_VERSION) or self.embedder.model_version
+        """The CNN version in service, without loading the CNN."""
+        from vitrine.classify.finetune.export import base_version
+
+        switched = self.service_settings.get(CNN_VERSION)
+        built = self._embedder.built
+        if switched or built is not None:
+            return switched or built.model_version
+        if self.settings.embedding_model or self.settings.embedding_precision == "fp32":
+            return self.settings.embedding_model or base_version()
+        return self.embedder.model_version  # int8: which calibration, the loader knows
 
     def check_cnn_version(self, version: str) -> None:
         """Raise ValueError / FileNotFoundError unless ``version`` can be put in service

@@ -9,9 +9,11 @@ the test needs neither the real data nor the model.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from admin_live import CHROMIUM, CHROMIUM_ARGS, Tab, serving, sign_in
 
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
+from vitrine.classify.finetune.export import base_version
 from vitrine.config import load_settings
 from vitrine.vision.features import FEATURE_VERSION, VECTOR_DIMS
 
@@ -96,9 +99,14 @@ def _shop(app: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models-home")
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
     settings = load_settings(env={}).with_overrides(
-        home=tmp_path_factory.mktemp("models-home"),
+        home=home,
         admin_recall_check_minutes=0,
         recommend_retrain_minutes=0,
         classify_feature_groups="embedding",
@@ -185,7 +193,7 @@ def test_train_watch_inspect_compare_and_relabel(tab: Tab) -> None:
 
     # Train: articleType is ticked (it has a model); add masterCategory; always activate;
     # photo features: embedding and colour (v1 used the embedding alone).
-    page.get_by_label("masterCategory").check()
+    page.get_by_role("group", name="Fields to train").get_by_label("masterCategory").check()
     page.get_by_label("Activation").select_option("always")
     page.get_by_label("Photo features").select_option("embedding+color")
     page.get_by_role("button", name="Train", exact=True).click()
@@ -241,3 +249,37 @@ def test_train_watch_inspect_compare_and_relabel(tab: Tab) -> None:
     tab.go("/admin")
     models = page.locator("section.panel").filter(has_text="Active models").inner_text()
     assert "articleType-v2" in models and "masterCategory-v1" in models
+
+
+def test_the_cnn_panel_offers_fine_tuning_and_a_switch_that_fails_safely(
+    tab: Tab, home: Path
+) -> None:
+    """A fine-tuned version whose file is damaged: putting it in service fails as a job
+    with its reason, and the pretrained CNN stays in service."""
+    page = tab.page
+    base = base_version()
+    version = f"{base}-ftdamaged0001"
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / f"{version}.onnx").write_bytes(b"damaged")
+    record = {"version": version, "base_version": base, "created_at": "2026-12-01T10:00:00Z",
+              "method": "whole network", "input_size": 112, "device": "cpu",
+              "train_seconds": 1620, "products": 35_000,
+              "fields": {"articleType": [], "masterCategory": []},
+              "metrics": {"evaluation_accuracy": {"articleType": 0.865,
+                                                  "masterCategory": 0.991}}}  # fmt: skip
+    (models / f"{version}.json").write_text(json.dumps(record))
+    tab.go("/admin/models")
+    panel = page.locator("section.panel").filter(has_text="Photo recognition (CNN)")
+    assert base in panel.locator(".cnn-in-service").inner_text()
+    assert "articleType 86.5%" in panel.inner_text()
+    assert panel.get_by_role("button", name="Fine-tune the CNN").is_visible()
+    panel.scroll_into_view_if_needed()
+    _both_sizes(tab, "models-cnn")
+    panel = page.locator("section.panel").filter(has_text="Photo recognition (CNN)")
+    panel.get_by_role("button", name=f"Put in service {version}").click()
+    job = _watch(tab, "#cnn-notice")
+    assert f"Putting {version} in service" in page.locator("#cnn-notice").inner_text()
+    assert job.get_attribute("data-state") == "failed", job.inner_text()
+    assert "Switch the CNN" in job.inner_text()
+    assert base in page.locator(".cnn-in-service").inner_text()

@@ -5,6 +5,7 @@ app's own job runner), activation and roll-back, bad input and the read-only rol
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from test_classify import EMB_VERSION, _store_synthetic, synthetic
 
 from vitrine.api.app import create_app
+from vitrine.classify.finetune.export import base_version
 from vitrine.config import load_settings
 from vitrine.runtime import Runtime
 
@@ -333,3 +335,52 @@ def test_a_new_shop_says_what_to_do_first(tmp_path: Path) -> None:
         relabel = client.post("/admin/models/label-catalog", headers=h)
         assert relabel.status_code == 422 and "train one first" in relabel.text
         assert client.get("/admin/models/1").status_code == 404
+
+
+def test_the_cnn_panel_lists_versions_and_runs_fine_tuning_and_switch_as_jobs(shop: Any) -> None:
+    runtime, client, h = shop
+    base = base_version()
+    page = client.get("/admin/models").text
+    assert "Photo recognition (CNN)" in page and base in page
+    assert "No fine-tuned version yet" in page
+    # A fine-tuned version on disk whose network cannot load: its switch fails, and
+    # nothing changes in service.
+    version = f"{base}-ft0123456789ab"
+    models = runtime.settings.model_dir
+    models.mkdir(parents=True, exist_ok=True)
+    (models / f"{version}.onnx").write_bytes(b"not a network")
+    record = {"version": version, "base_version": base, "created_at": "2026-12-01T10:00:00Z",
+              "method": "whole network", "input_size": 112, "products": 96,
+              "fields": {"articleType": ["a", "b"]},
+              "metrics": {"evaluation_accuracy": {"articleType": 0.875}}}  # fmt: skip
+    (models / f"{version}.json").write_text(json.dumps(record))
+    page = client.get("/admin/models").text
+    assert version in page and "articleType 87.5%" in page and "Put in service" in page
+
+    for form, message in (
+        ({}, "Choose at least one field"),
+        ({"fields": ["zzz"]}, "No product has a value for zzz"),
+        ({"fields": ["articleType"], "epochs": "0"}, "Epochs are 1 to 50"),
+        ({"fields": ["articleType"], "input_size": "100"}, "input size is one of"),
+    ):
+        bad = client.post("/admin/models/cnn/finetune", data=form, headers=h)
+        assert bad.status_code == 422 and message in bad.text, form
+    unknown = client.post("/admin/models/cnn/switch", data={"version": "nope"}, headers=h)
+    assert unknown.status_code == 422 and "no CNN version &#39;nope&#39;" in unknown.text
+
+    queued = client.post(
+        "/admin/models/cnn/finetune", data={"fields": ["articleType"], "epochs": "1"}, headers=h
+    )
+    assert queued.status_code == 202 and "Fine-tuning the CNN on articleType" in queued.text
+    job = runtime.jobs.latest(1, ("finetune_cnn",))[0]
+    assert job["params"] == {"fields": ["articleType"], "epochs": 1, "input_size": 112,
+                             "device": "auto"}  # fmt: skip
+    finished = wait_for(runtime, job["id"], 60)  # these products have no readable photo
+    assert finished["state"] == "failed" and "articleType" in finished["error"]
+
+    switched = client.post("/admin/models/cnn/switch", data={"version": version}, headers=h)
+    assert switched.status_code == 202 and f"Putting {version} in service" in switched.text
+    job = runtime.jobs.latest(1, ("switch_cnn",))[0]
+    assert wait_for(runtime, job["id"], 60)["state"] == "failed"
+    assert runtime.cnn_version == base
+    assert "Switch the CNN" in client.get("/admin/models/jobs").text

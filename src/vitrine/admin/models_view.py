@@ -15,13 +15,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from vitrine.admin import model_insights as insights
+from vitrine.admin.cnn_panel import CnnPanel
 from vitrine.catalog.browse import CatalogBrowser
 from vitrine.catalog.models import as_utc
 from vitrine.classify.features import FEATURE_GROUPS
 from vitrine.classify.registry import TAG_PREFIX, UnknownModelError, model_summary
 from vitrine.cluster.job_queue import (
     EVALUATE_RECOMMENDATIONS,
+    FINETUNE_CNN,
     LABEL_CATALOG,
+    SWITCH_CNN,
     TRAIN_CLASSIFIER,
     TRAIN_RECOMMENDATIONS,
 )
@@ -44,6 +47,8 @@ KIND_NAMES = {
     TRAIN_CLASSIFIER: "Train classifiers",
     TRAIN_RECOMMENDATIONS: "Train recommendations",
     EVALUATE_RECOMMENDATIONS: "Evaluate recommendations",
+    FINETUNE_CNN: "Fine-tune the CNN",
+    SWITCH_CNN: "Switch the CNN",
 }
 ACTIVE_STATES = ("queued", "running")
 VERSIONS_SHOWN = 12  # per field, newest first
@@ -98,6 +103,15 @@ def _job_summary(job: dict[str, Any]) -> str:
     if kind == EVALUATE_RECOMMENDATIONS:
         rows = result.get("results") or []
         return f"evaluation #{result.get('id')}: {len(rows)} algorithms at k={result.get('k')}"
+    if kind == FINETUNE_CNN and result.get("version"):
+        return (
+            f"{result['version']} on {int(result.get('products') or 0):,} products "
+            f"({_seconds(float(result.get('train_seconds') or 0))}); not in service yet"
+        )
+    if kind == SWITCH_CNN and result.get("version"):
+        if not result.get("changed"):
+            return f"{result['version']} was in service already"
+        return f"{result['version']} in service (was {result.get('previous')})"
     return ""
 
 
@@ -159,8 +173,13 @@ class ModelsView:
             "default_split": self.default_split(span),
             # the split dates evaluate() accepts: after the first day, up to the last
             "split_range": (span[0] + timedelta(days=1), span[1]) if span else None,
+            "cnn": self.cnn().panel(),
             **self.jobs(),
         }
+
+    def cnn(self) -> CnnPanel:
+        """The CNN panel: its versions, fine-tuning and the switch."""
+        return CnnPanel(self.runtime, self.trainable_fields)
 
     def detail(self, model_id: int) -> dict[str, Any]:
         """/admin/models/{id}: one version with its metrics and the other versions."""

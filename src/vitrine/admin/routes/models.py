@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
+from vitrine.admin.cnn_panel import CnnRequestError
 from vitrine.admin.models_view import ModelNotFound, ModelsRequestError, ModelsView
 from vitrine.admin.security import Viewer, editor, viewer
 from vitrine.admin.templating import render
@@ -35,7 +36,9 @@ def _id(text: str, what: str) -> int:
     return int(value)
 
 
-def _failed(request: Request, exc: ModelsRequestError, page: bool = False) -> HTMLResponse:
+def _failed(
+    request: Request, exc: ModelsRequestError | CnnRequestError, page: bool = False
+) -> HTMLResponse:
     status = 404 if isinstance(exc, ModelNotFound) else 422
     if page:
         title = "Not found" if status == 404 else "Cannot show this"
@@ -167,6 +170,43 @@ def evaluate_recommendations(
         request,
         f"Evaluating every algorithm on the purchases from {job['params']['split']} on; "
         "the result joins the table below when the job is done.",
+        job,
+    )
+
+
+@router.post("/cnn/finetune", response_class=HTMLResponse)
+def finetune_cnn(
+    request: Request,
+    who: Editor,
+    view: View,
+    fields: Annotated[list[str] | None, Form()] = None,
+    epochs: Annotated[str, Form()] = "4",
+    input_size: Annotated[str, Form()] = "112",
+) -> HTMLResponse:
+    try:
+        job = view.cnn().finetune(fields or [], epochs, input_size, who.user.username)
+    except CnnRequestError as exc:
+        return _failed(request, exc)
+    return _queued(
+        request,
+        f"Fine-tuning the CNN on {', '.join(job['params']['fields'])} is queued. Nothing "
+        "changes for shoppers until you put the new version in service.",
+        job,
+    )
+
+
+@router.post("/cnn/switch", response_class=HTMLResponse)
+def switch_cnn(
+    request: Request, who: Editor, view: View, version: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    try:
+        job = view.cnn().switch(version, who.user.username)
+    except CnnRequestError as exc:
+        return _failed(request, exc)
+    return _queued(
+        request,
+        f"Putting {job['params']['version']} in service: photos are re-embedded and indexed "
+        "beside the live index, then search, labels and recommendations swap at once.",
         job,
     )
 
