@@ -12,6 +12,11 @@ Training uses only the 80 %; the 20 % test rows are touched once, at the end.
 
 Also trains the pattern tag on H&M's ``graphical_appearance_name`` (the H&M articles
 imported into a temporary home) and reports it; nothing trained here is kept.
+
+When ``bench/bench_finetune_full.py --save .cache/finetuned`` has run (the whole network
+fine-tuned on the same 80 %; it takes about an hour on 2 cores), its cached test-photo
+predictions are scored too, on the test products both runs share, beside the frozen
+embedding's logistic regression of this run on exactly those products.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FASHION = DATA / "fashion-small"
 HM = DATA / "hm"
 MODELS = Path(__file__).resolve().parents[1] / ".cache" / "models"
+FINETUNED = Path(__file__).resolve().parents[1] / ".cache" / "finetuned"
 FASHION_FIELDS = ["masterCategory", "subCategory", "articleType", "baseColour", "gender", "usage"]
 HM_FIELDS = [
     "product_group_name",
@@ -163,8 +169,56 @@ def bench_catalog(vitrine: Any, fields: list[str], limit: int | None) -> list[di
         }
         for name, (trained, predictions) in systems.items():
             row[name] = system_scores(trained[f], predictions[f], test_rows, y_test, frequent)
+        tuned = finetuned_predictions(f)
+        if tuned is not None:
+            ids = [test_f.ids[i] for i in test_rows]
+            shared = np.array([i for i, p in enumerate(ids) if p in tuned])
+            if len(shared):
+                pred = np.array([tuned[ids[i]] for i in shared], dtype=object)
+                row["finetuned_cached"] = {
+                    "test_rows": len(shared),
+                    "embedding_logreg": scores(
+                        plain_pred[shared], y_test[shared], frequent[shared]
+                    ),
+                    "finetuned": scores(pred, y_test[shared], frequent[shared]),
+                }
         rows.append(row)
     return rows
+
+
+def finetuned_predictions(field: str) -> dict[str, str] | None:
+    """The cached fine-tuned network's prediction per test product id (None: not cached)."""
+    path = FINETUNED / "test_predictions.npz"
+    if not path.exists():
+        return None
+    cached = np.load(path, allow_pickle=False)
+    if field not in cached.files:
+        return None
+    classes = cached[f"{field}_classes"]
+    return dict(zip(cached["ids"].tolist(), classes[cached[field].argmax(1)].tolist(), strict=True))
+
+
+def print_finetuned(rows: list[dict[str, Any]]) -> None:
+    rows = [r for r in rows if "finetuned_cached" in r]
+    if not rows:
+        return
+    report = json.loads((FINETUNED / "report.json").read_text())
+    print(
+        f"\nphoto only: the whole network fine-tuned (cached: {report['train_photos']} training "
+        f"photos, {len(report['epochs'])} epochs, {report['train_seconds'] / 60:.0f} min, CPU "
+        f"{','.join(report['cpu_flags'])}) beside this run's frozen-embedding LR, same test rows"
+    )
+    head = f"{'field':20s} {'rows':>6s} | {'emb-LR acc':>10s} {'F1':>6s} | "
+    head += f"{'tuned acc':>9s} {'F1':>6s}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        c = r["finetuned_cached"]
+        b, t = c["embedding_logreg"], c["finetuned"]
+        print(
+            f"{r['field']:20s} {c['test_rows']:6d} | {b['accuracy']:10.4f} {b['macro_f1']:6.4f} | "
+            f"{t['accuracy']:9.4f} {t['macro_f1']:6.4f}"
+        )
 
 
 def system_scores(
@@ -245,6 +299,7 @@ def main() -> None:
         out["fashion"] = bench_catalog(vitrine, args.fields.split(","), args.limit)
         vitrine.close()
         print_table("fashion-small (fixed 80/20 split of ids)", out["fashion"])
+        print_finetuned(out["fashion"])
         if args.hm_limit:
             hm = catalog_home(
                 args.hm_home, Path(tmp) / "hm", HM / "articles.csv", HM / "images",

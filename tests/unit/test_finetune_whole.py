@@ -18,6 +18,7 @@ from vitrine.classify.finetune import (
     build_targets,
     export_finetuned,
     fine_tune_whole,
+    list_finetuned,
     load_base_network,
 )
 from vitrine.classify.finetune.activations import compute_activations
@@ -31,6 +32,7 @@ from vitrine.classify.finetune.whole_training import (
 )
 from vitrine.classify.trainer import TrainingError
 from vitrine.vision.embedding import Embedder
+from vitrine.vision.quantize import quantize_finetuned
 
 PER_CLASS = 10
 
@@ -140,3 +142,23 @@ def test_bad_settings_fail_clearly(trained: dict) -> None:
     ]  # fmt: skip
     with pytest.raises(TrainingError, match="no labelled product"):
         fine_tune_whole(None, data, empty, WholeNetConfig())
+
+
+def test_int8_twin_of_a_fine_tuned_network(trained: dict, tmp_path: Path) -> None:
+    record = export_finetuned(trained["result"], tmp_path, {"products": 20})
+    version = record["version"]
+    photos = list(trained["images"].values())
+    path, int8_version = quantize_finetuned(tmp_path, version, photos)
+    assert int8_version.startswith(f"{version}-int8-") and path.is_file()
+    assert quantize_finetuned(tmp_path, version, photos)[1] == int8_version  # reused
+    listed = {r["version"]: r for r in list_finetuned(tmp_path)}
+    assert listed[int8_version]["int8_of"] == version
+    fp32 = Embedder(tmp_path, model=version, threads=2, top_labels=0)
+    int8 = Embedder(tmp_path, model=int8_version, threads=2, top_labels=0)
+    assert int8.precision == "int8" and int8.model_version == int8_version
+    a, b = fp32.embed(photos).vectors, int8.embed(photos).vectors
+    assert float((a * b).sum(axis=1).min()) >= 0.97
+    with pytest.raises(FileNotFoundError):
+        quantize_finetuned(tmp_path, int8_version, photos)
+    with pytest.raises(FileNotFoundError):
+        quantize_finetuned(tmp_path, "no-such-version", photos)

@@ -29,31 +29,66 @@ def model_export() -> None:
 
 @model_app.command("quantize")
 def model_quantize(
-    images: Annotated[Path, typer.Option("--images", help="Folder of real product photos.")],
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder of real product photos (default: the catalog's)."),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="A fine-tuned version to quantize (default: pretrained).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Calibration photos to use.")] = 256,
 ) -> None:
-    """Make the int8 model, calibrated on the shop's own photos.
+    """Make an int8 model, calibrated on the shop's own photos.
 
-    Use it with VITRINE_EMBEDDING_PRECISION=int8.
+    The pretrained CNN's int8 model serves with VITRINE_EMBEDDING_PRECISION=int8; a
+    fine-tuned version's int8 twin is a version of its own: `vitrine model switch` to it.
     """
-    from vitrine.vision.decode import ImageDecodeError, decode_image
     from vitrine.vision.embedding import quantize_int8
+    from vitrine.vision.quantize import quantize_finetuned
 
-    settings = load_settings()
-    files = sorted(p for p in images.rglob("*") if p.is_file())
-
-    def photos() -> Any:
-        used = 0
-        for path in files:
-            if used >= limit:
-                return
+    vitrine = open_vitrine()
+    try:
+        photos = _folder_photos(images, limit) if images else _catalog_photos(vitrine, limit)
+        if version:
             try:
-                yield decode_image(path, max_side=320).rgb
-                used += 1
-            except ImageDecodeError as exc:
-                typer.echo(f"skipped {exc}", err=True)
+                path, name = quantize_finetuned(vitrine.settings.model_dir, version, photos, limit)
+            except FileNotFoundError as exc:
+                fail(str(exc))
+            typer.echo(f"{path}\nversion {name}: `vitrine model switch {name}` serves it")
+        else:
+            typer.echo(str(quantize_int8(vitrine.settings.model_dir, photos, max_images=limit)))
+    finally:
+        vitrine.close()
 
-    typer.echo(str(quantize_int8(settings.model_dir, photos(), max_images=limit)))
+
+def _folder_photos(images: Path, limit: int) -> Any:
+    from vitrine.vision.decode import ImageDecodeError, decode_image
+
+    used = 0
+    for path in sorted(p for p in images.rglob("*") if p.is_file()):
+        if used >= limit:
+            return
+        try:
+            yield decode_image(path, max_side=320).rgb
+            used += 1
+        except ImageDecodeError as exc:
+            typer.echo(f"skipped {exc}", err=True)
+
+
+def _catalog_photos(vitrine: Any, limit: int) -> Any:
+    """Primary photos spread over the catalog (every n-th product)."""
+    from vitrine.catalog.blobs import BlobNotFoundError
+    from vitrine.vision.decode import ImageDecodeError, decode_image
+
+    photos = vitrine.store.primary_images()
+    if not photos:
+        fail("the catalog has no photo to calibrate on: give --images DIR")
+    step = max(1, len(photos) // limit)
+    for _pid, key in photos[::step][:limit]:
+        try:
+            yield decode_image(vitrine.blobs.get(key), source=key, max_side=320).rgb
+        except (BlobNotFoundError, ImageDecodeError, OSError) as exc:
+            typer.echo(f"skipped {exc}", err=True)
 
 
 @model_app.command("versions")

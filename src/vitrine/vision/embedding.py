@@ -34,6 +34,7 @@ from vitrine.vision.onnx_export import (
 from vitrine.vision.quantize import (
     DISABLED_OPTIMIZERS,
     Int8ModelNotFoundError,
+    is_int8_version,
     latest_int8_model,
     quantize_int8,
 )
@@ -159,7 +160,11 @@ class Embedder:
         sha12 = weights_sha12()
         if model:
             if precision != "fp32":
-                raise ValueError(f"the fine-tuned model {model!r} exists only in fp32")
+                raise ValueError(
+                    f"a fine-tuned model's version names its precision ({model!r}): "
+                    "leave precision at 'fp32'"
+                )
+            precision = "int8" if is_int8_version(model) else "fp32"
             model_path = model_dir / f"{model}.onnx"
             if not model_path.is_file():
                 raise FileNotFoundError(

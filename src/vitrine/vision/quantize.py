@@ -71,6 +71,13 @@ RECIPE = (
 DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 
 
+INT8_MARK = "-int8-"  # in a fine-tuned model's version: its static int8 twin
+
+
+def is_int8_version(version: str) -> bool:
+    return INT8_MARK in version
+
+
 class Int8ModelNotFoundError(FileNotFoundError):
     """No int8 model for the current weights exists in the model directory yet."""
 
@@ -239,6 +246,35 @@ def quantize_model(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return out_path
+
+
+def quantize_finetuned(
+    model_dir: Path,
+    version: str,
+    calibration_images: Iterable[np.ndarray],
+    max_images: int = 256,
+) -> tuple[Path, str]:
+    """The int8 twin of the fine-tuned model ``version`` (same recipe as
+    :func:`quantize_int8`), calibrated on the given photos: ``<version>-int8-<calib12>``,
+    a model version of its own (its embeddings, index and heads are its own too). Returns
+    its path and version; an existing file for the same photos and recipe is reused."""
+    model_dir = Path(model_dir)
+    fp32 = model_dir / f"{version}.onnx"
+    if not fp32.is_file() or INT8_MARK in version:
+        raise FileNotFoundError(f"no fine-tuned fp32 model {version!r} in {model_dir}")
+    images = _collect_images(calibration_images, max_images)
+    int8_version = f"{version}{INT8_MARK}{calibration_checksum(images)[:12]}"
+    target = model_dir / f"{int8_version}.onnx"
+    if not target.exists():
+        logger.info("quantizing %s on %d photos -> %s", fp32.name, len(images), target.name)
+        quantize_model(fp32, target, images)
+    record = fp32.with_suffix(".json")
+    if record.exists():  # the twin lists with the fine-tuned versions, its origin named
+        import json
+
+        data = json.loads(record.read_text()) | {"version": int8_version, "int8_of": version}
+        target.with_suffix(".json").write_text(json.dumps(data, indent=2))
+    return target, int8_version
 
 
 def quantize_int8(
