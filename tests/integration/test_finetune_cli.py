@@ -51,7 +51,7 @@ def test_train_finetune_reembeds_indexes_and_switches_in_one_command(
     base = json.loads(runner.invoke(app, ["model", "versions"]).stdout)["in_service"]
     bad = runner.invoke(app, ["train", "--finetune", "--fields", "gender", "--budget-minutes", "0"])
     assert bad.exit_code == 2 and "budget" in bad.stderr
-    bad = runner.invoke(app, ["train", "--finetune", "--fields", "gender", "--input-size", "100"])
+    bad = runner.invoke(app, ["train", "--finetune", "--fields", "gender", "--input-size", "300"])
     assert bad.exit_code == 2 and "input_size" in bad.stderr
 
     args = ["train", "--finetune", "--fields", fields, "--min-support", "3", "--epochs", "1"]
@@ -60,7 +60,7 @@ def test_train_finetune_reembeds_indexes_and_switches_in_one_command(
     out = json.loads(result.stdout)
     version = out["version"]
     assert "-ft" in version and out["reembedded"] == 48 and out["indexed"] == 48
-    assert out["method"] == "whole network" and out["input_size"] == 112
+    assert out["method"] == "whole network" and out["input_size"] == 128
     assert out["to_switch"] == f"vitrine model switch {version}"
     record = json.loads((home / "models" / f"{version}.json").read_text())
     assert set(record["fields"]) == {"masterCategory", "gender"} and record["products"] == 48

@@ -373,7 +373,7 @@ def test_the_cnn_panel_lists_versions_and_runs_fine_tuning_and_switch_as_jobs(sh
     )
     assert queued.status_code == 202 and "Fine-tuning the CNN on articleType" in queued.text
     job = runtime.jobs.latest(1, ("finetune_cnn",))[0]
-    assert job["params"] == {"fields": ["articleType"], "epochs": 1, "input_size": 112,
+    assert job["params"] == {"fields": ["articleType"], "epochs": 1, "input_size": 128,
                              "device": "auto"}  # fmt: skip
     finished = wait_for(runtime, job["id"], 60)  # these products have no readable photo
     assert finished["state"] == "failed" and "articleType" in finished["error"]

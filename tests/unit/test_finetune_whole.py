@@ -23,7 +23,12 @@ from vitrine.classify.finetune import (
 )
 from vitrine.classify.finetune.activations import compute_activations
 from vitrine.classify.finetune.augment import augment_batch
-from vitrine.classify.finetune.whole import RegionColour, check_input_size
+from vitrine.classify.finetune.whole import (
+    RegionColour,
+    area_matrix,
+    check_input_size,
+    downscale,
+)
 from vitrine.classify.finetune.whole_training import (
     downscale_runner,
     is_colour_field,
@@ -122,8 +127,9 @@ def test_region_colour_follows_the_attention() -> None:
 
 
 def test_bad_settings_fail_clearly(trained: dict) -> None:
-    with pytest.raises(ValueError, match="input_size"):
-        check_input_size(100)
+    for size in (40, 300):
+        with pytest.raises(ValueError, match="input_size"):
+            check_input_size(size)
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -134,14 +140,14 @@ def test_bad_settings_fail_clearly(trained: dict) -> None:
         resolve_precision("fp8", "cpu", 224)
     data, result = trained["data"], trained["result"]
     with pytest.raises(ValueError, match="cached at 112"):
-        fine_tune_whole(None, data, result.targets, WholeNetConfig(input_size=224))
+        fine_tune_whole(None, data, result.targets, WholeNetConfig(input_size=128))
     empty = [
         type(t)(t.field, t.classes, np.full_like(t.train, -100), t.weight, t.calibration,
                 t.evaluation)
         for t in result.targets
     ]  # fmt: skip
     with pytest.raises(TrainingError, match="no labelled product"):
-        fine_tune_whole(None, data, empty, WholeNetConfig())
+        fine_tune_whole(None, data, empty, WholeNetConfig(input_size=112))
 
 
 def test_int8_twin_of_a_fine_tuned_network(trained: dict, tmp_path: Path) -> None:
@@ -162,3 +168,17 @@ def test_int8_twin_of_a_fine_tuned_network(trained: dict, tmp_path: Path) -> Non
         quantize_finetuned(tmp_path, int8_version, photos)
     with pytest.raises(FileNotFoundError):
         quantize_finetuned(tmp_path, "no-such-version", photos)
+
+
+def test_area_resize_is_average_pooling_generalised() -> None:
+    x = torch.rand(2, 3, 224, 224)
+    assert torch.allclose(downscale(x, 112), torch.nn.functional.avg_pool2d(x, 2))
+    m = area_matrix(224, 128)
+    assert torch.allclose(m.sum(dim=1), torch.ones(128))  # each output pixel: a mean
+    flat = torch.full((1, 3, 224, 224), 0.25)
+    assert torch.allclose(downscale(flat, 128, m), torch.full((1, 3, 128, 128), 0.25))
+    runner = downscale_runner(128)
+    photo = np.zeros((1, 224, 224, 3), np.uint8)
+    photo[:, :, 112:] = 255  # a sharp vertical edge stays one soft column wide
+    row = runner(photo)[0, 64, :, 0].astype(np.float32)
+    assert np.sum((row > -0.99) & (row < 0.99)) <= 1

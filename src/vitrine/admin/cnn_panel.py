@@ -11,7 +11,12 @@ from typing import Any
 from vitrine.classify.cnn_service import UnknownCnnVersion
 from vitrine.runtime import Runtime
 
-INPUT_SIZES = {112: "112 px (fast; photos up to ~120 px)", 224: "224 px (large photos)"}
+INPUT_SIZES = {
+    128: "128 px (photos up to ~150 px; the default)",
+    112: "112 px (fastest)",
+    160: "160 px",
+    224: "224 px (large photos; slow on a CPU)",
+}
 MAX_EPOCHS = 50
 
 

@@ -38,8 +38,8 @@ def train(
         str, typer.Option(help="Fine-tuning: auto (a GPU when torch sees one), cpu or cuda.")
     ] = "auto",
     input_size: Annotated[
-        int, typer.Option(help="Fine-tuning (whole): the network's input side, 224 or 112.")
-    ] = 112,
+        int, typer.Option(help="Fine-tuning (whole): the network's input side, 56 to 224.")
+    ] = 128,
     epochs: Annotated[int, typer.Option(help="Fine-tuning (whole): at most this many epochs.")] = 4,
     budget_minutes: Annotated[
         float, typer.Option(help="Fine-tuning: wall-clock budget of the training loop.")

@@ -67,7 +67,7 @@ def finetune_config(params: dict[str, Any], runtime: Runtime) -> FineTuneConfig 
         if epochs < 1:
             raise ValueError("epochs must be at least 1")
         return WholeNetConfig(
-            input_size=check_input_size(int(given("input_size", 112))),
+            input_size=check_input_size(int(given("input_size", 128))),
             max_epochs=epochs,
             device=resolve_device(str(params.get("device") or "auto")),
             **common,

@@ -181,7 +181,7 @@ def finetune_cnn(
     view: View,
     fields: Annotated[list[str] | None, Form()] = None,
     epochs: Annotated[str, Form()] = "4",
-    input_size: Annotated[str, Form()] = "112",
+    input_size: Annotated[str, Form()] = "128",
 ) -> HTMLResponse:
     try:
         job = view.cnn().finetune(fields or [], epochs, input_size, who.user.username)

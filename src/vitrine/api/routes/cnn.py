@@ -50,8 +50,11 @@ class FineTuneCnn(BaseModel):
     fields: list[FieldName] = Field(min_length=1, max_length=16)
     method: Literal["whole", "last-blocks"] = "whole"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    input_size: Literal[112, 224] = Field(
-        default=112, description="the network's input side (the photo averaged down from 224)"
+    input_size: int = Field(
+        default=128,
+        ge=56,
+        le=224,
+        description="the network's input side (the prepared 224x224 photo is area-resized)",
     )
     epochs: int = Field(default=4, ge=1, le=50)
     budget_minutes: float = Field(default=120.0, gt=0, le=7 * 24 * 60)

@@ -1,10 +1,10 @@
 """EfficientNet-Lite0 trained end to end on the shop's photos, one head per label field.
 
 The network takes what the served model takes (uint8 NHWC 224x224 photos prepared by
-:func:`vitrine.vision.model_input.prepare_image`) and first averages ``224 / input_size``
-pixel squares, so a catalog of small photos (60x80 is common) is learnt and served at a
-matching scale at a fraction of the cost; the same downscaling is part of the exported
-graph, so training and serving see the same pixels.
+:func:`vitrine.vision.model_input.prepare_image`) and first resizes them to
+``input_size`` by area averaging (:func:`downscale`), so a catalog of small photos (60x80
+is common) is learnt and served at a matching scale at a fraction of the cost; the same
+downscaling is part of the exported graph, so training and serving see the same pixels.
 
 A colour field (``baseColour``) reads, beside the pooled features, the colour histogram
 of the product's own region (:class:`RegionColour`): a spatial attention map computed from
@@ -16,6 +16,7 @@ the garment rather than the skin, hair or background around it.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,11 +28,33 @@ SERVED_SIZE = 224  # what prepare_image hands the network
 
 
 def check_input_size(size: int) -> int:
-    if size <= 0 or SERVED_SIZE % size or size < 56:
-        raise ValueError(
-            f"input_size must divide {SERVED_SIZE} and be >= 56 (224, 112), not {size}"
-        )
+    if not 56 <= size <= SERVED_SIZE:
+        raise ValueError(f"input_size must be 56 to {SERVED_SIZE} pixels, not {size}")
     return size
+
+
+def area_matrix(source: int, target: int) -> torch.Tensor:
+    """``target x source`` weights of an area (box-filter) resize: each output pixel is
+    the mean of the source pixels it covers, fractions included. Applied as two matrix
+    products, it resizes by any factor without aliasing and exports to ONNX as MatMul."""
+    ratio = source / target
+    weights = torch.zeros(target, source)
+    for i in range(target):
+        start, end = i * ratio, (i + 1) * ratio
+        for j in range(int(start), min(source, math.ceil(end))):
+            weights[i, j] = max(0.0, min(end, j + 1) - max(start, j))
+    return weights / ratio
+
+
+def downscale(x: torch.Tensor, size: int, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Float NCHW 224x224 -> ``size x size``: average pooling when ``size`` divides 224,
+    else the area resize of :func:`area_matrix` (``matrix``, precomputed)."""
+    if size == x.shape[-1]:
+        return x
+    if x.shape[-1] % size == 0:
+        return functional.avg_pool2d(x, x.shape[-1] // size)
+    m = matrix if matrix is not None else area_matrix(x.shape[-1], size)
+    return torch.matmul(torch.matmul(m, x), m.transpose(0, 1))
 
 
 def colour_prototypes(levels: int = 4) -> torch.Tensor:
@@ -86,7 +109,7 @@ class WholeNet(nn.Module):
         backbone: Any,
         classes: dict[str, Sequence[str]],
         *,
-        input_size: int = 112,
+        input_size: int = 128,
         colour_fields: Sequence[str] = (),
         region_colour: bool = True,
         dropout: float = 0.2,
@@ -94,7 +117,7 @@ class WholeNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.input_size = check_input_size(input_size)
-        self.factor = SERVED_SIZE // input_size
+        self.register_buffer("resize", area_matrix(SERVED_SIZE, input_size), persistent=False)
         self.fields = list(classes)
         width = backbone._fc.in_features
         self.region = RegionColour(width) if region_colour and colour_fields else None
@@ -111,9 +134,7 @@ class WholeNet(nn.Module):
     def downscale(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC 224x224 -> float NCHW in [-1, 1] at the network's input size."""
         x = (image.permute(0, 3, 1, 2).to(torch.float32) - 127.0) / 128.0
-        if self.factor > 1:
-            x = functional.avg_pool2d(x, self.factor)
-        return x
+        return downscale(x, self.input_size, self.resize)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.extract_features(x)

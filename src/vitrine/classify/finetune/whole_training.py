@@ -26,7 +26,13 @@ import torch
 from vitrine.classify.finetune.activations import Activations
 from vitrine.classify.finetune.augment import augment_batch
 from vitrine.classify.finetune.training import IGNORE, FieldTargets, SplitSettings, _loss
-from vitrine.classify.finetune.whole import SERVED_SIZE, WholeNet, check_input_size
+from vitrine.classify.finetune.whole import (
+    SERVED_SIZE,
+    WholeNet,
+    area_matrix,
+    check_input_size,
+    downscale,
+)
 from vitrine.classify.trainer import TrainingError
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,7 @@ def is_colour_field(name: str) -> bool:
 class WholeNetConfig(SplitSettings):
     """How the whole network is fine-tuned."""
 
-    input_size: int = 112  # 224 / k: the photo is averaged down by k before the network
+    input_size: int = 128  # the served 224x224 photo is area-resized to this first
     max_epochs: int = 4
     budget_seconds: float = 3600.0
     patience: int = 1
@@ -338,13 +344,13 @@ def _set_lr(
 
 def downscale_runner(input_size: int) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 NHWC 224 batches -> float16 NHWC photos at ``input_size`` (the network's own
-    downscaling, so the cache holds exactly what the served graph computes)."""
-    factor = SERVED_SIZE // check_input_size(input_size)
+    downscaling, so the cache holds what the served graph computes)."""
+    check_input_size(input_size)
+    matrix = area_matrix(SERVED_SIZE, input_size)
 
     def run(batch: np.ndarray) -> np.ndarray:
         x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() - 127.0) / 128.0
-        if factor > 1:
-            x = torch.nn.functional.avg_pool2d(x, factor)
+        x = downscale(x, input_size, matrix)
         return x.permute(0, 2, 3, 1).numpy().astype(np.float16)
 
     return run
