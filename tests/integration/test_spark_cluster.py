@@ -87,13 +87,14 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
                 stderr=subprocess.STDOUT,
             )
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded 2-core machine starts Spark slowly
         while True:
             try:
                 if httpx.get(web, timeout=2).json().get("aliveworkers") == 1:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet, or its UI still a 404 page
                 pass
+            time.sleep(0.5)
             if time.monotonic() > deadline or any(d.poll() is not None for d in daemons):
                 pytest.fail(
                     "standalone cluster did not start:\n"

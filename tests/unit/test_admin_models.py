@@ -182,6 +182,8 @@ def test_training_from_the_form_runs_as_a_job(shop: Any) -> None:
     assert job["created_by"] == "admin alice"
     new = versions(runtime, "masterCategory")[-1]
     assert new["version"] == "masterCategory-v2" and new["active"]
+    labelling = runtime.jobs.latest(1, ("label_catalog",))[0]  # queued by the activation
+    wait_for(runtime, labelling["id"])
     panel = client.get("/admin/models/jobs").text
     assert "masterCategory-v2 (accuracy" in panel and "every 2s" not in panel
 
