@@ -279,13 +279,14 @@ class Runtime:
                 "`vitrine model versions` lists the fine-tuned ones)"
             )
 
-    def use_cnn(self, version: str) -> dict[str, Any]:
+    def use_cnn(self, version: str, loaded: Embedder | None = None) -> dict[str, Any]:
         """Serve ``version`` in this process from now on: the CNN and the index swap at
-        once (the parts not built yet will build with it)."""
+        once (the parts not built yet will build with it). ``loaded``: that version's
+        CNN when the caller has it loaded already."""
         out: dict[str, Any] = {"version": version}
         embedder = self._embedder.built
         if embedder is not None and embedder.model_version != version:
-            out["previous"] = embedder.swap(self.embedder_for(version))
+            out["previous"] = embedder.swap(loaded or self.embedder_for(version))
         search = self._search.built
         out["index"] = search.switch_version(version) if search is not None else "not loaded"
         return out

@@ -124,7 +124,8 @@ def switch_cnn(runtime: Runtime, params: dict[str, Any], progress: Progress) -> 
         raise JobError(str(exc)) from exc
     if version == previous:
         return {"version": version, "previous": previous, "changed": False}
-    embedded = reembed_catalog(runtime, version, _stage_reporter(progress))
+    cnn = runtime.embedder_for(version)  # loaded once: re-embedding and the swap share it
+    embedded = reembed_catalog(runtime, version, _stage_reporter(progress), cnn)
     progress.start("heads on the new embeddings")
     heads = _heads_for(runtime, version)
     progress.start("switching")
@@ -132,8 +133,8 @@ def switch_cnn(runtime: Runtime, params: dict[str, Any], progress: Progress) -> 
     classification = runtime.classification_for(None)
     for head in heads:
         classification.activate(head["id"])
-    swap = runtime.use_cnn(version)
-    late = reembed_catalog(runtime, version)  # photos the old CNN embedded meanwhile
+    swap = runtime.use_cnn(version, cnn)
+    late = reembed_catalog(runtime, version, embedder=cnn)  # what the old CNN embedded meanwhile
     if late.embedded and "search" in runtime.opened():
         runtime.search.reload(late.product_ids)
     runtime.jobs.submit(TRAIN_RECOMMENDATIONS, {"reason": f"CNN switched to {version}"})

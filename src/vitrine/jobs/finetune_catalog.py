@@ -40,6 +40,7 @@ from vitrine.index.visual_search import VisualSearch
 from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import WORKING_SIDE
 from vitrine.vision.decode import ImageDecodeError, decode_image
+from vitrine.vision.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,17 @@ class ReembedReport:
 
 
 def reembed_catalog(
-    vitrine: Runtime, version: str, on_progress: Progress | None = None
+    vitrine: Runtime,
+    version: str,
+    on_progress: Progress | None = None,
+    embedder: Embedder | None = None,
 ) -> ReembedReport:
     """Store ``version`` embeddings of every primary photo lacking one, then build and save
-    that version's index (beside the index in service, which is left as it is)."""
+    that version's index (beside the index in service, which is left as it is).
+    ``embedder``: that version's CNN when the caller has it loaded already."""
     t0 = time.perf_counter()
     s = vitrine.settings
-    embedder = vitrine.embedder_for(version)
+    embedder = embedder or vitrine.embedder_for(version)
     missing = vitrine.store.images_missing_feature(EMBEDDING_KIND, version)
     report = ReembedReport(version)
     for start in range(0, len(missing), CHUNK):

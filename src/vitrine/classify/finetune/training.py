@@ -171,16 +171,19 @@ def _run(
     return np.concatenate(embeddings), per_field
 
 
-def _accuracy(
-    model: MultiTaskNet, acts: Activations, targets: list[FieldTargets], side: str, device: str
+def side_accuracies(
+    targets: list[FieldTargets],
+    side: str,
+    scores: Callable[[np.ndarray], list[np.ndarray]],
 ) -> dict[str, float]:
+    """Accuracy per field on one side of the split (``train``, ``calibration`` or
+    ``evaluation``); ``scores(rows)`` gives each field's class scores of those rows."""
     wanted = [getattr(t, side) for t in targets]
     rows = np.flatnonzero(np.any(np.stack(wanted) != IGNORE, axis=0))
     if len(rows) == 0:
         return {}
-    _, logits = _run(model, acts, rows, 256, device)
     out = {}
-    for t, y_all, lg in zip(targets, wanted, logits, strict=True):
+    for t, y_all, lg in zip(targets, wanted, scores(rows), strict=True):
         y = y_all[rows]
         keep = y != IGNORE
         if keep.any():
@@ -188,7 +191,13 @@ def _accuracy(
     return out
 
 
-def _loss(
+def _accuracy(
+    model: MultiTaskNet, acts: Activations, targets: list[FieldTargets], side: str, device: str
+) -> dict[str, float]:
+    return side_accuracies(targets, side, lambda rows: _run(model, acts, rows, 256, device)[1])
+
+
+def field_loss(
     outs: list[torch.Tensor], ys: list[torch.Tensor], ws: list[torch.Tensor], smoothing: float
 ) -> torch.Tensor:
     total = outs[0].new_zeros(())
@@ -276,7 +285,7 @@ def _fit(
                 )
             _, outs = model(x)
             idx = torch.from_numpy(rows)
-            loss = _loss(
+            loss = field_loss(
                 outs,
                 [y[idx].to(device) for y in ys],
                 [w[idx].to(device) for w in ws],

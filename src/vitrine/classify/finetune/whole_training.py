@@ -25,7 +25,13 @@ import torch
 
 from vitrine.classify.finetune.activations import Activations
 from vitrine.classify.finetune.augment import augment_batch
-from vitrine.classify.finetune.training import IGNORE, FieldTargets, SplitSettings, _loss
+from vitrine.classify.finetune.training import (
+    IGNORE,
+    FieldTargets,
+    SplitSettings,
+    field_loss,
+    side_accuracies,
+)
 from vitrine.classify.finetune.whole import (
     SERVED_SIZE,
     WholeNet,
@@ -155,18 +161,9 @@ def _probabilities(
 def side_accuracy(
     model: WholeNet, photos: Activations, targets: list[FieldTargets], side: str, device: str
 ) -> dict[str, float]:
-    wanted = [getattr(t, side) for t in targets]
-    rows = np.flatnonzero(np.any(np.stack(wanted) != IGNORE, axis=0))
-    if len(rows) == 0:
-        return {}
-    probs = _probabilities(model, photos, rows, device, tta=False)
-    out = {}
-    for t, y_all, p in zip(targets, wanted, probs, strict=True):
-        y = y_all[rows]
-        keep = y != IGNORE
-        if keep.any():
-            out[t.field] = round(float((p[keep].argmax(axis=1) == y[keep]).mean()), 4)
-    return out
+    return side_accuracies(
+        targets, side, lambda rows: _probabilities(model, photos, rows, device, tta=False)
+    )
 
 
 def fine_tune_whole(
@@ -264,7 +261,7 @@ def _fit(
                 batch_ys.append(target.to(device))
             with _autocast(device, result.precision):
                 _, outs = model(x)
-            loss = _loss(
+            loss = field_loss(
                 [o.float() for o in outs],
                 batch_ys,
                 [w[idx].to(device) for w in ws],
