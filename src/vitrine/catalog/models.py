@@ -357,7 +357,7 @@ class Job(Base):
 
 class ServiceSetting(Base):
     """A value every process of the shop must agree on, changed while they run (today:
-    the CNN in service, switched live by ``vitrine cnn switch``)."""
+    the CNN in service, switched live by ``vitrine model switch``)."""
 
     __tablename__ = "service_settings"
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def embedding_version(store: CatalogStore) -> str | None:
-    """The CNN switched into service (``vitrine cnn switch``), else the embedding model
+    """The CNN switched into service (``vitrine model switch``), else the embedding model
     version most primary photos have (None: no embeddings)."""
     return ServiceSettings(store.engine).get(CNN_VERSION) or store.primary_embedding_version()
 
