@@ -113,6 +113,7 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
             assert time.monotonic() < deadline, "the recommendation models did not train"
             time.sleep(1)
         strategies = client.get("/v1/strategies").json()
+        cnn_in_service = client.get("/v1/cnn").json()["in_service"]
         categories = sorted({p["attributes"]["articleType"] for p in products})
     # Two versions of a classifier (a version to activate, one to roll back to).
     model_ids = []
@@ -159,6 +160,8 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
         ],
         "categories": categories,
         "model_ids": model_ids,
+        # Switching to the CNN in service is a real switch job with nothing to do.
+        "cnn_versions": [cnn_in_service],
         "label_fields": ["articleType"],
         "strategies": [s["name"] for s in strategies],
         "strategy_configs": [{k: v for k, v in s.items() if k != "name"} for s in strategies],

@@ -179,6 +179,26 @@ def test_non_finite_product_prices_are_refused(shop: Any, value: str) -> None:
     problem(r, 422, "price")
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/models/train", {"fields": ["articleType"], "min_support": True}, "min_support"),
+        ("/v1/cnn/finetune", {"fields": ["articleType"], "epochs": True}, "epochs"),
+        ("/v1/cnn/finetune", {"fields": ["articleType"], "budget_minutes": False}, "budget"),
+        ("/v1/sessions/recommendations", {"product_ids": ["p1"], "k": True}, "k"),
+        ("/v1/events", {"user_id": "u", "product_id": "p1", "type": "view", "price": True}, "price"),
+        ("/v1/recommendations/evaluations", {"split": "2026-01-01", "k": True}, "k"),
+    ],
+)
+def test_a_boolean_is_not_a_number(shop: Any, path: str, body: dict[str, Any], field: str) -> None:
+    """JSON true is not the integer 1 (pydantic's lax mode would read it so); 5.0 is 5."""
+    client, keys = shop
+    r = client.post(path, json=body, headers=h(keys["admin"]))
+    problem(r, 422, field)
+    whole = {k: 2.0 if v is True or v is False else v for k, v in body.items()}
+    assert client.post(path, json=whole, headers=h(keys["admin"])).status_code != 422
+
+
 def test_non_finite_numbers_in_json_are_refused(shop: Any) -> None:
     client, keys = shop
     body = '{"price": 1e400}'

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from vitrine.api.openapi import UTCDateTime
+
+
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic's lax mode would read true as 1
+        raise ValueError("a number is expected, not true/false")
+    return value
+
+
+# For an int or float read from JSON: 5 or 5.0 (as JSON Schema has it), never true/false.
+# It goes after the field's constraints (Annotated[int, Field(ge=1), NotBoolean]), or
+# pydantic would not write them into the OpenAPI document as minimum/maximum.
+NotBoolean = BeforeValidator(_not_boolean)
+FieldName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class NamedColor(BaseModel):

@@ -12,11 +12,10 @@ from vitrine.accounts.keys import KeyInfo
 from vitrine.api.auth import require
 from vitrine.api.openapi import problems
 from vitrine.api.problems import Problem
-from vitrine.api.schemas import Job, job_body
+from vitrine.api.schemas import FieldName, Job, NotBoolean, job_body
 from vitrine.classify.cnn_service import CnnService, UnknownCnnVersion
 
 router = APIRouter(tags=["classification"])
-FieldName = Annotated[str, Field(min_length=1, max_length=128)]
 Version = Annotated[str, Field(min_length=1, max_length=160, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -50,15 +49,18 @@ class FineTuneCnn(BaseModel):
     fields: list[FieldName] = Field(min_length=1, max_length=16)
     method: Literal["whole", "last-blocks"] = "whole"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    input_size: int = Field(
-        default=128,
-        ge=56,
-        le=224,
-        description="the network's input side (the prepared 224x224 photo is area-resized)",
-    )
-    epochs: int = Field(default=4, ge=1, le=50)
-    budget_minutes: float = Field(default=120.0, gt=0, le=7 * 24 * 60)
-    min_support: int | None = Field(default=None, ge=1, le=100_000)
+    input_size: Annotated[
+        int,
+        Field(
+            ge=56,
+            le=224,
+            description="the network's input side (the prepared 224x224 photo is area-resized)",
+        ),
+        NotBoolean,
+    ] = 128
+    epochs: Annotated[int, Field(ge=1, le=50), NotBoolean] = 4
+    budget_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60), NotBoolean] = 120.0
+    min_support: Annotated[int, Field(ge=1, le=100_000), NotBoolean] | None = None
 
 
 class SwitchCnn(BaseModel):

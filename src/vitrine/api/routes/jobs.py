@@ -12,7 +12,7 @@ from vitrine.accounts.keys import KeyInfo
 from vitrine.api.auth import require
 from vitrine.api.openapi import DateParam, problems
 from vitrine.api.problems import Problem
-from vitrine.api.schemas import Job, JobKind, JobList, job_body
+from vitrine.api.schemas import FieldName, Job, JobKind, JobList, NotBoolean, job_body
 from vitrine.cluster.job_queue import (
     EVALUATE_RECOMMENDATIONS,
     TRAIN_CLASSIFIER,
@@ -21,7 +21,6 @@ from vitrine.cluster.job_queue import (
 
 router = APIRouter(tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The job's id.")]
-FieldName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class TrainClassifier(BaseModel):
@@ -32,7 +31,7 @@ class TrainClassifier(BaseModel):
     groups: str | None = Field(
         default=None, max_length=200, description="feature groups, e.g. embedding+color"
     )
-    min_support: int | None = Field(default=None, ge=1, le=100_000)
+    min_support: Annotated[int, Field(ge=1, le=100_000), NotBoolean] | None = None
 
 
 class LabelCatalog(BaseModel):
@@ -50,11 +49,11 @@ class EvaluateRecommendations(BaseModel):
     """Offline evaluation on the shop's own log, split in time."""
 
     split: DateParam = Field(description="the first day of the test period")
-    k: int = Field(default=12, ge=1, le=100)
+    k: Annotated[int, Field(ge=1, le=100), NotBoolean] = 12
     algorithms: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=20
     )
-    test_days: float | None = Field(default=None, gt=0, le=3650)
+    test_days: Annotated[float, Field(gt=0, le=3650), NotBoolean] | None = None
 
 
 def jobs(request: Request) -> JobQueue:

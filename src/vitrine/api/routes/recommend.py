@@ -27,7 +27,7 @@ from vitrine.api.auth import require
 from vitrine.api.openapi import DateTimeParam, UTCDateTime
 from vitrine.api.openapi import problems as documented
 from vitrine.api.problems import Problem
-from vitrine.api.schemas import Job, job_body
+from vitrine.api.schemas import Job, NotBoolean, job_body
 from vitrine.cluster.job_queue import TRAIN_RECOMMENDATIONS
 from vitrine.recommend.events import EventError
 from vitrine.recommend.rules import RuleError
@@ -57,7 +57,7 @@ class EventIn(BaseModel):
     session_id: str | None = Field(default=None, max_length=128)
     recommendation_id: str | None = Field(default=None, max_length=64)
     strategy: str | None = Field(default=None, max_length=64)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False), NotBoolean] | None = None
 
 
 class EventBatch(BaseModel):
@@ -128,7 +128,7 @@ class SessionRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     product_ids: list[str] = Field(min_length=1, max_length=500)
-    k: int = Field(default=12, ge=1, le=200)
+    k: Annotated[int, Field(ge=1, le=200), NotBoolean] = 12
     strategy: str | None = None
     filter: list[str] | None = None
     session_id: str | None = Field(default=None, max_length=128)
