@@ -57,6 +57,11 @@ class Settings:
     # candidates each source (ANN, exact aspect scans) contributes.
     search_aspect_weights: str = ""
     search_candidates: int = 50
+    # Products in real photos (scene search, snapshots): the classifier field answered as
+    # each object's category, and how often the leader checks whether the catalog has
+    # grown by a quarter since the localiser was trained (0: only on demand).
+    scene_category_field: str = "articleType"
+    localizer_retrain_minutes: int = 60
 
     # Bulk import.
     import_workers: int = 0  # 0: one per core

@@ -29,10 +29,12 @@ from vitrine.cluster.job_store import JobStore
 from vitrine.cluster.service_settings import CNN_VERSION, ServiceSettings
 from vitrine.config import Settings, load_settings
 from vitrine.index.photo_search import PhotoSearch
+from vitrine.index.product_finder import ProductFinder
+from vitrine.index.scene_search import SceneSearch
 from vitrine.index.visual_search import VisualSearch
 from vitrine.private_fs import secure_home
 from vitrine.recommend.service import RecommendationService
-from vitrine.vision.analyzer import ImageAnalyzer
+from vitrine.vision.analyzer import ImageAnalysis, ImageAnalyzer
 from vitrine.vision.batcher import MicroBatcher
 from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
@@ -103,8 +105,13 @@ class Runtime:
             lambda: self.cnn_version,
             self.check_cnn_version,
         )
+        # The products in real photos: the newest trained localiser (none: not found).
+        self.finder = ProductFinder(self.settings.model_dir)
         self._photo_search = _Part(
-            lambda: PhotoSearch(self.search, self.batcher.analyze, self.limits)
+            lambda: PhotoSearch(self.search, self.batcher.analyze, self.limits, self.finder)
+        )
+        self._scene_search = _Part(
+            lambda: SceneSearch(self.photo_search, self.finder, self._scene_category)
         )
 
     # -- parts --------------------------------------------------------------------------
@@ -137,6 +144,18 @@ class Runtime:
     @property
     def photo_search(self) -> PhotoSearch:
         return self._photo_search.get()
+
+    @property
+    def scene_search(self) -> SceneSearch:
+        """Shop the look: the products in a photo, each with its matches."""
+        return self._scene_search.get()
+
+    def _scene_category(self, analysis: ImageAnalysis) -> str | None:
+        categories = self.classification.describe(analysis)["categories"]
+        chosen = categories.get(self.settings.scene_category_field) or next(
+            iter(categories.values()), None
+        )
+        return None if chosen is None or chosen.get("value") is None else str(chosen["value"])
 
     @property
     def classification(self) -> ClassificationService:

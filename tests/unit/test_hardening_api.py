@@ -186,7 +186,11 @@ def test_non_finite_product_prices_are_refused(shop: Any, value: str) -> None:
         ("/v1/cnn/finetune", {"fields": ["articleType"], "epochs": True}, "epochs"),
         ("/v1/cnn/finetune", {"fields": ["articleType"], "budget_minutes": False}, "budget"),
         ("/v1/sessions/recommendations", {"product_ids": ["p1"], "k": True}, "k"),
-        ("/v1/events", {"user_id": "u", "product_id": "p1", "type": "view", "price": True}, "price"),
+        (
+            "/v1/events",
+            {"user_id": "u", "product_id": "p1", "type": "view", "price": True},
+            "price",
+        ),
         ("/v1/recommendations/evaluations", {"split": "2026-01-01", "k": True}, "k"),
     ],
 )

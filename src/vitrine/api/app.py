@@ -19,7 +19,7 @@ from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import cnn, imports, models, ops, products, search
+from vitrine.api.routes import cnn, imports, models, ops, products, scenes, search
 from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
 from vitrine.cluster.change_feed import ChangeFollower
@@ -29,6 +29,7 @@ from vitrine.config import Settings, load_settings
 from vitrine.jobs.backfill import backfill_layouts
 from vitrine.jobs.background import job_handlers
 from vitrine.jobs.import_jobs import ImportJobs
+from vitrine.jobs.localizer_jobs import queue_localizer_if_due
 from vitrine.runtime import Runtime
 from vitrine.worker import BackgroundWorker
 
@@ -65,6 +66,14 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             lambda: vitrine.classification.stop(),
         )
     )
+    if vitrine.settings.localizer_retrain_minutes > 0:
+        grown = BackgroundWorker(
+            "localizer-retraining",
+            lambda: queue_localizer_if_due(vitrine),
+            interval=vitrine.settings.localizer_retrain_minutes * 60.0,
+            wait_first=True,
+        )
+        duties.append(Duty("localizer retraining", grown.start, grown.stop))
     leadership = Leadership(lock_for(vitrine.engine, vitrine.settings.home), duties)
 
     @asynccontextmanager
@@ -120,6 +129,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     admin = install_admin(app, vitrine, metrics.registry)  # the web UI at /admin
     app.include_router(models.router)
     app.include_router(cnn.router)
+    app.include_router(scenes.router)
     app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
     install_openapi(app)  # the shared problem schema and every operation's error responses

@@ -200,6 +200,7 @@ JobKind = Literal[
     "evaluate_recommendations",
     "finetune_cnn",
     "switch_cnn",
+    "train_localizer",
 ]
 
 

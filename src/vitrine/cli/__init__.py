@@ -25,6 +25,7 @@ from vitrine.cli import (
     keys,
     model,
     recommend,
+    scenes,
     serve,
     spark,
     users,
@@ -45,6 +46,7 @@ app.command("import-catalog")(catalog.import_catalog_cmd)
 app.command("analyze")(catalog.analyze)
 app.command("search")(catalog.search)
 app.command("similar")(catalog.similar)
+app.command("search-scene")(scenes.search_scene)
 app.command("serve")(serve.serve)
 app.command("import-events")(recommend.import_events_cmd)
 app.command("recommend")(recommend.recommend)
@@ -66,6 +68,7 @@ app.add_typer(classify.models_app, name="models")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(spark.spark_app, name="spark")
 app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(scenes.localizer_app, name="localizer")
 app.command("label-catalog")(jobs.label_catalog)
 
 

@@ -28,6 +28,7 @@ TRAIN_RECOMMENDATIONS = "train_recommendations"
 EVALUATE_RECOMMENDATIONS = "evaluate_recommendations"
 FINETUNE_CNN = "finetune_cnn"
 SWITCH_CNN = "switch_cnn"
+TRAIN_LOCALIZER = "train_localizer"
 JOB_KINDS = (
     LABEL_CATALOG,
     TRAIN_CLASSIFIER,
@@ -35,6 +36,7 @@ JOB_KINDS = (
     EVALUATE_RECOMMENDATIONS,
     FINETUNE_CNN,
     SWITCH_CNN,
+    TRAIN_LOCALIZER,
 )
 
 

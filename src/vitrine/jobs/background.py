@@ -1,6 +1,6 @@
 """The kinds of background job and what each runs: label the catalog, train the shop's
-classifiers, train the recommendation models, evaluate them offline, fine-tune the CNN
-and switch the service to another CNN.
+classifiers, train the recommendation models, evaluate them offline, fine-tune the CNN,
+switch the service to another CNN, and train the localiser of products in real photos.
 
 Each handler takes the job's params and a :class:`~vitrine.cluster.job_queue.Progress`,
 and returns the result that the job's row keeps (shown by the API, the admin UI and
@@ -22,12 +22,14 @@ from vitrine.cluster.job_queue import (
     LABEL_CATALOG,
     SWITCH_CNN,
     TRAIN_CLASSIFIER,
+    TRAIN_LOCALIZER,
     TRAIN_RECOMMENDATIONS,
     Handler,
     JobError,
     Progress,
 )
 from vitrine.jobs.cnn_jobs import finetune_cnn, switch_cnn
+from vitrine.jobs.localizer_jobs import train_localizer
 from vitrine.runtime import Runtime
 
 
@@ -108,4 +110,5 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
         EVALUATE_RECOMMENDATIONS: evaluate_recommendations,
         FINETUNE_CNN: lambda params, progress: finetune_cnn(runtime, params, progress),
         SWITCH_CNN: lambda params, progress: switch_cnn(runtime, params, progress),
+        TRAIN_LOCALIZER: lambda params, progress: train_localizer(runtime, params, progress),
     }
