@@ -26,6 +26,7 @@ from vitrine.cluster.job_queue import (
     LABEL_CATALOG,
     SWITCH_CNN,
     TRAIN_CLASSIFIER,
+    TRAIN_LOCALIZER,
     TRAIN_RECOMMENDATIONS,
 )
 from vitrine.recommend.evaluate import BASELINE
@@ -49,6 +50,7 @@ KIND_NAMES = {
     EVALUATE_RECOMMENDATIONS: "Evaluate recommendations",
     FINETUNE_CNN: "Fine-tune the CNN",
     SWITCH_CNN: "Switch the CNN",
+    TRAIN_LOCALIZER: "Train the localiser",
 }
 ACTIVE_STATES = ("queued", "running")
 VERSIONS_SHOWN = 12  # per field, newest first
@@ -112,6 +114,9 @@ def _job_summary(job: dict[str, Any]) -> str:
         if not result.get("changed"):
             return f"{result['version']} was in service already"
         return f"{result['version']} in service (was {result.get('previous')})"
+    if kind == TRAIN_LOCALIZER and result.get("version"):
+        recall = (result.get("evaluation") or {}).get("product_recall_iou50")
+        return f"{result['version']}: finds {100 * float(recall or 0):.0f}% of held-out products"
     return ""
 
 
@@ -174,6 +179,7 @@ class ModelsView:
             # the split dates evaluate() accepts: after the first day, up to the last
             "split_range": (span[0] + timedelta(days=1), span[1]) if span else None,
             "cnn": self.cnn().panel(),
+            "localizer": self.runtime.finder.record(),
             **self.jobs(),
         }
 
@@ -453,6 +459,10 @@ class ModelsView:
                 raise ModelsRequestError("Test days is more than 0 and at most 3650.")
             params["test_days"] = days
         return self.runtime.jobs.submit(EVALUATE_RECOMMENDATIONS, params, _by(user))
+
+    def train_localizer(self, user: str) -> dict[str, Any]:
+        """Queue the job that trains the localiser of products in real photos."""
+        return self.runtime.jobs.submit(TRAIN_LOCALIZER, {}, _by(user))
 
     def retrain_recommendations(self, user: str) -> dict[str, Any]:
         """Queue the job that retrains every strategy's models."""

@@ -62,16 +62,31 @@ def iou(boxes: np.ndarray, other: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
+def overlap_of_smaller(boxes: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over the smaller box's area (1: one box inside the other)."""
+    a, b = boxes[:, None, :].astype(np.float64), other[None, :, :].astype(np.float64)
+    w = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(0)
+    h = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(0)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return w * h / np.maximum(np.minimum(area_a, area_b), 1e-9)
+
+
 def non_maximum_suppression(
-    boxes: np.ndarray, scores: np.ndarray, overlap: float, limit: int
+    boxes: np.ndarray, scores: np.ndarray, overlap: float, limit: int, nested: float = 0.6
 ) -> list[int]:
-    """Indices of the best boxes, none overlapping a better one by more than ``overlap``."""
+    """Indices of the best boxes, none overlapping a better one by more than ``overlap``
+    (IoU) nor lying inside one or around one (``nested`` of the smaller box's area):
+    products in a photo overlap a little, never by most of themselves."""
     order = np.argsort(-scores)
     kept: list[int] = []
     for i in order:
         if len(kept) >= limit:
             break
-        if kept and iou(boxes[i : i + 1], boxes[kept]).max() > overlap:
+        if kept and (
+            iou(boxes[i : i + 1], boxes[kept]).max() > overlap
+            or overlap_of_smaller(boxes[i : i + 1], boxes[kept]).max() > nested
+        ):
             continue
         kept.append(int(i))
     return kept

@@ -174,6 +174,17 @@ def evaluate_recommendations(
     )
 
 
+@router.post("/localizer/train", response_class=HTMLResponse)
+def train_localizer(request: Request, who: Editor, view: View) -> HTMLResponse:
+    job = view.train_localizer(who.user.username)
+    return _queued(
+        request,
+        "Training the localiser on scenes made of your catalog's photos; scene search uses "
+        "it as soon as the job is done.",
+        job,
+    )
+
+
 @router.post("/cnn/finetune", response_class=HTMLResponse)
 def finetune_cnn(
     request: Request,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from vitrine.admin.scene_view import preview, scene_boxes
 from vitrine.admin.security import Viewer, reader_post, viewer
 from vitrine.admin.templating import render
 from vitrine.catalog.browse import BrowseFilter
+from vitrine.index.scene_search import LocalizerNotTrained
 from vitrine.vision.decode import ImageDecodeError
 
 router = APIRouter(prefix="/admin")
@@ -36,6 +39,7 @@ async def run_search(
     k: Annotated[int, Form(ge=1, le=100)] = 24,
     filters: Annotated[str, Form()] = "",
     min_score: Annotated[float, Form(ge=-1, le=1, allow_inf_nan=False)] = -1.0,
+    mode: Annotated[Literal["product", "scene"], Form()] = "product",
 ) -> HTMLResponse:
     admin = request.app.state.admin
     vitrine = admin.vitrine
@@ -47,6 +51,10 @@ async def run_search(
 
     if has_image == bool(product_id.strip()):
         return failed("Drop or choose a photo, or give a product id (one of the two).")
+    if mode == "scene":
+        if image is None or not has_image:
+            return failed("Every product in a photo: drop or choose a photo.")
+        return await _scene(request, image, k, filters, failed)
     try:
         if has_image:
             assert image is not None
@@ -82,4 +90,43 @@ async def run_search(
         results=results,
         took_ms=round((time.perf_counter() - started) * 1000, 1),
         error="",
+    )
+
+
+async def _scene(
+    request: Request,
+    image: UploadFile,
+    k: int,
+    filters: str,
+    failed: Callable[..., HTMLResponse],
+) -> HTMLResponse:
+    """Every product found in the photo, drawn as boxes; a box shows its matches."""
+    admin = request.app.state.admin
+    vitrine = admin.vitrine
+    started = time.perf_counter()
+    limit = vitrine.settings.max_image_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        return failed(f"{image.filename}: larger than the limit of {limit:,} bytes", 413)
+    try:
+        name, chosen = image.filename or "photo", split_filters(filters)
+        objects = await run_in_threadpool(vitrine.scene_search, data, name, min(k, 24), chosen)
+    except ImageDecodeError as exc:
+        return failed(str(exc), exc.status)
+    except LocalizerNotTrained:
+        return failed(
+            "No localiser is trained yet: train one on the Models & jobs page "
+            "(Products in real photos), then search again.",
+            409,
+        )
+    except ValueError as exc:
+        return failed(f"Filter: {exc}")
+    request.app.state.metrics.images.inc()
+    photo, width, height = preview(data)
+    return render(
+        request,
+        "partials/scene_results.html",
+        photo=photo,
+        boxes=scene_boxes(objects, width, height, admin.browser),
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
     )

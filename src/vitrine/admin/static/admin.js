@@ -147,4 +147,20 @@
     });
   });
   document.addEventListener("htmx:afterSwap", function (e) { init(e.target); });
+
+  // Shop the look: a box on the photo shows that product's matches.
+  document.addEventListener("click", function (e) {
+    var box = e.target.closest("[data-scene-object]");
+    if (!box) return;
+    var scene = box.closest(".scene");
+    var number = box.getAttribute("data-scene-object");
+    scene.querySelectorAll("[data-scene-object]").forEach(function (b) {
+      var on = b.getAttribute("data-scene-object") === number;
+      b.classList.toggle("selected", on);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+    scene.querySelectorAll("[data-scene-matches]").forEach(function (s) {
+      s.hidden = s.getAttribute("data-scene-matches") !== number;
+    });
+  });
 })();

@@ -1,0 +1,127 @@
+"""Shop the look in a real browser: the Models page shows the localiser and queues its
+training; the visual search finds every product of a composed photo, draws their boxes
+on it, and a click on a box shows that product's matches. Screenshots go to
+test-artifacts/admin/ (scene-*)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from admin_live import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tab, _rows, serving, sign_in
+from PIL import Image
+
+from vitrine.api.app import create_app
+from vitrine.catalog.products import Upload
+from vitrine.catalog.store import ProductRecord
+from vitrine.config import load_settings
+from vitrine.jobs.localizer_jobs import train_localizer
+from vitrine.vision.scenes import cut_out, random_scene
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+PRODUCTS = 40
+
+
+class _Progress:
+    def start(self, stage: str, total: int = 0) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def shop(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, data_dir: Path
+) -> Iterator[tuple[str, bytes, list[str]]]:
+    home = tmp_path_factory.mktemp("scene-home")
+    (home / "models").mkdir()
+    for path in model_dir.glob("efficientnet-lite0-*.onnx"):  # not the shared localiser
+        (home / "models" / path.name).symlink_to(path)
+    settings = load_settings(env={}).with_overrides(
+        home=home, import_workers=0, admin_recall_check_minutes=0
+    )
+    app = create_app(settings)
+    app.state.admin.users.create("admin", PASSWORD, "admin")
+    photos = []
+    for row in _rows(data_dir, PRODUCTS):
+        data = (data_dir / "fashion-small" / "images" / f"{row['id']}.jpg").read_bytes()
+        record = ProductRecord(
+            id=row["id"], title=row["productDisplayName"],
+            attributes={k: row[k] for k in ("masterCategory", "articleType")},
+        )  # fmt: skip
+        app.state.runtime.products.save(record, [Upload(data, f"{row['id']}.jpg")], replace=False)
+        photos.append((row["id"], np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))))
+    train_localizer(app.state.runtime, {"products": PRODUCTS, "scenes": 120}, _Progress())  # type: ignore[arg-type]
+    cutouts = [c for pid, rgb in photos if (c := cut_out(rgb, pid)) is not None]
+    scene = random_scene(cutouts, "test", np.random.default_rng(5), count=2)
+    out = io.BytesIO()
+    Image.fromarray(scene.image).save(out, "JPEG", quality=90)
+    with serving(app) as url:
+        yield url, out.getvalue(), scene.product_ids
+
+
+@pytest.fixture()
+def tab(shop: tuple[str, bytes, list[str]]) -> Iterator[Tab]:
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.set_default_timeout(30_000)
+        t = Tab(page, shop[0])
+        page.on("console", lambda m: t.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: t.errors.append(str(e)))
+        sign_in(page, shop[0])
+        yield t
+        browser.close()
+    assert t.errors == [], f"console errors: {t.errors}"
+
+
+def test_models_page_shows_the_localiser_and_queues_its_training(tab: Tab) -> None:
+    tab.go("/admin/models")
+    panel = tab.page.locator("section[aria-labelledby=localizer-title]")
+    assert "Held-out products found" in panel.inner_text()
+    assert "localizer-" in panel.inner_text()
+    panel.get_by_role("button", name="Train again").click()
+    notice = tab.page.locator("#localizer-notice")
+    notice.get_by_text("Training the localiser").wait_for()
+    panel.scroll_into_view_if_needed()
+    tab.shot("scene-models-localizer", full=False)
+
+
+def test_shop_the_look_draws_boxes_and_shows_each_products_matches(
+    tab: Tab, shop: tuple[str, bytes, list[str]], tmp_path: Path
+) -> None:
+    _, scene, product_ids = shop
+    photo = tmp_path / "scene.jpg"
+    photo.write_bytes(scene)
+    tab.go("/admin/search")
+    tab.page.get_by_label("Find").select_option("scene")
+    tab.page.set_input_files("#search-image", str(photo))  # submits by itself
+    boxes = tab.page.locator(".scene-box")
+    boxes.first.wait_for()
+    assert boxes.count() >= 1
+    visible = tab.page.locator(".scene-object:not([hidden])")
+    assert visible.count() == 1 and visible.locator(".card").count() >= 5
+    shown = {c.inner_text() for c in tab.page.locator(".scene-object .card .mono").all()}
+    assert set(product_ids) & shown, (product_ids, shown)
+    tab.shot("scene-search")
+    if boxes.count() > 1:
+        tab.page.locator(".scene-box[data-scene-object='2']").click()
+        chip = tab.page.locator(".scene-chip[data-scene-object='2']")
+        assert chip.get_attribute("aria-pressed") == "true"
+        second = tab.page.locator(".scene-object:not([hidden])")
+        assert second.count() == 1 and second.get_attribute("data-scene-matches") == "2"
+        tab.shot("scene-search-second-box")
+    # A photo that is not an image gets the API's message, not a page of boxes.
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    tab.page.set_input_files("#search-image", str(bad))
+    tab.page.locator("#search-results .alert").wait_for()
+    assert tab.page.locator(".scene-box").count() == 0
+    tab.errors[:] = [e for e in tab.errors if "415" not in e]  # that upload's own status
