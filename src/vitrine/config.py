@@ -62,6 +62,14 @@ class Settings:
     # grown by a quarter since the localiser was trained (0: only on demand).
     scene_category_field: str = "articleType"
     localizer_retrain_minutes: int = 60
+    # Virtual try-on: which values of the category field are eyewear, headwear and tops
+    # (comma-separated, compared case-insensitively).
+    tryon_category_field: str = "articleType"
+    tryon_eyewear: str = "Sunglasses,Eyewear,Spectacles,Glasses,Spectacle Frames"
+    tryon_headwear: str = "Caps,Hats,Headwear,Beanies,Headband"
+    tryon_tops: str = (
+        "Tshirts,Tops,Shirts,Sweatshirts,Sweaters,Jackets,Kurtas,Kurtis,Tunics,Blazers"
+    )
 
     # Bulk import.
     import_workers: int = 0  # 0: one per core

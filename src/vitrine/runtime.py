@@ -21,6 +21,7 @@ from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.products import ProductService
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
+from vitrine.catalog.tryon_service import TryOnCategories, TryOnService
 from vitrine.classify.cnn_service import CnnService
 from vitrine.classify.registry import ModelRegistry
 from vitrine.classify.service import ClassificationService
@@ -104,6 +105,9 @@ class Runtime:
             self.jobs,
             lambda: self.cnn_version,
             self.check_cnn_version,
+        )
+        self.tryon = TryOnService(
+            self.store, self.blobs, self.limits, TryOnCategories.from_settings(self.settings)
         )
         # The products in real photos: the newest trained localiser (none: not found).
         self.finder = ProductFinder(self.settings.model_dir)
