@@ -226,6 +226,8 @@ def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
             body["filter"] = _filters(rng)
         if body.get("session_id") is not None:
             body["session_id"] = _text(body["session_id"], rng, ["s1"])
+    elif path == "/v1/localizer/train" and isinstance(body, dict):
+        body = {"products": 20, "scenes": 50}  # a real job: the smallest there is
     elif path == "/v1/cnn/switch":
         body["version"] = rng.choice(DATA["cnn_versions"])
     elif path.startswith("/v1/strategies/{name}") and method in {"PUT", "POST"}:

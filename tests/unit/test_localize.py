@@ -11,7 +11,14 @@ import pytest
 
 from vitrine.index.product_finder import crop
 from vitrine.vision.feature_map import CELLS, SIDE, STRIDE, letterbox
-from vitrine.vision.localize import Localizer, candidate_boxes, iou, non_maximum_suppression
+from vitrine.vision.localize import (
+    Localizer,
+    apply_offsets,
+    candidate_boxes,
+    edge_offsets,
+    iou,
+    non_maximum_suppression,
+)
 from vitrine.vision.scenes import (
     TEST_PHOTOS,
     TRAIN_PHOTOS,
@@ -57,6 +64,14 @@ def test_candidate_boxes_iou_and_suppression() -> None:
     # A box inside a better one (IoU 0.25 only) is the same product, not another.
     nested = np.array([[0, 0, 20, 20], [2, 2, 12, 12], [15, 0, 30, 20]])
     assert non_maximum_suppression(nested, np.array([0.9, 0.8, 0.7]), 0.5, 5) == [0, 2]
+
+
+def test_edge_offsets_move_a_box_onto_its_target_and_never_inside_out() -> None:
+    boxes = np.array([[0.0, 0.0, 64.0, 96.0], [32.0, 32.0, 96.0, 64.0]])
+    targets = np.array([[8.0, -4.0, 60.0, 100.0], [40.0, 30.0, 100.0, 70.0]])
+    assert apply_offsets(boxes, edge_offsets(boxes, targets)) == pytest.approx(targets)
+    flipped = apply_offsets(boxes[:1], np.array([[0.5, 0.0, -0.5, 0.0]]))[0]
+    assert flipped[2] > flipped[0]
 
 
 def test_cut_out_and_compose_know_where_the_products_are() -> None:

@@ -8,12 +8,13 @@ labelled by the shop's own classifier when one is trained.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from vitrine.index import Hit
 from vitrine.index.photo_search import FIND_SIDE, PhotoSearch, encode_png
-from vitrine.index.product_finder import ProductFinder, crop
+from vitrine.index.product_finder import FoundProduct, ProductFinder, crop
 from vitrine.vision.analyzer import ImageAnalysis
 from vitrine.vision.decode import decode_image
 
@@ -63,15 +64,21 @@ class SceneSearch:
         decoded = decode_image(data, source=source, limits=self.photos.limits, max_side=FIND_SIDE)
         scale_x = decoded.width / decoded.rgb.shape[1]
         scale_y = decoded.height / decoded.rgb.shape[0]
-        objects = []
-        for found in self.finder.find(decoded.rgb)[:limit]:
-            query = self.photos.describe(encode_png(crop(decoded.rgb, found.box)), source)
+        found = self.finder.find(decoded.rgb)[:limit]
+
+        def search(item: FoundProduct) -> SceneObject:
+            query = self.photos.describe(encode_png(crop(decoded.rgb, item.box)), source)
             hits = self.photos.search.search_photo(query, k, filters)
-            x0, y0, x1, y1 = found.box
+            x0, y0, x1, y1 = item.box
             box = (round(x0 * scale_x), round(y0 * scale_y), round(x1 * scale_x),
                    round(y1 * scale_y))  # fmt: skip
-            objects.append(SceneObject(box, found.score, self.categorize(query.analysis), hits))
-        return objects
+            return SceneObject(box, item.score, self.categorize(query.analysis), hits)
+
+        if len(found) <= 1:
+            return [search(item) for item in found]
+        # Together, so that the CNN's micro-batcher runs the crops in one batch.
+        with ThreadPoolExecutor(max_workers=len(found)) as pool:
+            return list(pool.map(search, found))
 
 
 def scene_json(objects: list[SceneObject], describe: Callable[[str], Any]) -> list[dict]:

@@ -6,7 +6,9 @@ about 4,000 boxes) is described by what is inside it, what surrounds it (a one-c
 ring), their difference, and its geometry; the channels are first reduced by a PCA that
 is fitted on the training scenes. A LightGBM regressor, trained on synthetic scenes made
 of the shop's own products (:mod:`vitrine.vision.scenes`), predicts each box's overlap
-(IoU) with the nearest product; non-maximum suppression keeps the best of each cluster.
+(IoU) with the nearest product; non-maximum suppression keeps the best of each cluster,
+and four more regressors move each kept box's edges by fractions of its size (trained on
+the boxes that overlap a product by 0.4 or more), so that boxes are not bound to cells.
 
 Pooling uses an integral image of the reduced map, so the cost of scoring every box is a
 few milliseconds beside the one CNN pass. The estimator follows scikit-learn's shape:
@@ -92,6 +94,21 @@ def non_maximum_suppression(
     return kept
 
 
+def edge_offsets(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """How far each edge of ``boxes`` is from ``targets``' (``N x 4``), in box sizes."""
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+    return (targets - boxes) / np.maximum(size, 1e-9)
+
+
+def apply_offsets(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Boxes with their edges moved by ``offsets`` (box sizes); never turned inside out."""
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+    moved = boxes + np.clip(offsets, -0.5, 0.5) * size
+    moved[:, 2] = np.maximum(moved[:, 2], moved[:, 0] + 1)
+    moved[:, 3] = np.maximum(moved[:, 3], moved[:, 1] + 1)
+    return moved
+
+
 class BoxFeatures:
     """Per-box descriptors of a feature map: inside, ring, contrast (PCA-reduced), geometry."""
 
@@ -149,6 +166,7 @@ class Localizer:
         self.limit = limit
         self.features: BoxFeatures | None = None
         self.booster: Any = None
+        self.edges: list[Any] = []  # x0, y0, x1, y1 offsets, in box widths / heights
         self.info: dict[str, Any] = {}
 
     def fit(
@@ -165,19 +183,20 @@ class Localizer:
         rng = np.random.default_rng(seed)
         self.features = BoxFeatures(*BoxFeatures.fit_pca(maps, rng), cells=maps.shape[1])
         cell_boxes = self.features.boxes * STRIDE
-        rows, targets = [], []
+        rows, targets, offsets = [], [], []
         for feature_map, truth in zip(maps, truths, strict=True):
-            overlap = (
-                iou(cell_boxes, np.asarray(truth)).max(axis=1)
-                if len(truth)
-                else np.zeros(len(cell_boxes))
-            )
+            truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
+            overlaps = iou(cell_boxes, truth) if len(truth) else np.zeros((len(cell_boxes), 1))
+            overlap = overlaps.max(axis=1)
             near = np.nonzero(overlap >= 0.3)[0]
             far = rng.choice(len(cell_boxes), size=negatives, replace=False)
             keep = np.union1d(near, far)
             rows.append(self.features(feature_map)[keep])
             targets.append(overlap[keep])
+            nearest = truth[overlaps[keep].argmax(axis=1)] if len(truth) else cell_boxes[keep]
+            offsets.append(edge_offsets(cell_boxes[keep], nearest))
         x, y = np.concatenate(rows), np.concatenate(targets)
+        offset = np.concatenate(offsets)
         params = {
             "objective": "regression",
             "learning_rate": 0.08,
@@ -191,7 +210,12 @@ class Localizer:
             "num_threads": 0,
         }
         self.booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
-        self.info = {"scenes": len(maps), "rows": len(x)}
+        close = y >= 0.4
+        self.edges = [
+            lgb.train(params, lgb.Dataset(x[close], offset[close, k]), num_boost_round=rounds // 2)
+            for k in range(4)
+        ]
+        self.info = {"scenes": len(maps), "rows": len(x), "edge_rows": int(close.sum())}
         return self
 
     def score(self, feature_map: np.ndarray) -> np.ndarray:
@@ -206,11 +230,24 @@ class Localizer:
         assert self.features is not None
         boxes = self.features.boxes * STRIDE
         floor = self.min_score if min_score is None else min_score
-        kept = non_maximum_suppression(boxes, scores, self.overlap, self.limit)
-        return [
-            Detection(tuple(float(v) for v in boxes[i]), float(scores[i]))  # type: ignore[arg-type]
-            for i in kept
+        kept = [
+            i
+            for i in non_maximum_suppression(boxes, scores, self.overlap, self.limit)
             if scores[i] >= floor
+        ]
+        if not kept:
+            return []
+        placed = boxes[kept].astype(np.float64)
+        if self.edges:
+            rows = self.features(feature_map)[kept]
+            moved = np.stack([model.predict(rows) for model in self.edges], axis=1)
+            placed = apply_offsets(placed, moved)
+            # Moved boxes may meet on one product: suppress again, best first as before.
+            again = non_maximum_suppression(placed, scores[kept], self.overlap, self.limit)
+            placed, kept = placed[sorted(again)], [kept[i] for i in sorted(again)]
+        return [
+            Detection(tuple(float(v) for v in box), float(scores[i]))  # type: ignore[arg-type]
+            for box, i in zip(placed, kept, strict=True)
         ]
 
     def save(self, path: Path) -> None:
@@ -221,6 +258,10 @@ class Localizer:
             mean=self.features.mean,
             components=self.features.components,
             booster=np.frombuffer(self.booster.model_to_string().encode(), dtype=np.uint8),
+            edges=np.frombuffer(
+                "\n<edge>\n".join(m.model_to_string() for m in self.edges).encode(),
+                dtype=np.uint8,
+            ),
             info=np.frombuffer(json.dumps(self.info).encode(), dtype=np.uint8),
         )
 
@@ -233,4 +274,8 @@ class Localizer:
             localizer.features = BoxFeatures(data["mean"], data["components"])
             localizer.booster = lgb.Booster(model_str=data["booster"].tobytes().decode())
             localizer.info = json.loads(data["info"].tobytes().decode())
+            edges = data["edges"].tobytes().decode() if "edges" in data.files else ""
+            localizer.edges = [
+                lgb.Booster(model_str=text) for text in edges.split("\n<edge>\n") if text
+            ]
         return localizer
