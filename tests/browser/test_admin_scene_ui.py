@@ -1,7 +1,8 @@
 """Shop the look in a real browser: the Models page shows the localiser and queues its
 training; the visual search finds every product of a composed photo, draws their boxes
-on it, and a click on a box shows that product's matches. Screenshots go to
-test-artifacts/admin/ (scene-*)."""
+on it, and a click on a box shows that product's matches; the try-on page puts
+sunglasses on scikit-image's astronaut and says when a photo has no face. Screenshots go
+to test-artifacts/admin/ (scene-*, tryon-*)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from admin_live import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tab, _rows, serving, sign_in
 from PIL import Image
+from skimage import data as skdata
 
 from vitrine.api.app import create_app
 from vitrine.catalog.products import Upload
@@ -55,6 +58,16 @@ def shop(
         )  # fmt: skip
         app.state.runtime.products.save(record, [Upload(data, f"{row['id']}.jpg")], replace=False)
         photos.append((row["id"], np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))))
+    glasses = np.full((120, 300, 3), 255, np.uint8)  # a studio photo of sunglasses
+    for x in (85, 215):
+        cv2.ellipse(glasses, (x, 60), (60, 38), 0, 0, 360, (20, 20, 30), -1)
+    cv2.line(glasses, (140, 50), (160, 50), (20, 20, 30), 6)
+    sunglasses = ProductRecord(
+        id="tryon-glasses", title="Round sunglasses", attributes={"articleType": "Sunglasses"}
+    )
+    out = io.BytesIO()
+    Image.fromarray(glasses).save(out, "PNG")
+    app.state.runtime.products.save(sunglasses, [Upload(out.getvalue(), "g.png")], replace=False)
     train_localizer(app.state.runtime, {"products": PRODUCTS, "scenes": 120}, _Progress())  # type: ignore[arg-type]
     cutouts = [c for pid, rgb in photos if (c := cut_out(rgb, pid)) is not None]
     scene = random_scene(cutouts, "test", np.random.default_rng(5), count=2)
@@ -125,3 +138,25 @@ def test_shop_the_look_draws_boxes_and_shows_each_products_matches(
     tab.page.locator("#search-results .alert").wait_for()
     assert tab.page.locator(".scene-box").count() == 0
     tab.errors[:] = [e for e in tab.errors if "415" not in e]  # that upload's own status
+
+
+def test_try_on_page_puts_glasses_on_a_face_and_says_when_there_is_none(
+    tab: Tab, tmp_path: Path
+) -> None:
+    for name, image in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee())):
+        Image.fromarray(image).save(tmp_path / f"{name}.jpg", quality=92)
+    tab.go("/admin/tryon")
+    tab.page.set_input_files("#tryon-photo", str(tmp_path / "astronaut.jpg"))
+    tab.page.get_by_label("Product id").fill("tryon-glasses")
+    tab.page.get_by_role("button", name="Try it on").click()
+    result = tab.page.locator(".tryon-result img")
+    result.wait_for()
+    assert result.get_attribute("src").startswith("data:image/jpeg;base64,")
+    tab.shot("tryon-glasses")
+    tab.page.set_input_files("#tryon-photo", str(tmp_path / "coffee.jpg"))
+    tab.page.get_by_role("button", name="Try it on").click()
+    alert = tab.page.locator("#tryon-result .alert")
+    alert.wait_for()
+    assert "no face" in alert.inner_text()
+    tab.shot("tryon-no-face")
+    tab.errors[:] = [e for e in tab.errors if "422" not in e]  # that photo's own status

@@ -37,6 +37,7 @@ from vitrine.admin.routes import (
     recommendations,
     review,
     search,
+    tryon,
     upload,
 )
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
@@ -119,6 +120,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         catalog,
         review,
         search,
+        tryon,
         upload,
         recommendations,
         ab_tests,

@@ -28,6 +28,7 @@ NAV = (
     ("catalog", "/admin/catalog", "Catalog"),
     ("review", "/admin/review", "Review"),
     ("search", "/admin/search", "Visual search"),
+    ("tryon", "/admin/tryon", "Try-on"),
     ("upload", "/admin/upload", "Upload"),
     ("models", "/admin/models", "Models & jobs"),
     ("recommendations", "/admin/recommendations", "Recommendations"),

@@ -30,6 +30,8 @@ from vitrine.vision.feature_map import CELLS, STRIDE
 COMPONENTS = 48
 MIN_CELLS = 2
 MAX_ASPECT = 4.0
+DUPLICATE_IOU = 0.6  # moved boxes this alike are one product
+DUPLICATE_NESTED = 0.9
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,11 @@ class Localizer:
             rows = self.features(feature_map)[kept]
             moved = np.stack([model.predict(rows) for model in self.edges], axis=1)
             placed = apply_offsets(placed, moved)
-            # Moved boxes may meet on one product: suppress again, best first as before.
-            again = non_maximum_suppression(placed, scores[kept], self.overlap, self.limit)
+            # Moved boxes may meet on one product: drop the near-duplicates (measured:
+            # suppressing as strictly as above lost 3 points of scene recall).
+            again = non_maximum_suppression(
+                placed, scores[kept], DUPLICATE_IOU, self.limit, nested=DUPLICATE_NESTED
+            )
             placed, kept = placed[sorted(again)], [kept[i] for i in sorted(again)]
         return [
             Detection(tuple(float(v) for v in box), float(scores[i]))  # type: ignore[arg-type]
