@@ -146,6 +146,13 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
             writer.writerow([f"imported-{row['id']}", row["productDisplayName"], "12.5", name])
     return {
         "product_ids": ids[: len(ids) // 2],  # kept: read, changed and replaced
+        # Tops that stay in the catalog, to try on the astronaut (a photo with a face).
+        "tryon_ids": [
+            p["id"]
+            for p in products
+            if p["id"] in ids[: len(ids) // 2]
+            and p["attributes"].get("articleType") in {"Tshirts", "Shirts", "Tops"}
+        ],
         "disposable_ids": ids[len(ids) // 2 :],  # what DELETE may remove
         "images": uploads,
         "image_keys": [

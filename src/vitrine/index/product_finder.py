@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vitrine.vision.decode import DEFAULT_MIN_SIDE
 from vitrine.vision.feature_map import FeatureMapper, letterbox
 from vitrine.vision.foreground import estimate_foreground
 from vitrine.vision.localize import Localizer
@@ -29,6 +30,7 @@ CROP_MARGIN = 0.06
 # of the photo out (otherwise the whole photo is the product).
 ISOLATE_MIN_SCORE = 0.45
 ISOLATE_MAX_AREA = 0.8
+MIN_BOX_SIDE = DEFAULT_MIN_SIDE + 2  # the crop may lose a pixel to rounding
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ class ProductFinder:
         found = []
         for detection in detections:
             x0, y0, x1, y1 = placement.to_photo(np.asarray(detection.box)).round().astype(int)
-            if x1 - x0 >= 4 and y1 - y0 >= 4:
+            # A box smaller than the smallest photo Vitrine reads is no product to search.
+            if x1 - x0 >= MIN_BOX_SIDE and y1 - y0 >= MIN_BOX_SIDE:
                 found.append(FoundProduct((int(x0), int(y0), int(x1), int(y1)), detection.score))
         return found
 
