@@ -41,6 +41,7 @@ from schemathesis.core.jsonschema import make_validator
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.transport.serialization import Binary, contains_binary
+from skimage import data as skimage_data
 
 DATA: dict[str, Any] = json.loads(Path(os.environ["VITRINE_CONTRACT_DATA"]).read_text())
 EVENT_TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase"]
@@ -78,7 +79,7 @@ for _media, _fmt in {
 }.items():
     schemathesis.openapi.media_type(_media, st.sampled_from(_photos(_fmt)))
 _astronaut = io.BytesIO()
-Image.fromarray(__import__("skimage.data").data.astronaut()).save(_astronaut, "JPEG")
+Image.fromarray(skimage_data.astronaut()).save(_astronaut, "JPEG")
 ASTRONAUT = _astronaut.getvalue()  # a photo with a face, for try-on
 schemathesis.openapi.media_type("text/csv", st.just(Path(DATA["import_csv"]).read_bytes()))
 schemathesis.openapi.media_type("application/zip", st.just(_photo_zip()))

@@ -4,12 +4,13 @@ scorer fitted on feature maps where the product is obvious, and its save/load.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vitrine.index.product_finder import crop
+from vitrine.index.product_finder import ProductFinder, crop, localizer_dir
 from vitrine.vision.feature_map import CELLS, SIDE, STRIDE, letterbox
 from vitrine.vision.localize import (
     Localizer,
@@ -129,3 +130,22 @@ def test_crop_widens_the_box_within_the_photo() -> None:
     image = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
     assert crop(image, (10, 20, 60, 70), margin=0.1).shape == (60, 60, 3)
     assert crop(image, (0, 0, 100, 100), margin=0.1).shape == (100, 100, 3)
+
+
+def _write_record(folder: Path, version: str, when: str, model: bool = True) -> None:
+    if model:
+        (folder / f"{version}.npz").write_bytes(b"")
+    (folder / f"{version}.json").write_text(json.dumps({"version": version, "trained_at": when}))
+
+
+def test_the_finder_follows_the_newest_localiser_written(tmp_path: Path) -> None:
+    finder = ProductFinder(tmp_path)
+    assert finder.record() is None and not finder.available
+    assert finder.find(np.zeros((64, 64, 3), np.uint8)) == []
+    folder = localizer_dir(tmp_path)
+    folder.mkdir()
+    for version, when in (("localizer-a", "2026-01-01"), ("localizer-b", "2026-02-01")):
+        _write_record(folder, version, when)
+        assert finder.record()["version"] == version  # a new version is seen at once
+    _write_record(folder, "localizer-c", "2027-01-01", model=False)
+    assert finder.record()["version"] == "localizer-b"  # a record without its model: unused

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from vitrine.index import Hit
-from vitrine.index.product_finder import ProductFinder
+from vitrine.index.product_finder import PLAIN_CHECK_SIDE, ProductFinder
 from vitrine.index.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage
 from vitrine.vision.decode import DecodeLimits, decode_image
@@ -61,6 +61,10 @@ class PhotoSearch:
     def isolated(self, data: bytes, source: str = "<upload>") -> bytes | None:
         """The snapshot's product, cropped and encoded; None: search the photo whole."""
         if self.finder is None or not self.finder.available:
+            return None
+        # A small draft decode settles the common case (a plain background) cheaply.
+        small = decode_image(data, source=source, limits=self.limits, max_side=PLAIN_CHECK_SIDE)
+        if self.finder.plain_background(small.rgb):
             return None
         decoded = decode_image(data, source=source, limits=self.limits, max_side=FIND_SIDE)
         product = self.finder.isolate(decoded.rgb)

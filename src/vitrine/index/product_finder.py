@@ -2,21 +2,21 @@
 
 :class:`ProductFinder` loads the newest localiser that the ``train_localizer`` job wrote
 (``model_dir/localizer/<version>.npz`` beside its ``.json`` record), follows newer ones
-as they appear, and answers the products' boxes in a photo's own pixels. ``isolate``
-is what search by photo uses on a snapshot: a photo on a plain background (a catalog-like
-photo) is left as it is; on a busy one the best box, when the localiser is confident,
-becomes the query.
+as they appear (the folder is listed again only when it changed), and answers the
+products' boxes in a photo's own pixels. Search by photo asks ``plain_background`` on a
+small copy first: a catalog-like photo is searched whole; on a busy one ``isolate``
+answers the best box, when the localiser is confident, as the query.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vitrine.vision.decode import DEFAULT_MIN_SIDE
@@ -31,6 +31,7 @@ CROP_MARGIN = 0.06
 ISOLATE_MIN_SCORE = 0.45
 ISOLATE_MAX_AREA = 0.8
 MIN_BOX_SIDE = DEFAULT_MIN_SIDE + 2  # the crop may lose a pixel to rounding
+PLAIN_CHECK_SIDE = 160  # the copy on which a photo's background is judged
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,23 @@ class ProductFinder:
         self.model_dir = Path(model_dir)
         self.mapper = mapper or FeatureMapper(self.model_dir)
         self._loaded: tuple[str, Localizer] | None = None
+        # (the folder's file names, the newest record): versions are new files
+        self._newest: tuple[tuple[str, ...], dict[str, Any] | None] | None = None
         self._lock = threading.Lock()
 
     def record(self) -> dict[str, Any] | None:
-        """The newest localiser's record (None: none trained yet)."""
-        records = list_localizers(self.model_dir)
-        return records[0] if records else None
+        """The newest localiser's record (None: none trained yet). The records are read
+        again only when the folder's files changed (a new version written by any
+        process): this runs on every search by photo."""
+        try:
+            stamp = tuple(sorted(os.listdir(localizer_dir(self.model_dir))))
+        except FileNotFoundError:
+            return None
+        newest = self._newest
+        if newest is None or newest[0] != stamp:
+            records = list_localizers(self.model_dir)
+            newest = self._newest = (stamp, records[0] if records else None)
+        return newest[1]
 
     def localizer(self) -> Localizer | None:
         record = self.record()
@@ -113,18 +125,16 @@ class ProductFinder:
                 found.append(FoundProduct((int(x0), int(y0), int(x1), int(y1)), detection.score))
         return found
 
+    @staticmethod
+    def plain_background(small: np.ndarray) -> bool:
+        """Whether a (small, <= ``PLAIN_CHECK_SIDE``) copy of a photo shows a product on a
+        plain background: a catalog-like photo, searched whole."""
+        return estimate_foreground(small).background_uniform
+
     def isolate(self, image: np.ndarray) -> np.ndarray | None:
-        """The product of a snapshot, cropped; None when the photo is best searched whole
-        (a plain background, no confident box, or a box that is most of the photo)."""
-        if self.localizer() is None:
-            return None
-        small = image
-        if max(image.shape[:2]) > 160:
-            scale = 160 / max(image.shape[:2])
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        if estimate_foreground(small).background_uniform:
-            return None
+        """The product of a snapshot (a photo whose background is not plain), cropped;
+        None when it is best searched whole (no localiser, no confident box, or a box
+        that is most of the photo)."""
         found = self.find(image, ISOLATE_MIN_SCORE)
         if not found:
             return None

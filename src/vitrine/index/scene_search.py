@@ -59,7 +59,7 @@ class SceneSearch:
         if not self.finder.available:
             raise LocalizerNotTrained(
                 "no localiser is trained yet: train one (POST /v1/localizer/train or "
-                "`vitrine train --localizer`)"
+                "`vitrine localizer train`)"
             )
         decoded = decode_image(data, source=source, limits=self.photos.limits, max_side=FIND_SIDE)
         scale_x = decoded.width / decoded.rgb.shape[1]

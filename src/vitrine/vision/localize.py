@@ -222,13 +222,20 @@ class Localizer:
 
     def score(self, feature_map: np.ndarray) -> np.ndarray:
         """The predicted overlap of every candidate box (``K``)."""
+        return self._score(self._box_features(feature_map))
+
+    def _box_features(self, feature_map: np.ndarray) -> np.ndarray:
         if self.features is None or self.booster is None:
             raise RuntimeError("the localiser is not fitted")
-        return np.asarray(self.booster.predict(self.features(feature_map)), dtype=np.float64)
+        return self.features(feature_map)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(rows), dtype=np.float64)
 
     def predict(self, feature_map: np.ndarray, min_score: float | None = None) -> list[Detection]:
         """The products' boxes in input pixels, best first (none: an empty list)."""
-        scores = self.score(feature_map)
+        described = self._box_features(feature_map)  # once: scores and edges read it
+        scores = self._score(described)
         assert self.features is not None
         boxes = self.features.boxes * STRIDE
         floor = self.min_score if min_score is None else min_score
@@ -241,7 +248,7 @@ class Localizer:
             return []
         placed = boxes[kept].astype(np.float64)
         if self.edges:
-            rows = self.features(feature_map)[kept]
+            rows = described[kept]
             moved = np.stack([model.predict(rows) for model in self.edges], axis=1)
             placed = apply_offsets(placed, moved)
             # Moved boxes may meet on one product: drop the near-duplicates (measured:
