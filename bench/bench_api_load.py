@@ -9,7 +9,8 @@ uploaded photo at 20 requests/s. Prints requests/s, p50/p95/p99 and errors per e
 The load generator shares the machine's cores with the server; similar products are
 requested over raw keep-alive HTTP/1.1 (``RawHttp``), uploads and searches with httpx.
 Each scenario set runs once per ``--workers`` count (default 1 then 2 API processes; 1 is
-the baseline).
+the baseline). With ``--tracing`` each set runs twice: untraced (the baseline), then with
+every span exported over OTLP/HTTP to a stand-in collector on loopback (``SpanSink``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +146,43 @@ class RawHttp:
     def close(self) -> None:
         for _, writer in self.idle:
             writer.close()
+
+
+class SpanSink:
+    """A stand-in OTLP/HTTP collector: answers every export at once and keeps the bodies,
+    which are decoded (to count the spans) only after the run."""
+
+    def __init__(self) -> None:
+        bodies: list[bytes] = []
+        self.bodies = bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self) -> int:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        exports = [ExportTraceServiceRequest.FromString(body) for body in self.bodies]
+        return sum(
+            len(scope.spans) for e in exports for rs in e.resource_spans for scope in rs.scope_spans
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def big_jpeg(path: Path) -> bytes:
@@ -270,6 +310,11 @@ def main() -> None:
         "--similar-rates", default="200", help="comma-separated request rates for similar"
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="run every scenario set untraced, then traced (OTLP/HTTP to a local collector)",
+    )
+    parser.add_argument(
         "--workers",
         default="1,2",
         help="comma-separated API process counts to measure, one after the other "
@@ -314,18 +359,29 @@ def main() -> None:
     ).stdout.strip()
     rates = [float(r) for r in args.similar_rates.split(",") if r.strip()]
     results = []
+    spans: dict[int, int] = {}
     for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
-        for row in measure(cli, env, key, workers, args.seconds, rates):
-            results.append({"workers": workers, **row})
+        for traced in (False, True) if args.tracing else (False,):
+            sink = SpanSink() if traced else None
+            run_env = env if sink is None else {**env, "VITRINE_OTLP_ENDPOINT": sink.url}
+            for row in measure(cli, run_env, key, workers, args.seconds, rates):
+                results.append({"workers": workers, "traced": traced, **row})
+            if sink is not None:  # the servers have stopped: every span was sent
+                spans[workers] = sink.spans()
+                sink.close()
+                print(f"spans received ({workers} worker(s)): {spans[workers]}", flush=True)
     print(
-        f"\n{'workers':>7} {'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} {'p95':>8} "
-        f"{'p99':>8} {'err':>5}"
+        f"\n{'workers':>7} {'traced':>6} {'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} "
+        f"{'p95':>8} {'p99':>8} {'err':>5}"
     )
     for r in results:
         print(
-            f"{r['workers']:7d} {r['endpoint']:44} {r['requests']:6d} {r['rps']:7.1f} "
-            f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:5d}"
+            f"{r['workers']:7d} {'yes' if r['traced'] else 'no':>6} {r['endpoint']:44} "
+            f"{r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} "
+            f"{r['p99_ms']:8.2f} {r['errors']:5d}"
         )
+    for workers, count in spans.items():
+        print(f"spans exported ({workers} worker(s), traced run): {count}")
     out = Path("bench/out/api_load.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -5,6 +5,7 @@ no photo decoding) with the customers' events a test gives."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,21 @@ from vitrine.recommend.strategies import Strategy
 from vitrine.vision.features import FEATURE_VERSION
 
 PASSWORD = "correct horse battery"
+
+
+def purchases(start: datetime, customers: int = 30) -> list[dict[str, Any]]:
+    """Three purchases by each customer ``u0``, ``u1``, ... (two of three buy shirts),
+    one a day from ``start`` on, 15 customers a cycle."""
+    return [
+        {
+            "user_id": f"u{u}",
+            "product_id": f"{('sh', 'sh', 'so')[u % 3]}{(u + j) % 10}",
+            "type": "purchase",
+            "timestamp": start + timedelta(days=u % 15 + j),
+        }
+        for u in range(customers)
+        for j in range(3)
+    ]
 
 
 def small_shop(

@@ -88,6 +88,12 @@ class Settings:
     import_zip_max_ratio: float = 100.0  # uncompressed / compressed, per entry
     batch_wait_ms: int = 5  # how long a CNN call waits to gather concurrent uploads
     log_level: str = "INFO"
+    # OpenTelemetry traces (docs/operations.md "Traces"): the OTLP/HTTP collector spans
+    # are sent to ("" = tracing off), e.g. http://collector:4318; headers sent with them
+    # ("key=value,..."); the share of new traces kept (a traced caller's choice is kept).
+    otlp_endpoint: str = ""
+    otlp_headers: str = ""
+    trace_sample_ratio: float = 1.0
 
     # Scale-out: an S3-compatible blob store (blob_url s3://bucket/prefix); credentials come
     # only from the standard AWS variables or profile, never from here.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from small_shop import PASSWORD, small_shop
+from small_shop import PASSWORD, purchases, small_shop
 from vitrine.admin.recommendations import ServiceRecommendations
 from vitrine.admin.strategy_form import FACTORS, FLAGS, LISTS, NUMBERS
 from vitrine.api.app import create_app
@@ -65,16 +65,7 @@ def test_recommendation_pages_say_when_the_service_is_missing(app_client: Any) -
 def shop_client(tmp_path: Path) -> Iterator[tuple[Any, TestClient]]:
     """A small shop through the real recommendation service: 20 products in two categories
     (embeddings clustered by category, random colour vectors), 30 customers' purchases."""
-    events = [
-        {
-            "user_id": f"u{u}",
-            "product_id": f"{('sh', 'sh', 'so')[u % 3]}{(u + j) % 10}",
-            "type": "purchase",
-            "timestamp": T0 + timedelta(days=u % 15 + j),
-        }
-        for u in range(30)
-        for j in range(3)
-    ]
+    events = purchases(T0)
     strategies = [
         EngineStrategy("hybrid", "hybrid", params={"windows": 1}),
         EngineStrategy("default", "als"),

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, errors, authentication, limits, metrics, logs."""
+"""The FastAPI application: routers, errors, authentication, limits, metrics, logs, traces."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from threadpoolctl import threadpool_limits
 
-from vitrine import __version__
+from vitrine import __version__, tracing
 from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
 from vitrine.api.logs import configure_logging
@@ -37,6 +37,7 @@ from vitrine.worker import BackgroundWorker
 def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAPI:
     """The service; ``warm`` loads the model and index before the first request."""
     vitrine = Runtime(settings or load_settings())
+    traces = tracing.configure(vitrine.settings, "api")
     metrics = Metrics()
     vitrine.on_batch = metrics.batch_size.observe
     vitrine.on_inference = metrics.inference.observe
@@ -106,6 +107,17 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         version=__version__,
         description="Visual intelligence for e-commerce catalogs.",
         lifespan=lifespan,
+        # Request spans (METHOD route, semantic-convention attributes, the caller's
+        # traceparent followed) from FastAPI's native telemetry, on our provider only:
+        # with tracing off it is skipped entirely.
+        telemetry={
+            "tracer_provider": traces,
+            "tracing": traces is not None,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.runtime = vitrine
     app.state.metrics = metrics

@@ -11,6 +11,7 @@ from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vitrine import tracing
 from vitrine.api.problems import problem_response
 
 log = logging.getLogger("vitrine.http")
@@ -118,13 +119,13 @@ class ObservedRequests:
             self.metrics.latency.labels(method, route).observe(elapsed)
             if status >= 500:
                 self.metrics.errors.labels(route).inc()
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                },
-            )
+            extra = {
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+            }
+            if tracing.enabled():  # the line names its trace
+                extra["trace_id"] = tracing.trace_id()
+            log.info("request", extra=extra)

@@ -35,10 +35,13 @@ def open_vitrine(**overrides: Any) -> Any:
     """The service on the configured settings (with ``overrides``); exit 2 on a config error."""
     from dataclasses import replace
 
+    from vitrine import tracing
     from vitrine.runtime import Runtime
 
     try:
-        return Runtime(replace(load_settings(), **overrides))
+        settings = replace(load_settings(), **overrides)
+        tracing.configure(settings, "cli")  # jobs run here are traced too
+        return Runtime(settings)
     except ConfigError as exc:
         fail(str(exc))
 

@@ -6,6 +6,7 @@ writes its stage and progress to the job's row, which every process can read. A 
 run while no server is alive takes the lock itself and runs what it queued
 (:meth:`JobRunner.run_queued`), so jobs never wait for a server that is not there.
 Jobs left running by a process that died are queued again when the next leader starts.
+Each job run is the root span of a trace of its own (``job <kind>``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry.trace import Span, StatusCode
+
+from vitrine import tracing
 from vitrine.cluster.job_store import JobStore
 from vitrine.worker import BackgroundWorker
 
@@ -164,30 +168,47 @@ class JobRunner:
         job = self.store.claim_next(tuple(self.handlers))
         if job is None:
             return None
+        attributes = {"vitrine.job.kind": job["kind"], "vitrine.job.id": job["id"]}
+        with tracing.root_span(f"job {job['kind']}", attributes) as span:
+            outcome = self._run(job, echo, span)
+            span.set_attribute("vitrine.job.outcome", outcome)
+        return self.store.get(job["id"])
+
+    def _run(
+        self, job: dict[str, Any], echo: Callable[[str, int, int], None] | None, span: Span
+    ) -> str:
+        """Run a claimed job to its end and record how it ended; returns that outcome."""
         progress = Progress(self.store, job["id"], echo, lambda: self._worker.stopping)
         started = time.perf_counter()
         try:
             result = self.handlers[job["kind"]](job["params"] or {}, progress)
         except JobCancelled:
             self.store.finish(job["id"], "cancelled", None, "cancelled on request")
+            return "cancelled"
         except JobInterrupted:
             log.info("job %s (%s) interrupted: the next leader resumes it", job["id"], job["kind"])
+            return "interrupted"
         except JobError as exc:
             self.store.finish(job["id"], "failed", None, str(exc))
+            span.set_status(StatusCode.ERROR, str(exc))
+            return "failed"
         except Exception as exc:  # a job never takes the runner down
             log.exception("job %s (%s) failed", job["id"], job["kind"])
             self.store.finish(job["id"], "failed", None, f"{type(exc).__name__}: {exc}")
-        else:
-            result = {**result, "seconds": round(time.perf_counter() - started, 1)}
-            self.store.progress(job["id"], progress.stage, progress.done, progress.total)
-            try:
-                json.dumps(result)
-            except (TypeError, ValueError) as exc:  # a handler's bug must not leave it running
-                log.error("job %s (%s): result not storable: %s", job["id"], job["kind"], exc)
-                self.store.finish(job["id"], "failed", None, f"result not storable: {exc}")
-            else:
-                self.store.finish(job["id"], "done", result)
-        return self.store.get(job["id"])
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            return "failed"
+        result = {**result, "seconds": round(time.perf_counter() - started, 1)}
+        self.store.progress(job["id"], progress.stage, progress.done, progress.total)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:  # a handler's bug must not leave it running
+            log.error("job %s (%s): result not storable: %s", job["id"], job["kind"], exc)
+            self.store.finish(job["id"], "failed", None, f"result not storable: {exc}")
+            span.set_status(StatusCode.ERROR, f"result not storable: {exc}")
+            return "failed"
+        self.store.finish(job["id"], "done", result)
+        return "done"
 
     def run_queued(self, echo: Callable[[str, int, int], None] | None = None) -> list[dict]:
         """Run every queued job in this thread (a command holding the leader lock)."""

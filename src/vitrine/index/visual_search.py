@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vitrine import tracing
 from vitrine.catalog.records import ASPECT_VERSIONS
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
@@ -309,10 +310,13 @@ class VisualSearch:
         filters: Sequence[str] | None = None,
         exclude: Collection[str] = (),
     ) -> list[Hit]:
-        allowed = self.allowed(filters)
-        if allowed is not None and not allowed:
-            return []
-        return self.vectors.search(vector, k, allowed=allowed, exclude=exclude)
+        with tracing.span("index.search", self._span_attributes("vector", k, filters)) as span:
+            allowed = self.allowed(filters)
+            if allowed is not None and not allowed:
+                return []
+            hits = self.vectors.search(vector, k, allowed=allowed, exclude=exclude)
+            span.set_attribute("vitrine.index.hits", len(hits))
+            return hits
 
     def similar(
         self, product_id: str, k: int = 10, filters: Sequence[str] | None = None
@@ -330,6 +334,29 @@ class VisualSearch:
         weights: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         """Products that a described query photo shows (see the module docstring)."""
+        with tracing.span("index.search", self._span_attributes("photo", k, filters)) as span:
+            hits = self._search_photo(query, k, filters, weights)
+            span.set_attribute("vitrine.index.hits", len(hits))
+            return hits
+
+    def _span_attributes(
+        self, query: str, k: int, filters: Sequence[str] | None
+    ) -> tracing.Attributes:
+        return {
+            "vitrine.index.query": query,
+            "vitrine.index.k": k,
+            "vitrine.index.kind": self.vectors.kind,
+            "vitrine.index.size": len(self.vectors),
+            "vitrine.index.filtered": bool(filters),
+        }
+
+    def _search_photo(
+        self,
+        query: QueryDescription,
+        k: int,
+        filters: Sequence[str] | None,
+        weights: Mapping[str, float] | None,
+    ) -> list[Hit]:
         allowed = self.allowed(filters)
         if allowed is not None and not allowed:
             return []

@@ -12,11 +12,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from opentelemetry.trace import Span
 
+from vitrine import tracing
 from vitrine.config import Settings
 from vitrine.recommend.base import Explainer, Reason
 from vitrine.recommend.data import Dataset, History
@@ -199,6 +202,30 @@ class ListComputer:
     ) -> RecommendationList:
         """A list computed now (never kept), answered."""
         started = time.perf_counter()
-        models = models or self.lifecycle.models
-        items, fallback = self.compute_items(strategy, history, k, rules, produce, explain, models)
-        return self.respond(strategy, context, items, fallback, started, record, serve)
+        with list_span(context, k) as span:
+            models = models or self.lifecycle.models
+            items, fallback = self.compute_items(
+                strategy, history, k, rules, produce, explain, models
+            )
+            result = self.respond(strategy, context, items, fallback, started, record, serve)
+            return traced(span, result, cache_hit=False)
+
+
+def list_span(context: str, k: int) -> AbstractContextManager[Span]:
+    """The span of answering one list (a no-op while tracing is off)."""
+    return tracing.span(
+        "recommend", {"vitrine.recommend.context": context, "vitrine.recommend.k": k}
+    )
+
+
+def traced(span: Span, result: RecommendationList, cache_hit: bool) -> RecommendationList:
+    """``result``, its strategy, length and origin noted on its :func:`list_span`."""
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "vitrine.recommend.strategy": result.strategy,
+                "vitrine.recommend.items": len(result.items),
+                "vitrine.recommend.cache_hit": cache_hit,
+            }
+        )
+    return result

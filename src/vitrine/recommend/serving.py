@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vitrine.config import Settings
-from vitrine.recommend.compute import ListComputer
+from vitrine.recommend.compute import ListComputer, list_span, traced
 from vitrine.recommend.data import History
 from vitrine.recommend.lifecycle import ModelLifecycle
 from vitrine.recommend.list_cache import COLD, CachedList, ListCache, list_key
@@ -113,27 +113,31 @@ class UserLists:
         """The customer's list: kept, precomputed, being computed (waited for), or
         computed here and kept."""
         started = time.perf_counter()
-        job = self.job(user_id, k, strategy, filters, rules)
-        cached = self.servable_cached(job)
-        if cached is None:
-            running = self.refresh_of(job)
-            cached = running.result() if running is not None else self.compute_and_cache(job)
-            self.computed += 1
-        else:
-            self.served += 1
-        return self._answer(job, cached, started, user_id)
+        with list_span("user", k) as span:
+            job = self.job(user_id, k, strategy, filters, rules)
+            cached = self.servable_cached(job)
+            hit = cached is not None
+            if cached is None:
+                running = self.refresh_of(job)
+                cached = running.result() if running is not None else self.compute_and_cache(job)
+                self.computed += 1
+            else:
+                self.served += 1
+            return traced(span, self._answer(job, cached, started, user_id), hit)
 
     def cached(
         self, user_id: str, k: int, strategy: str | None, filters: Sequence[str] | None
     ) -> RecommendationList | None:
         """The customer's list when it is kept or precomputed (nothing computed here)."""
         started = time.perf_counter()
-        job = self.job(user_id, k, strategy, filters, None)
-        cached = self.servable_cached(job)
-        if cached is None:
-            return None
-        self.served += 1
-        return self._answer(job, cached, started, user_id)
+        with list_span("user", k) as span:
+            job = self.job(user_id, k, strategy, filters, None)
+            cached = self.servable_cached(job)
+            if cached is None:
+                span.set_attribute("vitrine.recommend.cache_hit", False)
+                return None
+            self.served += 1
+            return traced(span, self._answer(job, cached, started, user_id), True)
 
     def being_computed(
         self, user_id: str, k: int, strategy: str | None, filters: Sequence[str] | None

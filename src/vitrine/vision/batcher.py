@@ -3,6 +3,7 @@
 Requests arriving within ``max_wait`` seconds of the first (or until ``max_batch`` are
 waiting) are embedded together. One request alone waits at most ``max_wait``; under
 load the model runs on fuller batches and throughput rises without hurting latency.
+While tracing, a batch's span continues the first request's trace and links the others.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import queue
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from opentelemetry.context import Context
+
+from vitrine import tracing
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage
 from vitrine.worker import BackgroundWorker
 
@@ -21,6 +25,8 @@ from vitrine.worker import BackgroundWorker
 class _Request:
     images: Sequence[PreparedImage]
     future: Future[list[ImageAnalysis]]
+    trace: Context | None = None  # the submitter's trace context (None: not tracing)
+    queued: float = field(default_factory=time.monotonic)
 
 
 class MicroBatcher:
@@ -51,7 +57,7 @@ class MicroBatcher:
         if not images:
             future.set_result([])
             return future
-        self._queue.put(_Request(images, future))
+        self._queue.put(_Request(images, future, tracing.current_context()))
         return future
 
     def analyze(self, images: Sequence[PreparedImage]) -> list[ImageAnalysis]:
@@ -92,7 +98,17 @@ class MicroBatcher:
         images = [img for request in batch for img in request.images]
         started = time.perf_counter()
         try:
-            results = self._complete(images)
+            with tracing.span(
+                "cnn.batch",
+                {
+                    "vitrine.cnn.batch_size": len(images),
+                    "vitrine.cnn.requests": len(batch),
+                    "vitrine.cnn.queued_ms": (time.monotonic() - batch[0].queued) * 1000,
+                },
+                parent=batch[0].trace,
+                links=[request.trace for request in batch[1:]],
+            ):
+                results = self._complete(images)
         except Exception as exc:  # every waiting request learns of the failure
             for request in batch:
                 request.future.set_exception(exc)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from vitrine import tracing
 from vitrine.vision.model_input import INPUT_SIZE, prepare_image
 from vitrine.vision.onnx_export import (
     INPUT_NAME,
@@ -241,11 +242,20 @@ class Embedder:
         n = batch.shape[0]
         vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
         labels: list[list[Label]] = []
-        for start in range(0, n, MAX_BATCH):
-            chunk = np.ascontiguousarray(batch[start : start + MAX_BATCH])
-            embedding, logits = loaded.session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
-            vectors[start : start + len(chunk)] = _l2_normalise(embedding)
-            labels.extend(self._top_labels(logits))
+        with tracing.span(
+            "cnn.inference",
+            {
+                "vitrine.cnn.batch_size": n,
+                "vitrine.cnn.model_version": loaded.version,
+                "vitrine.cnn.precision": loaded.precision,
+                "vitrine.cnn.input_size": batch.shape[1],  # square photos of this side
+            },
+        ):
+            for start in range(0, n, MAX_BATCH):
+                chunk = np.ascontiguousarray(batch[start : start + MAX_BATCH])
+                embedding, logits = loaded.session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
+                vectors[start : start + len(chunk)] = _l2_normalise(embedding)
+                labels.extend(self._top_labels(logits))
         return EmbeddingBatch(vectors=vectors, labels=labels, model_version=loaded.version)
 
     def _top_labels(self, logits: np.ndarray) -> list[list[Label]]:
