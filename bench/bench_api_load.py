@@ -5,7 +5,8 @@
 
 Scenarios (open loop: requests are sent on schedule whether or not earlier ones returned):
 single 1000x1000 JPEG uploads when idle; similar products at 200 requests/s; search by
-uploaded photo at 20 requests/s. Prints requests/s, p50/p95/p99 and errors per endpoint.
+uploaded photo at 20 requests/s. Prints requests/s, p50/p95/p99, errors and the server's
+CPU milliseconds per request (all its processes, user + system) per endpoint.
 The load generator shares the machine's cores with the server; similar products are
 requested over raw keep-alive HTTP/1.1 (``RawHttp``), uploads and searches with httpx.
 Each scenario set runs once per ``--workers`` count (default 1 then 2 API processes; 1 is
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,40 +151,56 @@ class RawHttp:
 
 
 class SpanSink:
-    """A stand-in OTLP/HTTP collector: answers every export at once and keeps the bodies,
-    which are decoded (to count the spans) only after the run."""
+    """A stand-in OTLP/HTTP collector in a process of its own (as a real one would be: not
+    competing for this process's GIL): it answers every export at once and keeps the
+    bodies, decoded only at :meth:`close` to count the spans."""
 
     def __init__(self) -> None:
-        bodies: list[bytes] = []
-        self.bodies = bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def spans(self) -> int:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--span-sink"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.url = self.process.stdout.readline().strip()
 
-        exports = [ExportTraceServiceRequest.FromString(body) for body in self.bodies]
-        return sum(
-            len(scope.spans) for e in exports for rs in e.resource_spans for scope in rs.scope_spans
-        )
+    def close(self) -> int:
+        """Stop the collector; the number of spans it received."""
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.process.stdin.close()
+        spans = int(self.process.stdout.readline())
+        self.process.wait(timeout=30)
+        return spans
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+
+def serve_span_sink() -> None:
+    """The collector of :class:`SpanSink`: prints its URL, serves until stdin closes,
+    then prints the number of spans received."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+    sys.stdin.read()
+    server.shutdown()
+    exports = [ExportTraceServiceRequest.FromString(body) for body in bodies]
+    spans = sum(len(s.spans) for e in exports for r in e.resource_spans for s in r.scope_spans)
+    print(spans, flush=True)
 
 
 def big_jpeg(path: Path) -> bytes:
@@ -192,8 +210,31 @@ def big_jpeg(path: Path) -> bytes:
     return buf.getvalue()
 
 
+def server_cpu(pid: int) -> Callable[[], float]:
+    """The CPU seconds (user + system) the server's processes have used so far: a cost per
+    request that other load on the machine disturbs far less than latency."""
+    import psutil
+
+    root = psutil.Process(pid)
+
+    def used() -> float:
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    return used
+
+
 async def run(
-    base: str, key: str, product_ids: list[str], seconds: float, similar_rates: list[float]
+    base: str,
+    key: str,
+    product_ids: list[str],
+    seconds: float,
+    similar_rates: list[float],
+    cpu: Callable[[], float],
 ) -> list[dict[str, Any]]:
     headers = {"X-API-Key": key}
     photos = sorted((FASHION / "images").glob("*.jpg"))
@@ -213,6 +254,7 @@ async def run(
         )
         await client.delete("/v1/products/bench-warm-up")
         latencies = []
+        cpu_before = cpu()
         for i in range(30):
             t0 = time.perf_counter()
             pid = f"bench-upload-{i}-{time.time_ns()}"
@@ -226,7 +268,8 @@ async def run(
             # Leave the catalog as it was: a changed catalog makes the next start retrain
             # the recommendation models in the background, which skews the next run.
             (await client.delete(f"/v1/products/{pid}")).raise_for_status()
-        results.append(summary("POST /v1/products (1000x1000, idle)", latencies, 0, sum(latencies)))
+        row = summary("POST /v1/products (1000x1000, idle)", latencies, 0, sum(latencies))
+        results.append(row | {"cpu_ms": round((cpu() - cpu_before) * 1000 / len(latencies), 2)})
 
         host, port = base.removeprefix("http://").split(":")
         raw = RawHttp(host, int(port), key)
@@ -240,11 +283,17 @@ async def run(
                 "/v1/search/image", data={"k": "10"}, files={"image": ("q.jpg", data, "image/jpeg")}
             )
 
+        async def costed(name: str, rate: float, seconds: float, make: Any) -> dict[str, Any]:
+            """An open-loop scenario and the server's CPU per request in it."""
+            before = cpu()
+            row = await open_loop(client, name, rate, seconds, make)
+            return row | {"cpu_ms": round((cpu() - before) * 1000 / row["requests"], 2)}
+
         await open_loop(client, "warm-up", 50, 2, similar)
         for rate in similar_rates:
             name = f"GET /v1/products/{{id}}/similar @{rate:g}/s"
-            results.append(await open_loop(client, name, rate, seconds, similar))
-        results.append(await open_loop(client, "POST /v1/search/image @20/s", 20, seconds, search))
+            results.append(await costed(name, rate, seconds, similar))
+        results.append(await costed("POST /v1/search/image @20/s", 20, seconds, search))
         raw.close()
     return results
 
@@ -295,13 +344,16 @@ def measure(
                 cursor = page["next_cursor"]
                 if not cursor:
                     break
-        return asyncio.run(run(base, key, ids, seconds, rates))
+        return asyncio.run(run(base, key, ids, seconds, rates, server_cpu(server.pid)))
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--span-sink"]:
+        serve_span_sink()
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, help="VITRINE_HOME with a catalog already imported")
     parser.add_argument("--import-limit", type=int, default=35_258)
@@ -367,18 +419,17 @@ def main() -> None:
             for row in measure(cli, run_env, key, workers, args.seconds, rates):
                 results.append({"workers": workers, "traced": traced, **row})
             if sink is not None:  # the servers have stopped: every span was sent
-                spans[workers] = sink.spans()
-                sink.close()
+                spans[workers] = sink.close()
                 print(f"spans received ({workers} worker(s)): {spans[workers]}", flush=True)
     print(
         f"\n{'workers':>7} {'traced':>6} {'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} "
-        f"{'p95':>8} {'p99':>8} {'err':>5}"
+        f"{'p95':>8} {'p99':>8} {'err':>5} {'cpu/req':>8}"
     )
     for r in results:
         print(
             f"{r['workers']:7d} {'yes' if r['traced'] else 'no':>6} {r['endpoint']:44} "
             f"{r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} "
-            f"{r['p99_ms']:8.2f} {r['errors']:5d}"
+            f"{r['p99_ms']:8.2f} {r['errors']:5d} {r['cpu_ms']:8.2f}"
         )
     for workers, count in spans.items():
         print(f"spans exported ({workers} worker(s), traced run): {count}")
