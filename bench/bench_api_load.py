@@ -153,7 +153,7 @@ class RawHttp:
 class SpanSink:
     """A stand-in OTLP/HTTP collector in a process of its own (as a real one would be: not
     competing for this process's GIL): it answers every export at once and keeps the
-    bodies, decoded only at :meth:`close` to count the spans."""
+    bodies, decoded only at :meth:`close` to count the spans by name."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -165,18 +165,18 @@ class SpanSink:
         assert self.process.stdout is not None and self.process.stdin is not None
         self.url = self.process.stdout.readline().strip()
 
-    def close(self) -> int:
-        """Stop the collector; the number of spans it received."""
+    def close(self) -> dict[str, int]:
+        """Stop the collector; how many spans of each name it received."""
         assert self.process.stdout is not None and self.process.stdin is not None
         self.process.stdin.close()
-        spans = int(self.process.stdout.readline())
+        spans = json.loads(self.process.stdout.readline())
         self.process.wait(timeout=30)
         return spans
 
 
 def serve_span_sink() -> None:
     """The collector of :class:`SpanSink`: prints its URL, serves until stdin closes,
-    then prints the number of spans received."""
+    then prints how many spans of each name it received (a JSON object)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -198,9 +198,13 @@ def serve_span_sink() -> None:
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
     sys.stdin.read()
     server.shutdown()
-    exports = [ExportTraceServiceRequest.FromString(body) for body in bodies]
-    spans = sum(len(s.spans) for e in exports for r in e.resource_spans for s in r.scope_spans)
-    print(spans, flush=True)
+    names: dict[str, int] = {}
+    for body in bodies:
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    names[span.name] = names.get(span.name, 0) + 1
+    print(json.dumps(names), flush=True)
 
 
 def big_jpeg(path: Path) -> bytes:
@@ -411,7 +415,7 @@ def main() -> None:
     ).stdout.strip()
     rates = [float(r) for r in args.similar_rates.split(",") if r.strip()]
     results = []
-    spans: dict[int, int] = {}
+    spans: dict[int, dict[str, int]] = {}
     for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
         for traced in (False, True) if args.tracing else (False,):
             sink = SpanSink() if traced else None
@@ -420,7 +424,7 @@ def main() -> None:
                 results.append({"workers": workers, "traced": traced, **row})
             if sink is not None:  # the servers have stopped: every span was sent
                 spans[workers] = sink.close()
-                print(f"spans received ({workers} worker(s)): {spans[workers]}", flush=True)
+                print(f"spans received ({workers} worker(s)):", spans[workers], flush=True)
     print(
         f"\n{'workers':>7} {'traced':>6} {'endpoint':44} {'req':>6} {'rps':>7} {'p50':>8} "
         f"{'p95':>8} {'p99':>8} {'err':>5} {'cpu/req':>8}"
@@ -431,8 +435,8 @@ def main() -> None:
             f"{r['requests']:6d} {r['rps']:7.1f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} "
             f"{r['p99_ms']:8.2f} {r['errors']:5d} {r['cpu_ms']:8.2f}"
         )
-    for workers, count in spans.items():
-        print(f"spans exported ({workers} worker(s), traced run): {count}")
+    for workers, names in spans.items():
+        print(f"spans exported ({workers} worker(s), traced run): {sum(names.values())}")
     out = Path("bench/out/api_load.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

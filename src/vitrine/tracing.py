@@ -168,6 +168,14 @@ def install(new: TracerProvider) -> None:
     _tracer = new.get_tracer("vitrine", __version__)
 
 
+def flush(timeout_s: float = 5.0) -> None:
+    """Send the spans still waiting for their batch: a server calls it as it stops, since
+    its process may end without running exit handlers (uvicorn ends on the signal it
+    caught, re-raised)."""
+    if _provider is not None:
+        _provider.force_flush(int(timeout_s * 1000))
+
+
 def shutdown() -> None:
     """Send what is pending and turn tracing off (tests; the process's exit does it too)."""
     global _provider, _tracer
@@ -217,6 +225,7 @@ __all__ = [
     "configure",
     "current_context",
     "enabled",
+    "flush",
     "install",
     "new_provider",
     "parse_headers",

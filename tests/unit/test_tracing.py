@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from small_shop import purchases, small_shop
 from vitrine import tracing
 from vitrine.accounts.keys import KeyService
+from vitrine.api.app import create_app
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.cluster.job_queue import JobError, JobQueue, JobRunner, Progress
 from vitrine.cluster.job_store import JobStore
@@ -324,6 +325,29 @@ def test_spans_go_to_the_configured_collector_over_otlp_http(
     assert resource["vitrine.process.role"].string_value == "api"
     [sent] = [s for scope in export.resource_spans[0].scope_spans for s in scope.spans]
     assert sent.name == "index.search"
+
+
+def test_a_stopping_server_sends_its_pending_spans(
+    collector: tuple[str, list[Any]], tmp_path: Path
+) -> None:
+    url, received = collector
+    settings = load_settings(env={}).with_overrides(home=tmp_path, otlp_endpoint=url)
+    try:
+        app = create_app(settings, warm=False)
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+            assert received == []  # held for its batch
+        # Sent as the app stopped, not at the process's exit (which may skip it).
+        names = [
+            span.name
+            for _, _, body in received
+            for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+        assert names == ["GET /healthz"]
+    finally:
+        tracing.shutdown()
 
 
 def test_without_an_endpoint_nothing_is_installed_or_sent(

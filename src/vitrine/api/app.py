@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
         leadership.stop()
         follower.stop()
         vitrine.close()
+        tracing.flush()
 
     app = FastAPI(
         title="Vitrine",
