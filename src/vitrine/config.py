@@ -71,6 +71,22 @@ class Settings:
         "Tshirts,Tops,Shirts,Sweatshirts,Sweaters,Jackets,Kurtas,Kurtis,Tunics,Blazers"
     )
 
+    # Links to the shop: its own address (""; the request's), a product page's address
+    # ("https://shop.example/products/{id}"), and product photos: Vitrine's public image
+    # route /images/{id}.jpg (off unless public_images) or the shop's own photo addresses.
+    public_url: str = ""
+    product_link_pattern: str = ""
+    public_images: bool = False
+    image_link_pattern: str = ""
+    # Product feed (CSV / JSON for ad platforms): the price's currency, and which catalog
+    # fields are the brand and the category path ("a > b > c").
+    feed_currency: str = "EUR"
+    feed_brand_field: str = "brand"
+    feed_category_fields: str = "masterCategory,subCategory,articleType"
+    # Visual search ads: the catalog field a new campaign's categories name ("": the
+    # scene search's category field).
+    ads_category_field: str = ""
+
     # Bulk import.
     import_workers: int = 0  # 0: one per core
     import_db_batch: int = 256

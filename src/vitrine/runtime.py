@@ -15,10 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from vitrine.accounts.keys import KeyService
+from vitrine.ads.service import AdService
+from vitrine.ads.store import AdStore
 from vitrine.catalog.blob_stores import open_blob_store
 from vitrine.catalog.blobs import BlobStore
 from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.feed import ProductFeed
 from vitrine.catalog.products import ProductService
+from vitrine.catalog.public_images import PublicImages
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
 from vitrine.catalog.tryon_service import TryOnCategories, TryOnService
@@ -117,6 +121,15 @@ class Runtime:
         self._scene_search = _Part(
             lambda: SceneSearch(self.photo_search, self.finder, self._scene_category)
         )
+        self.ads = AdService(
+            AdStore(self.engine),
+            lambda: self.scene_search,
+            lambda product_id: self.search.describe(product_id),
+            self.blobs,
+            self.settings.ads_category_field or self.settings.scene_category_field,
+        )
+        self.feed = ProductFeed(self.store, self.settings)
+        self.public_images = PublicImages(self.store, self.blobs, self.settings.public_images)
 
     # -- parts --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import cnn, imports, models, ops, products, scenes, search, tryon
+from vitrine.api.routes import ads, cnn, imports, models, ops, products, scenes, search, tryon
 from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
 from vitrine.cluster.change_feed import ChangeFollower
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.include_router(cnn.router)
     app.include_router(scenes.router)
     app.include_router(tryon.router)
+    app.include_router(ads.router)
     app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
     install_openapi(app)  # the shared problem schema and every operation's error responses

@@ -281,6 +281,7 @@ class Event(Base):
     recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     strategy: Mapped[str | None] = mapped_column(String(64))
     price: Mapped[float | None] = mapped_column(Float)
+    ad_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a visual search ad's
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -364,3 +365,44 @@ class ServiceSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- visual search ads (issue 18) ---------------------------------------------------------
+
+
+class AdCampaign(Base):
+    """A marketer's campaign: which in-stock products may be advertised for the objects
+    seen in a shared photo (categories, a price range, how many per object)."""
+
+    __tablename__ = "ad_campaigns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    category_field: Mapped[str] = mapped_column(String(64), nullable=False)
+    categories: Mapped[list[Any]] = mapped_column(JSON, nullable=False)  # [] = every category
+    min_price: Mapped[float | None] = mapped_column(Float)
+    max_price: Mapped[float | None] = mapped_column(Float)
+    max_per_object: Mapped[int] = mapped_column(Integer, default=3, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AdServed(Base):
+    """One ad served (an impression): a product advertised for an object of a shared
+    photo; events carrying its ``id`` as ``ad_id`` are attributed to it."""
+
+    __tablename__ = "ads_served"
+    __table_args__ = (Index("ix_ads_served_campaign_created", "campaign", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the ad id
+    campaign: Mapped[str] = mapped_column(String(64), nullable=False)
+    source: Mapped[str] = mapped_column(String(64), index=True, nullable=False)  # photo sha256
+    source_label: Mapped[str | None] = mapped_column(String(512))  # e.g. the post's address
+    object_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    box: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -295,6 +295,25 @@ class CatalogStore:
             for pid, title, attributes, price, available in result:
                 yield pid, title, filterable_attributes(attributes, price, available)
 
+    def iter_feed_rows(self, batch: int = 5_000) -> Iterator[dict[str, Any]]:
+        """Every product, by id, with its primary photo's blob key (None: no photo)."""
+        query = (
+            select(
+                Product.id,
+                Product.title,
+                Product.description,
+                Product.price,
+                Product.available,
+                Product.attributes,
+                Image.blob_key,
+            )
+            .outerjoin(Image, (Image.product_id == Product.id) & Image.is_primary)
+            .order_by(Product.id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            yield from (dict(row._mapping) for row in result)
+
     def delete_product(self, product_id: str) -> bool:
         with self.engine.begin() as conn:
             image_ids = select(Image.id).where(Image.product_id == product_id)

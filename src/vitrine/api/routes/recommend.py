@@ -57,6 +57,9 @@ class EventIn(BaseModel):
     session_id: str | None = Field(default=None, max_length=128)
     recommendation_id: str | None = Field(default=None, max_length=64)
     strategy: str | None = Field(default=None, max_length=64)
+    ad_id: str | None = Field(
+        default=None, max_length=64, description="the visual search ad that led here"
+    )
     price: Annotated[float, Field(ge=0, allow_inf_nan=False), NotBoolean] | None = None
 
 
