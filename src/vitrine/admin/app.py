@@ -26,6 +26,7 @@ from vitrine.admin.recommendations import ServiceRecommendations
 from vitrine.admin.review import ReviewQueue
 from vitrine.admin.routes import (
     ab_tests,
+    ads,
     analytics,
     auth,
     catalog,
@@ -121,6 +122,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         review,
         search,
         tryon,
+        ads,
         upload,
         recommendations,
         ab_tests,

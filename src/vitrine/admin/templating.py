@@ -29,6 +29,7 @@ NAV = (
     ("review", "/admin/review", "Review"),
     ("search", "/admin/search", "Visual search"),
     ("tryon", "/admin/tryon", "Try-on"),
+    ("ads", "/admin/ads", "Ads"),
     ("upload", "/admin/upload", "Upload"),
     ("models", "/admin/models", "Models & jobs"),
     ("recommendations", "/admin/recommendations", "Recommendations"),

@@ -108,10 +108,16 @@ class AdService:
     # -- matching ---------------------------------------------------------------------
 
     def match(
-        self, data: bytes, campaign_name: str, links: ProductLinks, label: str | None = None
+        self,
+        data: bytes,
+        campaign_name: str,
+        links: ProductLinks,
+        label: str | None = None,
+        record: bool = True,
     ) -> AdMatch:
         """Ads for the products in a shared photo. Raises CampaignNotFound, CampaignPaused,
-        ImageDecodeError. ``label``: what the photo is to the marketer (a post's address)."""
+        ImageDecodeError. ``label``: what the photo is to the marketer (a post's address);
+        ``record``: False for a preview, whose ads are not served (no impressions)."""
         campaign = self.campaign(campaign_name)
         if not campaign.active:
             raise CampaignPaused(f"campaign {campaign.name!r} is paused")
@@ -144,8 +150,8 @@ class AdService:
                 })  # fmt: skip
             objects.append({"box": list(obj.box), "score": round(obj.score, 4),
                             "category": obj.category, "ads": ads})  # fmt: skip
-        self.store.record_served(served)
-        if served:
+        if record and served:
+            self.store.record_served(served)
             self._keep_source(source, data)
         return AdMatch(campaign.name, source, objects, localized)
 
@@ -182,6 +188,13 @@ class AdService:
             return None
 
     # -- analytics --------------------------------------------------------------------
+
+    def campaign_rows(self) -> list[dict[str, Any]]:
+        """Every campaign with its funnel over all time (the admin's table)."""
+        funnels = {f["campaign"]: f for f in self.store.funnel("campaign")}
+        empty = {"impressions": 0, "clicks": 0, "carts": 0, "purchases": 0, "revenue": 0.0,
+                 "ctr": None, "conversion": None, "last_served": None}  # fmt: skip
+        return [{**c.to_json(), **funnels.get(c.name, empty)} for c in self.campaigns()]
 
     def analytics(
         self, campaign: str | None = None, since: datetime | None = None, sources: int = 50
