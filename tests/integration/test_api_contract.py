@@ -115,6 +115,10 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
         strategies = client.get("/v1/strategies").json()
         cnn_in_service = client.get("/v1/cnn").json()["in_service"]
         categories = sorted({p["attributes"]["articleType"] for p in products})
+        campaigns = ["contract-ads", "contract-paused"]
+        for name in campaigns:
+            body = {"name": name, "categories": categories[:3], "active": name != "contract-paused"}
+            assert client.post("/v1/ads/campaigns", json=body).status_code == 201
     # Two versions of a classifier (a version to activate, one to roll back to).
     model_ids = []
     for _ in range(2):
@@ -166,6 +170,7 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
             "gender=Men",
         ],
         "categories": categories,
+        "campaigns": campaigns,
         "model_ids": model_ids,
         # Switching to the CNN in service is a real switch job with nothing to do.
         "cnn_versions": [cnn_in_service],
@@ -199,6 +204,9 @@ def contract_env(home: Path, work: Path) -> dict[str, str]:
             "VITRINE_API_RATE_BURST": "100000",
             "VITRINE_IMPORT_ROOT": str(work / "imports"),
             "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0",
+            # The product feed and public photos on, so that their 200s are checked too.
+            "VITRINE_PRODUCT_LINK_PATTERN": "https://shop.example/products/{id}",
+            "VITRINE_PUBLIC_IMAGES": "true",
         },
     )
 

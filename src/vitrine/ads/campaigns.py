@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from vitrine.index.attributes import parse_filters
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_PER_OBJECT = 20
 MAX_CATEGORIES = 200
@@ -87,8 +89,10 @@ def _categories(value: object) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(str(c).strip() for c in items if str(c).strip()))
     if len(out) > MAX_CATEGORIES:
         raise CampaignError(f"a campaign names at most {MAX_CATEGORIES} categories")
-    if any("|" in c or len(c) > 128 for c in out):
-        raise CampaignError("a category name has at most 128 characters and no '|'")
+    if any("|" in c or c.startswith("=") or len(c) > 128 for c in out):
+        raise CampaignError(
+            "a category name has at most 128 characters, no '|' and does not start with '='"
+        )
     return out
 
 
@@ -138,4 +142,8 @@ def make_campaign(
     low, high = campaign.min_price, campaign.max_price
     if low is not None and high is not None and low > high:
         raise CampaignError(f"min_price {low:g} is above max_price {high:g}")
+    try:
+        parse_filters(campaign.filters())
+    except ValueError as exc:
+        raise CampaignError(f"the rules do not make a search filter: {exc}") from None
     return campaign

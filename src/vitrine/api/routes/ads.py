@@ -33,7 +33,7 @@ from vitrine.vision.decode import ImageDecodeError
 router = APIRouter(tags=["ads"])
 CampaignName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBoolean]
-Category = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^|]*$")]
+Category = Annotated[str, Field(max_length=128, pattern=r"^[^|=\s]([^|]*[^|\s])?$")]
 
 
 class CampaignRules(BaseModel):
@@ -45,7 +45,7 @@ class CampaignRules(BaseModel):
 
     description: str | None = Field(default=None, max_length=2000)
     category_field: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[^=<>!|]+$"
+        default=None, max_length=64, pattern=r"^[^=<>!|\s]([^=<>!|]*[^=<>!|\s])?$"
     )
     categories: list[Category] | None = Field(default=None, max_length=200)
     min_price: Price | None = None
