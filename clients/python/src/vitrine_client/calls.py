@@ -185,4 +185,4 @@ def uploads(value: Upload | Sequence[Upload] | None) -> list[Upload]:
         return []
     if isinstance(value, bytes | bytearray | str | os.PathLike) or hasattr(value, "read"):
         return [value]  # type: ignore[list-item]
-    return list(value)  # type: ignore[arg-type]
+    return list(value)

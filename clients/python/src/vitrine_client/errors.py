@@ -45,7 +45,8 @@ class VitrineError(Exception):
     @property
     def request_id(self) -> str | None:
         """The id to quote when reporting the problem (also the X-Request-ID header)."""
-        return self.extensions.get("request_id") or self.response.headers.get("x-request-id")
+        found = self.extensions.get("request_id") or self.response.headers.get("x-request-id")
+        return str(found) if found else None
 
 
 class BadRequest(VitrineError):

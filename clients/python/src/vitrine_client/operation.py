@@ -9,7 +9,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 import httpx
 
@@ -113,7 +113,7 @@ class Operation(Generic[P, T]):
         self.method = method
         self.path = path
         self.build = build
-        functools.update_wrapper(self, build)
+        functools.update_wrapper(cast(Any, self), build)  # its name, doc and __wrapped__
         # help() and IDEs show what the method returns, not the Call it builds.
         signature = inspect.signature(build)
         answer = str(signature.return_annotation)
