@@ -17,7 +17,10 @@ import pytest
 from PIL import Image
 from test_api import photo
 
-from serve_process import create_key, process_env, serving
+from serve_process import process_env, serving
+from vitrine.accounts.keys import KeyService
+from vitrine.catalog.database import make_engine, migrate
+from vitrine.config import load_settings
 from vitrine_client import (
     AsyncClient,
     Client,
@@ -30,6 +33,7 @@ from vitrine_client import (
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
+SCOPES = ("read", "admin")
 COLORS = {"red": (210, 20, 30), "blue": (20, 40, 200), "green": (30, 170, 40)}
 
 
@@ -46,7 +50,12 @@ def wait_for(read: Callable[[], T], done: Callable[[T], bool], seconds: float = 
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     home = tmp_path_factory.mktemp("client") / "home"
     env = process_env(home, {"VITRINE_RECOMMEND_RETRAIN_MINUTES": "0"})
-    keys = {scope: create_key(env, scope) for scope in ("read", "admin")}
+    # The keys are written here, in process (`vitrine keys create` costs seconds each),
+    # in the database the server's settings name.
+    engine = make_engine(load_settings(env=env).resolved_database_url)
+    migrate(engine)
+    keys = {scope: KeyService(engine).create(f"client-{scope}", scope)[1] for scope in SCOPES}
+    engine.dispose()
     with serving(env, secrets=list(keys.values())) as base:
         yield base, keys
 
