@@ -153,6 +153,26 @@ def test_sync_client(server: tuple[str, dict[str, str]], tmp_path: Path) -> None
         with pytest.raises(NotFound):
             client.get_product("green-1")
 
+        # Visual search ads: a campaign, its ads for a shared photo, a purchase counted.
+        campaign = client.create_campaign(
+            "tops", category_field="category", categories=["Tops"], max_per_object=2
+        )
+        assert campaign.active and campaign.categories == ["Tops"]
+        assert client.edit_campaign("tops", max_price=None).max_price is None
+        match = client.match_ads(photo((200, 30, 35)), campaign="tops", source="post-1")
+        ads = [ad for obj in match.objects for ad in obj.ads]
+        assert ads and {ad.product_id for ad in ads} <= {"red-1"}  # blue-1 is a shirt now
+        ad = ads[0]
+        client.send_events({"user_id": "u9", "product_id": "red-1", "type": "purchase",
+                            "ad_id": ad.ad_id, "price": 19.5})  # fmt: skip
+        funnel = client.ad_analytics(campaign="tops").campaigns[0]
+        assert (funnel.impressions, funnel.purchases) == (len(ads), 1)
+        with pytest.raises(Conflict) as feed:
+            client.product_feed(format="csv")  # no link pattern configured
+        assert "PRODUCT_LINK_PATTERN" in feed.value.detail
+        client.delete_campaign("tops")
+        assert client.list_campaigns() == []
+
 
 def test_keys_and_scopes(server: tuple[str, dict[str, str]]) -> None:
     base, keys = server

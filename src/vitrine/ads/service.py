@@ -128,8 +128,11 @@ class AdService:
             found = scenes(data, "shared photo", campaign.max_per_object, filters, MAX_OBJECTS)
             localized = True
         except LocalizerNotTrained:
+            found, localized = [], False
+        if not localized or (not found and scenes.photos.plain(data)):
+            # No localiser, or a product photo on a plain background: the photo is one
+            # product (the localiser learnt products among other things).
             found = [self._whole_photo(scenes, data, campaign.max_per_object, filters)]
-            localized = False
         objects, served = [], []
         for index, obj in enumerate(found):
             ads = []

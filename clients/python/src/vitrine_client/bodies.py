@@ -17,6 +17,7 @@ class Event(TypedDict):
     session_id: NotRequired[str]
     recommendation_id: NotRequired[str]  # the list the event came from
     strategy: NotRequired[str]
+    ad_id: NotRequired[str]  # the visual search ad the event came from
     price: NotRequired[float]
 
 

@@ -4,6 +4,7 @@ operation of the service's /v1 API."""
 from __future__ import annotations
 
 from vitrine_client.operation import AsyncSession, SyncSession
+from vitrine_client.operations.ads import AdOperations
 from vitrine_client.operations.classification import ClassificationOperations
 from vitrine_client.operations.products import ProductOperations
 from vitrine_client.operations.recommendations import RecommendationOperations
@@ -16,6 +17,7 @@ class Client(
     SearchOperations,
     RecommendationOperations,
     ClassificationOperations,
+    AdOperations,
 ):
     """The Vitrine API over a blocking ``httpx.Client``.
 
@@ -31,6 +33,7 @@ class AsyncClient(
     SearchOperations,
     RecommendationOperations,
     ClassificationOperations,
+    AdOperations,
 ):
     """The Vitrine API over an ``httpx.AsyncClient``: the same methods as
     :class:`Client`, awaited. Use it in an ``async with`` block or call ``aclose()``."""

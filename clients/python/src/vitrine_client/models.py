@@ -322,3 +322,69 @@ class EvaluationRun(Model):
     params: dict[str, Any]
     results: list[Any]
     created_at: datetime | None = None
+
+
+# -- visual search ads -----------------------------------------------------------------------
+
+
+class Campaign(Model):
+    name: str
+    description: str | None = None
+    active: bool
+    category_field: str
+    categories: list[str] = Field(default_factory=list)
+    min_price: float | None = None
+    max_price: float | None = None
+    max_per_object: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Ad(Model):
+    ad_id: str
+    product_id: str
+    score: float
+    title: str | None = None
+    price: float | None = None
+    link: str | None = None
+    image_link: str | None = None
+
+
+class AdObject(Model):
+    box: list[int]
+    score: float
+    category: str | None = None
+    ads: list[Ad] = Field(default_factory=list)
+
+
+class AdMatch(Model):
+    campaign: str
+    source: str
+    localized: bool
+    objects: list[AdObject] = Field(default_factory=list)
+
+
+class Funnel(Model):
+    impressions: int
+    clicks: int
+    carts: int
+    purchases: int
+    revenue: float
+    ctr: float | None = None
+    conversion: float | None = None
+    last_served: datetime | None = None
+
+
+class CampaignFunnel(Funnel):
+    campaign: str
+
+
+class SourceFunnel(Funnel):
+    source: str
+    label: str | None = None
+    campaigns: int
+
+
+class AdAnalytics(Model):
+    campaigns: list[CampaignFunnel] = Field(default_factory=list)
+    sources: list[SourceFunnel] = Field(default_factory=list)

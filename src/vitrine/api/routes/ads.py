@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.ads.campaigns import MAX_PER_OBJECT, CampaignError
@@ -33,7 +33,7 @@ from vitrine.vision.decode import ImageDecodeError
 router = APIRouter(tags=["ads"])
 CampaignName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBoolean]
-Category = Annotated[str, Field(max_length=128, pattern=r"^[^|=\s]([^|]*[^|\s])?$")]
+Category = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class CampaignRules(BaseModel):
@@ -44,14 +44,12 @@ class CampaignRules(BaseModel):
     model_config = {"extra": "forbid"}
 
     description: str | None = Field(default=None, max_length=2000)
-    category_field: str | None = Field(
-        default=None, max_length=64, pattern=r"^[^=<>!|\s]([^=<>!|]*[^=<>!|\s])?$"
-    )
+    category_field: str | None = Field(default=None, min_length=1, max_length=64)
     categories: list[Category] | None = Field(default=None, max_length=200)
     min_price: Price | None = None
     max_price: Price | None = None
     max_per_object: Annotated[int, Field(ge=1, le=MAX_PER_OBJECT), NotBoolean] | None = None
-    active: bool | None = Field(default=None, description="false: paused, serves no ads")
+    active: StrictBool | None = Field(default=None, description="false: paused, serves no ads")
 
 
 class CampaignIn(CampaignRules):
@@ -236,6 +234,7 @@ async def match_ads(
 @router.get(
     "/v1/ads/analytics",
     response_model=AdAnalytics,
+    responses=problems(404),
     dependencies=[Depends(require("read"))],
 )
 def ad_analytics(
