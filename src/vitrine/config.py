@@ -156,6 +156,18 @@ class Settings:
     # loop waits for it (Python's default: 5 ms); 0: leave Python's default.
     serve_gil_switch_ms: float = 1.0
 
+    # Webhooks: how long a receiver has to answer, the attempts of a delivery and the
+    # exponential backoff between them (1 min, 3, 9, ... at most 6 h: ten attempts span
+    # about a day), whether private addresses are refused, and how long the delivery log
+    # keeps delivered and failed deliveries.
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 10
+    webhook_retry_base_s: float = 60.0
+    webhook_retry_cap_s: float = 6 * 3600.0
+    webhook_block_private: bool = False
+    webhook_retention_days: int = 30
+    webhook_poll_s: float = 5.0  # how often the leader looks for due deliveries
+
     config_file: Path | None = field(default=None, compare=False)
 
     @property

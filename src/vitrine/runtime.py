@@ -43,6 +43,8 @@ from vitrine.vision.analyzer import ImageAnalysis, ImageAnalyzer
 from vitrine.vision.batcher import MicroBatcher
 from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
+from vitrine.webhooks.service import DeliveryOptions, WebhookService
+from vitrine.webhooks.store import WebhookStore
 
 T = TypeVar("T")
 
@@ -91,6 +93,11 @@ class Runtime:
         # Background jobs (labelling the catalog, training, evaluations): queued here,
         # run by the leading process (vitrine.jobs.background has their handlers).
         self.jobs = JobQueue(JobStore(self.engine))
+        # Webhooks: events are queued durably here by any process; the leading process
+        # sends them (vitrine.api.app runs the delivery loop).
+        self.webhooks = WebhookService(
+            WebhookStore(self.engine), DeliveryOptions.from_settings(self.settings)
+        )
         # Called with the size of every CNN batch the service runs (metrics hook).
         self.on_batch: Callable[[int], None] | None = None
         # Called with the seconds of every CNN call the service runs (metrics hook).
@@ -101,7 +108,9 @@ class Runtime:
         self._search = _Part(self._build_search)
         self._classification = _Part(lambda: self.classification_for(None))
         self._recommendations = _Part(
-            lambda: RecommendationService(self.settings, self.engine, self.store)
+            lambda: RecommendationService(
+                self.settings, self.engine, self.store, self.webhooks.publish
+            )
         )
         self._products = _Part(self._build_products)
         self.cnn = CnnService(
@@ -226,7 +235,11 @@ class Runtime:
             lambda: self.embedder.model_version
         )
         service = ClassificationService(
-            self.settings, self.store, ModelRegistry(self.engine, self.blobs), version
+            self.settings,
+            self.store,
+            ModelRegistry(self.engine, self.blobs),
+            version,
+            self.webhooks.publish,
         )
         if embedding_version is None:  # the models in service label the whole catalog
             service.on_activated = self.label_catalog
@@ -371,4 +384,5 @@ class Runtime:
             self.batcher.close()
         if "search" in opened:
             self.search.save()
+        self.webhooks.close()
         self.engine.dispose()

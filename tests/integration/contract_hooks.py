@@ -147,6 +147,8 @@ def _fix_path(method: str, path: str, params: dict[str, Any], rng: random.Random
             params["product_id"] = _product_id(rng, params["product_id"])
     if "user_id" in params:
         params["user_id"] = _text(params["user_id"], rng, ["u1", "u2", "new-customer"])
+    if "webhook_id" in params and method != "DELETE" and rng.random() < 0.8:
+        params["webhook_id"] = rng.choice(DATA["webhook_ids"])  # kept: never deleted
     if "model_id" in params and rng.random() < 0.8:  # else the generated one (404)
         params["model_id"] = rng.choice(DATA["model_ids"])
     if "name" in params and path.startswith("/v1/ads/"):
@@ -263,6 +265,8 @@ def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
         body["product_id"] = rng.choice(DATA["tryon_ids"] or DATA["product_ids"])
     elif path == "/v1/localizer/train" and isinstance(body, dict):
         body = {"products": 20, "scenes": 50}  # a real job: the smallest there is
+    elif path.startswith("/v1/webhooks") and "url" in body:
+        body["url"] = "http://127.0.0.1:9/hooks"  # a closed port: deliveries fail at once
     elif path == "/v1/cnn/switch":
         body["version"] = rng.choice(DATA["cnn_versions"])
     elif path.startswith("/v1/strategies/{name}") and method in {"PUT", "POST"}:

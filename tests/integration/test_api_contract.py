@@ -112,6 +112,14 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
         while not client.get("/v1/recommendations/status").json().get("ready"):
             assert time.monotonic() < deadline, "the recommendation models did not train"
             time.sleep(1)
+        # Webhook subscriptions to a closed local port (deliveries fail at once).
+        webhook_ids = [
+            client.post(
+                "/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/hooks", "events": ["import.finished"]},
+            ).json()["id"]
+            for _ in range(2)
+        ]
         strategies = client.get("/v1/strategies").json()
         cnn_in_service = client.get("/v1/cnn").json()["in_service"]
         categories = sorted({p["attributes"]["articleType"] for p in products})
@@ -172,6 +180,7 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
         "categories": categories,
         "campaigns": campaigns,
         "model_ids": model_ids,
+        "webhook_ids": webhook_ids,
         # Switching to the CNN in service is a real switch job with nothing to do.
         "cnn_versions": [cnn_in_service],
         "label_fields": ["articleType"],

@@ -40,6 +40,7 @@ from vitrine.admin.routes import (
     search,
     tryon,
     upload,
+    webhooks,
 )
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
 from vitrine.admin.shop_analytics import ShopAnalytics
@@ -130,6 +131,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         analytics,
         models,
         monitoring,
+        webhooks,
     ):
         app.include_router(module.router, include_in_schema=False)
 

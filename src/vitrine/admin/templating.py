@@ -36,6 +36,7 @@ NAV = (
     ("customers", "/admin/customers", "Customers"),
     ("analytics", "/admin/analytics", "Analytics"),
     ("monitoring", "/admin/monitoring", "Monitoring"),
+    ("webhooks", "/admin/webhooks", "Webhooks"),
 )
 
 

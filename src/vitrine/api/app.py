@@ -19,7 +19,18 @@ from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import ads, cnn, imports, models, ops, products, scenes, search, tryon
+from vitrine.api.routes import (
+    ads,
+    cnn,
+    imports,
+    models,
+    ops,
+    products,
+    scenes,
+    search,
+    tryon,
+    webhooks,
+)
 from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
 from vitrine.cluster.change_feed import ChangeFollower
@@ -66,6 +77,12 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             lambda: vitrine.classification.stop(),
         )
     )
+    # Webhooks: the leader sends what is due; a publish here wakes it at once.
+    deliveries = BackgroundWorker(
+        "webhook-deliveries", vitrine.webhooks.step, interval=vitrine.settings.webhook_poll_s
+    )
+    vitrine.webhooks.on_queued = deliveries.wake
+    duties.append(Duty("webhook deliveries", deliveries.start, deliveries.stop))
     if vitrine.settings.localizer_retrain_minutes > 0:
         grown = BackgroundWorker(
             "localizer-retraining",
@@ -134,6 +151,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.include_router(ads.router)
     app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
+    app.include_router(webhooks.router)
     install_openapi(app)  # the shared problem schema and every operation's error responses
 
     origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
