@@ -9,6 +9,7 @@ from vitrine_client.operations.classification import ClassificationOperations
 from vitrine_client.operations.products import ProductOperations
 from vitrine_client.operations.recommendations import RecommendationOperations
 from vitrine_client.operations.search import SearchOperations
+from vitrine_client.operations.webhooks import WebhookOperations
 
 
 class Client(
@@ -18,6 +19,7 @@ class Client(
     RecommendationOperations,
     ClassificationOperations,
     AdOperations,
+    WebhookOperations,
 ):
     """The Vitrine API over a blocking ``httpx.Client``.
 
@@ -34,6 +36,7 @@ class AsyncClient(
     RecommendationOperations,
     ClassificationOperations,
     AdOperations,
+    WebhookOperations,
 ):
     """The Vitrine API over an ``httpx.AsyncClient``: the same methods as
     :class:`Client`, awaited. Use it in an ``async with`` block or call ``aclose()``."""

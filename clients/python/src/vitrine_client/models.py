@@ -388,3 +388,45 @@ class SourceFunnel(Funnel):
 class AdAnalytics(Model):
     campaigns: list[CampaignFunnel] = Field(default_factory=list)
     sources: list[SourceFunnel] = Field(default_factory=list)
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+class DeliveryCounts(Model):
+    pending: int
+    delivered: int
+    failed: int
+
+
+class Webhook(Model):
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    description: str | None = None
+    deliveries: DeliveryCounts
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    """A new subscription: ``secret`` (``whsec_...``) signs its deliveries; shown once."""
+
+    secret: str
+
+
+class Delivery(Model):
+    id: int
+    subscription_id: int
+    event_id: str
+    event: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None = None
