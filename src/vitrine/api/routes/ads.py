@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -20,6 +19,7 @@ from vitrine.api.auth import require
 from vitrine.api.openapi import (
     UPLOAD_IMAGE_TYPES,
     UPLOAD_PROBLEMS,
+    DateTimeParam,
     UTCDateTime,
     form_parts,
     problems,
@@ -240,7 +240,7 @@ async def match_ads(
 def ad_analytics(
     svc: Ads,
     campaign: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="ads served since")] = None,
+    since: Annotated[DateTimeParam | None, Query(description="ads served since")] = None,
     sources: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> AdAnalytics:
     """Impressions (ads served), clicks, carts, purchases and revenue attributed through
