@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -20,6 +19,7 @@ from vitrine.api.auth import require
 from vitrine.api.openapi import (
     UPLOAD_IMAGE_TYPES,
     UPLOAD_PROBLEMS,
+    DateTimeParam,
     UTCDateTime,
     form_parts,
     problems,
@@ -51,7 +51,9 @@ class CampaignRules(BaseModel):
     min_price: Price | None = None
     max_price: Price | None = None
     max_per_object: Annotated[int, Field(ge=1, le=MAX_PER_OBJECT), NotBoolean] | None = None
-    active: bool | None = Field(default=None, description="false: paused, serves no ads")
+    active: bool | None = Field(
+        default=None, strict=True, description="false: paused, serves no ads"
+    )
 
 
 class CampaignIn(CampaignRules):
@@ -236,12 +238,13 @@ async def match_ads(
 @router.get(
     "/v1/ads/analytics",
     response_model=AdAnalytics,
+    responses=problems(404),
     dependencies=[Depends(require("read"))],
 )
 def ad_analytics(
     svc: Ads,
     campaign: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="ads served since")] = None,
+    since: Annotated[DateTimeParam | None, Query(description="ads served since")] = None,
     sources: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> AdAnalytics:
     """Impressions (ads served), clicks, carts, purchases and revenue attributed through

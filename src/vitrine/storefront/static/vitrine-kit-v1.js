@@ -209,6 +209,7 @@ button:focus-visible { outline: var(--vitrine-focus, 3px solid #0b57d0); outline
 .status:empty { display: none; }
 .scene { position: relative; display: inline-block; margin: .5rem 0 1rem;
   width: min(100%, var(--vitrine-scene-width, 360px)); }
+.scene.small { width: min(100%, var(--vitrine-thumb-width, 140px)); }
 .scene img { display: block; width: 100%; border-radius: var(--vitrine-radius, 10px); }
 .box { position: absolute; border: 2px solid var(--vitrine-accent, #0b57d0); padding: 0;
   background: transparent; border-radius: 4px; }
@@ -508,6 +509,8 @@ class PhotoSearch extends HTMLElement {
       } else {
         const found = await call("/v1/search/image", { method: "POST", form: form() });
         const ids = found.results.map((r) => r.product_id);
+        const [scene] = await this.preview(photo, "scene small");
+        this.sceneNodes = [scene];
         await this.showCards(ids, "Looks like your photo");
       }
       this.emit("vitrine-load", { objects: objects.length });
@@ -526,11 +529,17 @@ class PhotoSearch extends HTMLElement {
     this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true }));
   }
 
-  async showScene(photo, objects) {
+  /** The shopper's photo, drawn (its object URL freed once decoded). */
+  async preview(photo, kind = "scene") {
     const url = URL.createObjectURL(photo);
     const img = el("img", { src: url, alt: "Your photo", part: "photo" });
     await img.decode().catch(() => {});
-    const scene = el("div", { class: "scene" }, img);
+    URL.revokeObjectURL(url);
+    return [el("div", { class: kind }, img), img];
+  }
+
+  async showScene(photo, objects) {
+    const [scene, img] = await this.preview(photo);
     const chips = el("div", { class: "actions objects", role: "group",
       "aria-label": "Products found in your photo" });
     const width = img.naturalWidth || 1;
@@ -565,17 +574,16 @@ class PhotoSearch extends HTMLElement {
     buttons[0][0].click();
   }
 
-  async showCards(ids, heading, withScene = false) {
+  async showCards(ids, heading, ofObject = false) {
     const found = await cards(ids);
     const ul = el("ul", { part: "list", role: "list" });
     ul.append(...found.map((card) => renderCard(card, {})));
     const section = el("section", { part: "section", "aria-label": heading },
       el("h2", { part: "heading", text: heading }), ul);
-    const head = withScene ? this.sceneNodes : [];
-    if (!withScene) {
+    if (!ofObject) {
       this.status.textContent = found.length ? "" : "Nothing in the catalog looks like it.";
     }
-    this.results.replaceChildren(...head, section);
+    this.results.replaceChildren(...this.sceneNodes, section);
   }
 }
 
