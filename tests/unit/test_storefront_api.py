@@ -197,6 +197,11 @@ def test_kit_is_served_and_the_demo_is_off(api: Api) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert r.headers["access-control-allow-origin"] == "*"
     assert "customElements.define" in r.text
+    for module in ("core.js", "lists.js", "photo-search.js"):  # what vitrine.js imports
+        assert f'"./{module}"' in r.text
+        assert api.client.get(f"/kit/v1/{module}").status_code == 200
+    assert api.client.get("/kit/v1/..%2Fdemo.js").status_code == 404
+    assert api.client.get("/kit/v1/demo.js").status_code == 404
     assert api.client.get("/demo").status_code == 404
     assert api.client.get("/demo/static/demo.js").status_code == 404
     paths = api.client.get("/openapi.json").json()["paths"]

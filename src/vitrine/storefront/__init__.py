@@ -6,4 +6,5 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 KIT_VERSION = "v1"
-KIT_FILE = STATIC / "vitrine-kit-v1.js"
+KIT_DIR = STATIC / f"kit-{KIT_VERSION}"  # vitrine.js, the entry, and the modules it imports
+KIT_FILES = frozenset(path.name for path in KIT_DIR.glob("*.js"))

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.api.auth import require
 from vitrine.api.problems import Problem
 from vitrine.catalog.cards import MAX_CARDS
-from vitrine.storefront import KIT_FILE, KIT_VERSION
+from vitrine.storefront import KIT_DIR, KIT_FILES, KIT_VERSION
 from vitrine.storefront.demo import DEMO_HEADERS, DemoPage, DemoShop
 
 router = APIRouter(tags=["storefront"])
@@ -54,11 +54,14 @@ async def product_cards(
     return Cards(cards=[Card(**card) for card in found])
 
 
-@router.get(f"/kit/{KIT_VERSION}/vitrine.js", include_in_schema=False)
-def kit() -> FileResponse:
-    """The kit, for any page (a module script from another origin needs CORS)."""
+@router.get(f"/kit/{KIT_VERSION}/{{name}}", include_in_schema=False)
+def kit(name: str) -> FileResponse:
+    """The kit's modules (vitrine.js and what it imports), for any page: a module script
+    from another origin needs CORS."""
+    if name not in KIT_FILES:
+        raise Problem(404, f"no kit file {name!r}", "not-found")
     return FileResponse(
-        KIT_FILE,
+        KIT_DIR / name,
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
     )
