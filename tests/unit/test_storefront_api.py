@@ -17,6 +17,7 @@ from vitrine.api.app import create_app
 from vitrine.api.auth import RateLimiter
 from vitrine.catalog.store import ImageRecord, ProductRecord
 from vitrine.config import load_settings
+from vitrine.storefront.demo import DemoShop
 
 SHOP = "https://shop.example"
 
@@ -206,3 +207,17 @@ def test_kit_is_served_and_the_demo_is_off(api: Api) -> None:
     assert api.client.get("/demo/static/demo.js").status_code == 404
     paths = api.client.get("/openapi.json").json()["paths"]
     assert "/v1/cards" in paths and "/demo" not in paths
+
+
+def test_demo_without_a_key_says_how_to_make_one(tmp_path: Any) -> None:
+    settings = load_settings(env={}).with_overrides(home=tmp_path, demo_storefront=True)
+    page = DemoShop(settings).page("home")
+    assert page is not None and page.status == 503
+    assert "--scope storefront" in page.html
+    keyed = DemoShop(settings.with_overrides(demo_storefront_key="vtr_ab_<cd>")).page(
+        "product", product_id='x"><script>'
+    )
+    assert keyed is not None and keyed.status == 200
+    assert 'data-key="vtr_ab_&lt;cd&gt;"' in keyed.html  # escaped, like the product id
+    assert "<script>" not in keyed.html.split("<body", 1)[1]
+    assert DemoShop(settings.with_overrides(demo_storefront=False)).page("home") is None
