@@ -97,6 +97,25 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024  # any request body except imports
     max_import_bytes: int = 4 * 1024 * 1024 * 1024  # CSV + zip of a bulk import
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser
+
+    # Storefronts (the JavaScript kit at /kit/v1/vitrine.js with a storefront key). The
+    # origins each storefront key lists are allowed; these are answered in CORS preflight
+    # as well (comma-separated). Every client address has its own limit per key besides
+    # the key's; events of these types only may come from a page (purchases come from
+    # the shop's server).
+    storefront_origins: str = ""
+    storefront_client_rate_limit: float = 20.0  # requests per second per address and key
+    storefront_client_rate_burst: int = 60
+    storefront_event_types: str = "view,click,add_to_cart,remove_from_cart"
+    # Signed photo addresses in product cards (<img src> sends no key): how long one is
+    # valid, and the secret that signs them ("": a random one kept in the home folder;
+    # set the same one on every node of a cluster).
+    image_url_hours: int = 24
+    image_url_secret: str = ""
+    # The demo storefront at /demo (off unless on): it uses only the kit and this
+    # storefront key, which must be created first (vitrine keys create --scope storefront).
+    demo_storefront: bool = False
+    demo_storefront_key: str = ""
     import_root: Path | None = None  # server-side folder that imports may read from
     # What an uploaded zip of photos may expand to; a larger one is refused (413) unread.
     import_zip_max_bytes: int = 4 * 1024 * 1024 * 1024

@@ -19,8 +19,10 @@ from vitrine.ads.service import AdService
 from vitrine.ads.store import AdStore
 from vitrine.catalog.blob_stores import open_blob_store
 from vitrine.catalog.blobs import BlobStore
+from vitrine.catalog.cards import ProductCards
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.feed import ProductFeed
+from vitrine.catalog.image_urls import ImageSigner
 from vitrine.catalog.products import ProductService
 from vitrine.catalog.public_images import PublicImages
 from vitrine.catalog.s3 import S3Options
@@ -138,7 +140,12 @@ class Runtime:
             self.settings.ads_category_field or self.settings.scene_category_field,
         )
         self.feed = ProductFeed(self.store, self.settings)
-        self.public_images = PublicImages(self.store, self.blobs, self.settings.public_images)
+        # Storefront widgets: product cards, their photos behind signed addresses.
+        self.image_signer = ImageSigner.from_settings(self.settings)
+        self.public_images = PublicImages(
+            self.store, self.blobs, self.settings.public_images, self.image_signer
+        )
+        self.cards = ProductCards(self.store, self.settings, self.image_signer)
 
     # -- parts --------------------------------------------------------------------------
 

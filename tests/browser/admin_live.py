@@ -84,14 +84,24 @@ def sign_in(page: Any, url: str) -> None:
 
 
 @contextmanager
-def chromium_tab(url: str, viewport: dict[str, int]) -> Iterator[Tab]:
-    """A signed-in tab of its own Chromium on the server at ``url``; the test fails when
-    the page logged a console error or raised."""
+def chromium() -> Iterator[Any]:
+    """The system's Chromium under Playwright, headless (the test is skipped without it)."""
     if not CHROMIUM:
         pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def chromium_tab(url: str, viewport: dict[str, int]) -> Iterator[Tab]:
+    """A signed-in tab of its own Chromium on the server at ``url``; the test fails when
+    the page logged a console error or raised."""
+    with chromium() as browser:
         context = browser.new_context(viewport=viewport)
         page = context.new_page()
         page.set_default_timeout(30_000)
@@ -101,7 +111,6 @@ def chromium_tab(url: str, viewport: dict[str, int]) -> Iterator[Tab]:
         sign_in(page, url)
         yield t
         context.close()
-        browser.close()
     assert t.errors == [], f"console errors: {t.errors}"
 
 

@@ -271,6 +271,13 @@ def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
         body["version"] = rng.choice(DATA["cnn_versions"])
     elif path.startswith("/v1/strategies/{name}") and method in {"PUT", "POST"}:
         body = dict(rng.choice(DATA["strategy_configs"]))
+    elif path.startswith("/v1/ads/campaigns") and ("min_price" in body or "max_price" in body):
+        # a price range, not two unrelated bounds (a stored bound is replaced as well)
+        bounds = [body.get("min_price"), body.get("max_price")]
+        low, high = bounds if None in bounds else sorted(bounds)
+        body["min_price"], body["max_price"] = low, high
+    elif path == "/v1/ads/match":
+        body["campaign"] = _text(body.get("campaign"), rng, ["summer"])
     return body
 
 

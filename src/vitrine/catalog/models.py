@@ -158,6 +158,10 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(64), nullable=False)  # space-separated
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Storefront keys: the origins of the pages allowed to use the key (space-separated),
+    # and the key's own rate limit in requests per second (null: the service's default).
+    allowed_origins: Mapped[str | None] = mapped_column(Text)
+    rate_limit: Mapped[float | None] = mapped_column(Float)
 
 
 class ImportJob(Base):

@@ -295,8 +295,11 @@ class CatalogStore:
             for pid, title, attributes, price, available in result:
                 yield pid, title, filterable_attributes(attributes, price, available)
 
-    def iter_feed_rows(self, batch: int = 5_000) -> Iterator[dict[str, Any]]:
-        """Every product, by id, with its primary photo's blob key (None: no photo)."""
+    def iter_feed_rows(
+        self, batch: int = 5_000, product_ids: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every product (or those of ``product_ids``), by id, with its primary photo's blob
+        key (None: no photo)."""
         query = (
             select(
                 Product.id,
@@ -310,6 +313,8 @@ class CatalogStore:
             .outerjoin(Image, (Image.product_id == Product.id) & Image.is_primary)
             .order_by(Product.id)
         )
+        if product_ids is not None:
+            query = query.where(Product.id.in_(list(product_ids)))
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch).execute(query)
             yield from (dict(row._mapping) for row in result)

@@ -430,3 +430,20 @@ class Delivery(Model):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+
+
+# -- storefront ------------------------------------------------------------------------------
+
+
+class Card(Model):
+    id: str
+    title: str
+    price: float | None = None
+    currency: str
+    available: bool
+    image: str | None = None
+    link: str | None = None
+
+
+class Cards(Model):
+    cards: list[Card] = Field(default_factory=list)

@@ -282,17 +282,23 @@ def product_feed(request: Request, format: Literal["csv", "json"] = "csv") -> St
 
 
 @router.get(
-    "/images/{product_id}.jpg",
+    "/images/{product_id:path}.jpg",  # ids may hold a slash
     response_class=Response,
     responses={200: {"description": "The product's photo (640 px JPEG).",
                      "content": {"image/jpeg": {"schema": {"type": "string",
                                                            "format": "binary"}}}}},
     tags=["catalog"],
 )  # fmt: skip
-def public_image(request: Request, product_id: str) -> Response:
+def public_image(
+    request: Request,
+    product_id: str,
+    exp: Annotated[int | None, Query(ge=0, le=2**40, description="signed: the expiry")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="signed: the signature")] = None,
+) -> Response:
     """A product's photo without a key, for pages and feeds: 404 unless the shop turned
-    public images on (``public_images``)."""
-    data = request.app.state.runtime.public_images.photo(product_id)
+    public images on (``public_images``) or the address is signed and unexpired (product
+    cards carry such addresses)."""
+    data = request.app.state.runtime.public_images.photo(product_id, exp, sig)
     if data is None:
         raise Problem(404, f"no public photo of product {product_id!r}", "unknown-image")
     return Response(data, media_type="image/jpeg",

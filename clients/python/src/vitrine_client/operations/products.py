@@ -15,7 +15,7 @@ from vitrine_client.calls import (
     filter_list,
     uploads,
 )
-from vitrine_client.models import ImportJob, Product, ProductCreated, ProductPage
+from vitrine_client.models import Cards, ImportJob, Product, ProductCreated, ProductPage
 from vitrine_client.operation import operation
 
 
@@ -181,3 +181,9 @@ class ProductOperations:
     def list_imports(*, limit: int | None = None) -> Call[list[ImportJob]]:
         """The latest import jobs."""
         return Call(list[ImportJob], query={"limit": limit})
+
+    @operation("GET", "/v1/cards")
+    def product_cards(id: Sequence[str]) -> Call[Cards]:
+        """Product cards (title, price, photo address, page link) for a storefront, in
+        the order asked; ids that do not exist are left out."""
+        return Call(Cards, query={"id": list(id)})
