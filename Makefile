@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(PY)
 	# torch first and exactly pinned: pip must take the local CPU wheel, never a CUDA build.
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	# The Python client; its dependencies (httpx, pydantic) came with the line above.
+	$(PY) -m pip install --quiet --no-deps -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +25,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	bash .ci/install-browser  # Debian's Chromium for the admin UI's browser tests
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench clients
 	$(PY) -m pytest
 
 # What the scale-out tests need from the OS (PostgreSQL 15, Swift s3api, memcached, Java 17):
@@ -32,8 +34,8 @@ system-deps:
 	bash tests/servers/servers.sh install
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench clients
+	$(VENV)/bin/ruff format --check src tests bench clients
 
 bench: $(STAMP)
 	$(PY) bench/bench_foundation.py

@@ -71,6 +71,22 @@ class Settings:
         "Tshirts,Tops,Shirts,Sweatshirts,Sweaters,Jackets,Kurtas,Kurtis,Tunics,Blazers"
     )
 
+    # Links to the shop: its own address (""; the request's), a product page's address
+    # ("https://shop.example/products/{id}"), and product photos: Vitrine's public image
+    # route /images/{id}.jpg (off unless public_images) or the shop's own photo addresses.
+    public_url: str = ""
+    product_link_pattern: str = ""
+    public_images: bool = False
+    image_link_pattern: str = ""
+    # Product feed (CSV / JSON for ad platforms): the price's currency, and which catalog
+    # fields are the brand and the category path ("a > b > c").
+    feed_currency: str = "EUR"
+    feed_brand_field: str = "brand"
+    feed_category_fields: str = "masterCategory,subCategory,articleType"
+    # Visual search ads: the catalog field a new campaign's categories name ("": the
+    # scene search's category field).
+    ads_category_field: str = ""
+
     # Bulk import.
     import_workers: int = 0  # 0: one per core
     import_db_batch: int = 256
@@ -81,6 +97,25 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024  # any request body except imports
     max_import_bytes: int = 4 * 1024 * 1024 * 1024  # CSV + zip of a bulk import
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser
+
+    # Storefronts (the JavaScript kit at /kit/v1/vitrine.js with a storefront key). The
+    # origins each storefront key lists are allowed; these are answered in CORS preflight
+    # as well (comma-separated). Every client address has its own limit per key besides
+    # the key's; events of these types only may come from a page (purchases come from
+    # the shop's server).
+    storefront_origins: str = ""
+    storefront_client_rate_limit: float = 20.0  # requests per second per address and key
+    storefront_client_rate_burst: int = 60
+    storefront_event_types: str = "view,click,add_to_cart,remove_from_cart"
+    # Signed photo addresses in product cards (<img src> sends no key): how long one is
+    # valid, and the secret that signs them ("": a random one kept in the home folder;
+    # set the same one on every node of a cluster).
+    image_url_hours: int = 24
+    image_url_secret: str = ""
+    # The demo storefront at /demo (off unless on): it uses only the kit and this
+    # storefront key, which must be created first (vitrine keys create --scope storefront).
+    demo_storefront: bool = False
+    demo_storefront_key: str = ""
     import_root: Path | None = None  # server-side folder that imports may read from
     # What an uploaded zip of photos may expand to; a larger one is refused (413) unread.
     import_zip_max_bytes: int = 4 * 1024 * 1024 * 1024
@@ -145,6 +180,18 @@ class Settings:
     # How long a server thread computing (a list, a photo) may keep the GIL while the event
     # loop waits for it (Python's default: 5 ms); 0: leave Python's default.
     serve_gil_switch_ms: float = 1.0
+
+    # Webhooks: how long a receiver has to answer, the attempts of a delivery and the
+    # exponential backoff between them (1 min, 3, 9, ... at most 6 h: ten attempts span
+    # about a day), whether private addresses are refused, and how long the delivery log
+    # keeps delivered and failed deliveries.
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 10
+    webhook_retry_base_s: float = 60.0
+    webhook_retry_cap_s: float = 6 * 3600.0
+    webhook_block_private: bool = False
+    webhook_retention_days: int = 30
+    webhook_poll_s: float = 5.0  # how often the leader looks for due deliveries
 
     config_file: Path | None = field(default=None, compare=False)
 

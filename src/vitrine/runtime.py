@@ -15,10 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from vitrine.accounts.keys import KeyService
+from vitrine.ads.service import AdService
+from vitrine.ads.store import AdStore
 from vitrine.catalog.blob_stores import open_blob_store
 from vitrine.catalog.blobs import BlobStore
+from vitrine.catalog.cards import ProductCards
 from vitrine.catalog.database import make_engine, migrate
+from vitrine.catalog.feed import ProductFeed
+from vitrine.catalog.image_urls import ImageSigner
 from vitrine.catalog.products import ProductService
+from vitrine.catalog.public_images import PublicImages
 from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import CatalogStore
 from vitrine.catalog.tryon_service import TryOnCategories, TryOnService
@@ -39,6 +45,8 @@ from vitrine.vision.analyzer import ImageAnalysis, ImageAnalyzer
 from vitrine.vision.batcher import MicroBatcher
 from vitrine.vision.decode import DecodeLimits
 from vitrine.vision.embedding import Embedder
+from vitrine.webhooks.service import DeliveryOptions, WebhookService
+from vitrine.webhooks.store import WebhookStore
 
 T = TypeVar("T")
 
@@ -87,6 +95,11 @@ class Runtime:
         # Background jobs (labelling the catalog, training, evaluations): queued here,
         # run by the leading process (vitrine.jobs.background has their handlers).
         self.jobs = JobQueue(JobStore(self.engine))
+        # Webhooks: events are queued durably here by any process; the leading process
+        # sends them (vitrine.api.app runs the delivery loop).
+        self.webhooks = WebhookService(
+            WebhookStore(self.engine), DeliveryOptions.from_settings(self.settings)
+        )
         # Called with the size of every CNN batch the service runs (metrics hook).
         self.on_batch: Callable[[int], None] | None = None
         # Called with the seconds of every CNN call the service runs (metrics hook).
@@ -97,7 +110,9 @@ class Runtime:
         self._search = _Part(self._build_search)
         self._classification = _Part(lambda: self.classification_for(None))
         self._recommendations = _Part(
-            lambda: RecommendationService(self.settings, self.engine, self.store)
+            lambda: RecommendationService(
+                self.settings, self.engine, self.store, self.webhooks.publish
+            )
         )
         self._products = _Part(self._build_products)
         self.cnn = CnnService(
@@ -117,6 +132,20 @@ class Runtime:
         self._scene_search = _Part(
             lambda: SceneSearch(self.photo_search, self.finder, self._scene_category)
         )
+        self.ads = AdService(
+            AdStore(self.engine),
+            lambda: self.scene_search,
+            lambda product_id: self.search.describe(product_id),
+            self.blobs,
+            self.settings.ads_category_field or self.settings.scene_category_field,
+        )
+        self.feed = ProductFeed(self.store, self.settings)
+        # Storefront widgets: product cards, their photos behind signed addresses.
+        self.image_signer = ImageSigner.from_settings(self.settings)
+        self.public_images = PublicImages(
+            self.store, self.blobs, self.settings.public_images, self.image_signer
+        )
+        self.cards = ProductCards(self.store, self.settings, self.image_signer)
 
     # -- parts --------------------------------------------------------------------------
 
@@ -213,7 +242,11 @@ class Runtime:
             lambda: self.embedder.model_version
         )
         service = ClassificationService(
-            self.settings, self.store, ModelRegistry(self.engine, self.blobs), version
+            self.settings,
+            self.store,
+            ModelRegistry(self.engine, self.blobs),
+            version,
+            self.webhooks.publish,
         )
         if embedding_version is None:  # the models in service label the whole catalog
             service.on_activated = self.label_catalog
@@ -358,4 +391,5 @@ class Runtime:
             self.batcher.close()
         if "search" in opened:
             self.search.save()
+        self.webhooks.close()
         self.engine.dispose()

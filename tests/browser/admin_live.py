@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "admin"
 CHROMIUM = os.environ.get("VITRINE_CHROMIUM") or shutil.which("chromium")
@@ -79,6 +81,37 @@ def sign_in(page: Any, url: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(url + "/admin")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """The system's Chromium under Playwright, headless (the test is skipped without it)."""
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def chromium_tab(url: str, viewport: dict[str, int]) -> Iterator[Tab]:
+    """A signed-in tab of its own Chromium on the server at ``url``; the test fails when
+    the page logged a console error or raised."""
+    with chromium() as browser:
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        t = Tab(page, url)
+        page.on("console", lambda m: t.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: t.errors.append(str(e)))
+        sign_in(page, url)
+        yield t
+        context.close()
+    assert t.errors == [], f"console errors: {t.errors}"
 
 
 @contextmanager

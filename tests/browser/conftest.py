@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from admin_live import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     N_PRODUCTS,
     PASSWORD,
     Live,
     Tab,
     _rows,
+    chromium,
     serving,
     sign_in,
 )
@@ -63,13 +62,8 @@ def live(
 
 @pytest.fixture(scope="module")
 def browser(live: Live) -> Iterator[Any]:
-    if not CHROMIUM:
-        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from admin_live import CHROMIUM, CHROMIUM_ARGS, Tab, serving, sign_in
+from admin_live import Tab, chromium_tab, serving
 
 from vitrine.api.app import create_app
 from vitrine.catalog.store import FeatureRecord, ImageRecord, ProductRecord
@@ -120,22 +120,8 @@ def server(home: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def tab(server: str) -> Iterator[Tab]:
-    if not CHROMIUM:
-        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=DESKTOP)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        t = Tab(page, server)
-        page.on("console", lambda m: t.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: t.errors.append(str(e)))
-        sign_in(page, server)
+    with chromium_tab(server, DESKTOP) as t:
         yield t
-        context.close()
-        browser.close()
-    assert t.errors == [], f"console errors: {t.errors}"
 
 
 # The elements that stick out to the right (outside a scrolling table wrapper).

@@ -1,8 +1,10 @@
 """Shop the look in a real browser: the Models page shows the localiser and queues its
 training; the visual search finds every product of a composed photo, draws their boxes
 on it, and a click on a box shows that product's matches; the try-on page puts
-sunglasses on scikit-image's astronaut and says when a photo has no face. Screenshots go
-to test-artifacts/admin/ (scene-*, tryon-*)."""
+sunglasses on scikit-image's astronaut and says when a photo has no face; the ads page
+creates, previews, pauses and edits a campaign and counts the ads a storefront served
+and the purchase that followed. Screenshots go to test-artifacts/admin/ (scene-*,
+tryon-*, ads-*)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from admin_live import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tab, _rows, serving, sign_in
@@ -39,7 +42,7 @@ class _Progress:
 @pytest.fixture(scope="module")
 def shop(
     tmp_path_factory: pytest.TempPathFactory, model_dir: Path, data_dir: Path
-) -> Iterator[tuple[str, bytes, list[str]]]:
+) -> Iterator[tuple[str, bytes, list[str], str]]:
     home = tmp_path_factory.mktemp("scene-home")
     (home / "models").mkdir()
     for path in model_dir.glob("efficientnet-lite0-*.onnx"):  # not the shared localiser
@@ -73,12 +76,13 @@ def shop(
     scene = random_scene(cutouts, "test", np.random.default_rng(5), count=2)
     out = io.BytesIO()
     Image.fromarray(scene.image).save(out, "JPEG", quality=90)
+    key = app.state.keys.create("storefront", "write")[1]
     with serving(app) as url:
-        yield url, out.getvalue(), scene.product_ids
+        yield url, out.getvalue(), scene.product_ids, key
 
 
 @pytest.fixture()
-def tab(shop: tuple[str, bytes, list[str]]) -> Iterator[Tab]:
+def tab(shop: tuple[str, bytes, list[str], str]) -> Iterator[Tab]:
     if not CHROMIUM:
         pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -108,9 +112,9 @@ def test_models_page_shows_the_localiser_and_queues_its_training(tab: Tab) -> No
 
 
 def test_shop_the_look_draws_boxes_and_shows_each_products_matches(
-    tab: Tab, shop: tuple[str, bytes, list[str]], tmp_path: Path
+    tab: Tab, shop: tuple[str, bytes, list[str], str], tmp_path: Path
 ) -> None:
-    _, scene, product_ids = shop
+    _, scene, product_ids, _ = shop
     photo = tmp_path / "scene.jpg"
     photo.write_bytes(scene)
     tab.go("/admin/search")
@@ -160,3 +164,63 @@ def test_try_on_page_puts_glasses_on_a_face_and_says_when_there_is_none(
     assert "no face" in alert.inner_text()
     tab.shot("tryon-no-face")
     tab.errors[:] = [e for e in tab.errors if "422" not in e]  # that photo's own status
+
+
+def test_ads_page_creates_previews_and_counts_a_campaign(
+    tab: Tab, shop: tuple[str, bytes, list[str], str], tmp_path: Path
+) -> None:
+    url, scene, _, key = shop
+    photo = tmp_path / "post.jpg"
+    photo.write_bytes(scene)
+    tab.go("/admin/ads")
+    page = tab.page
+    page.get_by_label("Name").fill("look-of-the-week")
+    page.get_by_label("Description").fill("Products seen in shared photos")
+    page.get_by_label("Products per object").fill("4")
+    page.get_by_role("button", name="Create the campaign").click()
+    row = page.locator("#campaign-look-of-the-week")
+    row.wait_for()
+    assert "active" in row.inner_text() and "every category" in row.inner_text()
+    tab.shot("ads-campaigns")
+
+    page.set_input_files("#ad-photo", str(photo))
+    page.get_by_role("button", name="Show the ads").click()
+    page.locator("#ad-match .scene-box").first.wait_for()
+    assert page.locator("#ad-match .scene-object:not([hidden]) .card").count() >= 1
+    tab.shot("ads-preview")
+
+    # The storefront serves the campaign's ads for a shared photo; a shopper buys one.
+    headers = {"X-API-Key": key}
+    files = {"image": ("post.jpg", scene, "image/jpeg")}
+    data = {"campaign": "look-of-the-week", "source": "instagram: @shopper post"}
+    r = httpx.post(f"{url}/v1/ads/match", files=files, data=data, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    ads = [ad for obj in r.json()["objects"] for ad in obj["ads"]]
+    assert ads and r.json()["localized"]
+    ad = ads[0]
+    events = [{"user_id": "s1", "product_id": ad["product_id"], "type": t, "ad_id": ad["ad_id"],
+               "price": 30.0} for t in ("click", "purchase")]  # fmt: skip
+    assert httpx.post(f"{url}/v1/events", json=events, headers=headers).status_code == 200
+    tab.go("/admin/ads")
+    cells = row.locator("td")
+    assert cells.nth(2).inner_text() == str(len(ads))  # impressions
+    assert cells.nth(6).inner_text() == "1"  # purchases
+    source = page.locator("img.ad-source").first
+    assert "instagram" in page.locator("section[aria-labelledby=sources-title]").inner_text()
+    assert source.evaluate("img => img.naturalWidth") > 0
+    tab.shot("ads-analytics")
+
+    row.get_by_role("button", name="Pause").click()
+    page.locator("#campaign-look-of-the-week .badge").get_by_text("paused").wait_for()
+    r = httpx.post(f"{url}/v1/ads/match", files=files, data=data, headers=headers, timeout=60)
+    assert r.status_code == 409
+    page.locator("#campaign-look-of-the-week").get_by_role("link", name="Edit").click()
+    page.get_by_label("Highest price").fill("5")
+    page.get_by_label("Lowest price").fill("10")
+    page.get_by_role("button", name="Save").click()
+    assert "min_price 10 is above max_price 5" in page.locator(".alert.error").inner_text()
+    page.get_by_label("Lowest price").fill("1")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved.").wait_for()
+    tab.shot("ads-campaign")
+    tab.errors[:] = [e for e in tab.errors if "422" not in e]  # the refused rules' status

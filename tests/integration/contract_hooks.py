@@ -124,11 +124,13 @@ def _fix_query(query: dict[str, Any], rng: random.Random) -> None:
         query["cursor"] = rng.choice(DATA["cursors"])
     if "user_id" in query:
         query["user_id"] = _text(query["user_id"], rng, ["u1", "u2", "new-customer"])
+    if "campaign" in query:  # a campaign, or (404) another one
+        query["campaign"] = rng.choice([*DATA["campaigns"], _text(query["campaign"], rng, ["x"])])
     if "field" in query:  # a label field with models, or (404) another one
         query["field"] = rng.choice([*DATA["label_fields"], _text(query["field"], rng, ["x"])])
 
 
-def _fix_path(method: str, params: dict[str, Any], rng: random.Random) -> None:
+def _fix_path(method: str, path: str, params: dict[str, Any], rng: random.Random) -> None:
     if "image_id" in params:  # a product's own photo, or (404) another one's
         product, images = rng.choice(list(DATA["product_images"].items()))
         params["product_id"], params["image_id"] = product, rng.choice(images)
@@ -145,9 +147,17 @@ def _fix_path(method: str, params: dict[str, Any], rng: random.Random) -> None:
             params["product_id"] = _product_id(rng, params["product_id"])
     if "user_id" in params:
         params["user_id"] = _text(params["user_id"], rng, ["u1", "u2", "new-customer"])
+    if "webhook_id" in params and method != "DELETE" and rng.random() < 0.8:
+        params["webhook_id"] = rng.choice(DATA["webhook_ids"])  # kept: never deleted
     if "model_id" in params and rng.random() < 0.8:  # else the generated one (404)
         params["model_id"] = rng.choice(DATA["model_ids"])
-    if "name" in params:
+    if "name" in params and path.startswith("/v1/ads/"):
+        # Never a seeded campaign deleted or paused: other requests serve their ads.
+        if method in {"PATCH", "DELETE"}:
+            params["name"] = rng.choice([f"contract-{rng.randint(1, 5)}", "contract-paused"])
+        else:
+            params["name"] = rng.choice(DATA["campaigns"])
+    elif "name" in params:
         if method in {"PUT", "DELETE"}:  # never a built-in strategy: other requests use them
             params["name"] = f"contract-{rng.randint(1, 5)}"
         else:
@@ -180,6 +190,15 @@ def _product_form(body: dict[str, Any], rng: random.Random) -> None:
         body["attributes"] = json.dumps({"articleType": rng.choice(DATA["categories"])})
     if isinstance(body.get("price"), int | float):
         body["price"] = abs(body["price"])
+
+
+def _price_range(body: dict[str, Any]) -> None:
+    """One bound at most: with both, a lowest above the highest is a 422 by design (and
+    an edit's bound is judged against the campaign's stored other bound)."""
+    if body.get("min_price") is not None:
+        body["max_price"] = None
+    elif body.get("max_price") is not None:
+        body["min_price"] = None
 
 
 def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
@@ -231,6 +250,13 @@ def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
             body["filter"] = _filters(rng)
         if body.get("session_id") is not None:
             body["session_id"] = _text(body["session_id"], rng, ["s1"])
+    elif path == "/v1/ads/campaigns" and method == "POST":
+        body["name"] = rng.choice([f"contract-{rng.randint(1, 5)}", *DATA["campaigns"]])
+        _price_range(body)
+    elif path == "/v1/ads/campaigns/{name}":
+        _price_range(body)
+    elif path == "/v1/ads/match":
+        body["campaign"] = rng.choice([*DATA["campaigns"], _text(body.get("campaign"), rng, ["x"])])
     elif path == "/v1/search/scene":
         if "filter" in body:
             body["filter"] = _filters(rng)
@@ -239,10 +265,19 @@ def _fix_body(method: str, path: str, body: Any, rng: random.Random) -> Any:
         body["product_id"] = rng.choice(DATA["tryon_ids"] or DATA["product_ids"])
     elif path == "/v1/localizer/train" and isinstance(body, dict):
         body = {"products": 20, "scenes": 50}  # a real job: the smallest there is
+    elif path.startswith("/v1/webhooks") and "url" in body:
+        body["url"] = "http://127.0.0.1:9/hooks"  # a closed port: deliveries fail at once
     elif path == "/v1/cnn/switch":
         body["version"] = rng.choice(DATA["cnn_versions"])
     elif path.startswith("/v1/strategies/{name}") and method in {"PUT", "POST"}:
         body = dict(rng.choice(DATA["strategy_configs"]))
+    elif path.startswith("/v1/ads/campaigns") and ("min_price" in body or "max_price" in body):
+        # a price range, not two unrelated bounds (a stored bound is replaced as well)
+        bounds = [body.get("min_price"), body.get("max_price")]
+        low, high = bounds if None in bounds else sorted(bounds)
+        body["min_price"], body["max_price"] = low, high
+    elif path == "/v1/ads/match":
+        body["campaign"] = _text(body.get("campaign"), rng, ["summer"])
     return body
 
 
@@ -254,7 +289,7 @@ def map_case(context: Any, case: Any) -> Any:
     rng = _rng(case)
     method, path = case.operation.method.upper(), case.operation.path
     if case.path_parameters:
-        _fix_path(method, case.path_parameters, rng)
+        _fix_path(method, path, case.path_parameters, rng)
     if case.query:
         _fix_query(case.query, rng)
     if case.body is not NOT_SET and isinstance(case.body, dict | list):

@@ -112,9 +112,21 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
         while not client.get("/v1/recommendations/status").json().get("ready"):
             assert time.monotonic() < deadline, "the recommendation models did not train"
             time.sleep(1)
+        # Webhook subscriptions to a closed local port (deliveries fail at once).
+        webhook_ids = [
+            client.post(
+                "/v1/webhooks",
+                json={"url": "http://127.0.0.1:9/hooks", "events": ["import.finished"]},
+            ).json()["id"]
+            for _ in range(2)
+        ]
         strategies = client.get("/v1/strategies").json()
         cnn_in_service = client.get("/v1/cnn").json()["in_service"]
         categories = sorted({p["attributes"]["articleType"] for p in products})
+        campaigns = ["contract-ads", "contract-paused"]
+        for name in campaigns:
+            body = {"name": name, "categories": categories[:3], "active": name != "contract-paused"}
+            assert client.post("/v1/ads/campaigns", json=body).status_code == 201
     # Two versions of a classifier (a version to activate, one to roll back to).
     model_ids = []
     for _ in range(2):
@@ -166,7 +178,9 @@ def seed(base: str, key: str, data_dir: Path, work: Path, env: dict[str, str]) -
             "gender=Men",
         ],
         "categories": categories,
+        "campaigns": campaigns,
         "model_ids": model_ids,
+        "webhook_ids": webhook_ids,
         # Switching to the CNN in service is a real switch job with nothing to do.
         "cnn_versions": [cnn_in_service],
         "label_fields": ["articleType"],
@@ -199,6 +213,9 @@ def contract_env(home: Path, work: Path) -> dict[str, str]:
             "VITRINE_API_RATE_BURST": "100000",
             "VITRINE_IMPORT_ROOT": str(work / "imports"),
             "VITRINE_RECOMMEND_RETRAIN_MINUTES": "0",
+            # The product feed and public photos on, so that their 200s are checked too.
+            "VITRINE_PRODUCT_LINK_PATTERN": "https://shop.example/products/{id}",
+            "VITRINE_PUBLIC_IMAGES": "true",
         },
     )
 

@@ -83,3 +83,23 @@ def test_micro_batcher_propagates_errors() -> None:
     with pytest.raises(RuntimeError, match="model failed"):
         batcher.analyze([1])  # type: ignore[list-item]
     batcher.close()
+
+
+def test_storefront_keys_stand_outside_the_ladder(keys: KeyService) -> None:
+    info, key = keys.create(
+        "shop", "storefront", ["HTTPS://Shop.Example/", "http://localhost:8000"]
+    )
+    assert info.origins == ("http://localhost:8000", "https://shop.example")
+    verified = keys.verify(key)
+    assert verified is not None and verified.storefront
+    assert not any(verified.allows(scope) for scope in ("read", "write", "admin"))
+    assert keys.storefront_origins() == {"http://localhost:8000", "https://shop.example"}
+    for bad in ("shop.example", "https://*.shop.example", "https://shop.example/path", "ftp://x"):
+        with pytest.raises(ValueError, match="origin"):
+            keys.create("bad", "storefront", [bad])
+    with pytest.raises(ValueError, match="belong to storefront keys"):
+        keys.create("server", "read", ["https://shop.example"])
+    with pytest.raises(ValueError, match="rate limit"):
+        keys.create("zero", "storefront", rate_limit=0)
+    keys.revoke("shop")
+    assert keys.storefront_origins() == frozenset()

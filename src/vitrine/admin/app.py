@@ -26,6 +26,7 @@ from vitrine.admin.recommendations import ServiceRecommendations
 from vitrine.admin.review import ReviewQueue
 from vitrine.admin.routes import (
     ab_tests,
+    ads,
     analytics,
     auth,
     catalog,
@@ -39,6 +40,7 @@ from vitrine.admin.routes import (
     search,
     tryon,
     upload,
+    webhooks,
 )
 from vitrine.admin.security import Forbidden, SignInRequired, login_redirect
 from vitrine.admin.shop_analytics import ShopAnalytics
@@ -121,6 +123,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         review,
         search,
         tryon,
+        ads,
         upload,
         recommendations,
         ab_tests,
@@ -128,6 +131,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         analytics,
         models,
         monitoring,
+        webhooks,
     ):
         app.include_router(module.router, include_in_schema=False)
 

@@ -29,12 +29,14 @@ NAV = (
     ("review", "/admin/review", "Review"),
     ("search", "/admin/search", "Visual search"),
     ("tryon", "/admin/tryon", "Try-on"),
+    ("ads", "/admin/ads", "Ads"),
     ("upload", "/admin/upload", "Upload"),
     ("models", "/admin/models", "Models & jobs"),
     ("recommendations", "/admin/recommendations", "Recommendations"),
     ("customers", "/admin/customers", "Customers"),
     ("analytics", "/admin/analytics", "Analytics"),
     ("monitoring", "/admin/monitoring", "Monitoring"),
+    ("webhooks", "/admin/webhooks", "Webhooks"),
 )
 
 

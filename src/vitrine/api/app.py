@@ -8,20 +8,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from threadpoolctl import threadpool_limits
 
 from vitrine import __version__, tracing
 from vitrine.admin import install_admin
 from vitrine.api.auth import RateLimiter
+from vitrine.api.cors import BrowserCors, origins_of
 from vitrine.api.logs import configure_logging
 from vitrine.api.metrics import Metrics, ObservedRequests
 from vitrine.api.openapi import install_openapi
 from vitrine.api.problems import install_problem_handlers
-from vitrine.api.routes import cnn, imports, models, ops, products, scenes, search, tryon
+from vitrine.api.routes import (
+    ads,
+    cnn,
+    imports,
+    models,
+    ops,
+    products,
+    scenes,
+    search,
+    tryon,
+    webhooks,
+)
 from vitrine.api.routes import jobs as job_routes
 from vitrine.api.routes import recommend as recommend_routes
+from vitrine.api.routes import storefront as storefront_routes
 from vitrine.cluster.change_feed import ChangeFollower
 from vitrine.cluster.job_queue import JobRunner
 from vitrine.cluster.leader import Duty, Leadership, lock_for
@@ -31,6 +43,7 @@ from vitrine.jobs.background import job_handlers
 from vitrine.jobs.import_jobs import ImportJobs
 from vitrine.jobs.localizer_jobs import queue_localizer_if_due
 from vitrine.runtime import Runtime
+from vitrine.storefront.demo import DemoShop
 from vitrine.worker import BackgroundWorker
 
 
@@ -67,6 +80,12 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
             lambda: vitrine.classification.stop(),
         )
     )
+    # Webhooks: the leader sends what is due; a publish here wakes it at once.
+    deliveries = BackgroundWorker(
+        "webhook-deliveries", vitrine.webhooks.step, interval=vitrine.settings.webhook_poll_s
+    )
+    vitrine.webhooks.on_queued = deliveries.wake
+    duties.append(Duty("webhook deliveries", deliveries.start, deliveries.stop))
     if vitrine.settings.localizer_retrain_minutes > 0:
         grown = BackgroundWorker(
             "localizer-retraining",
@@ -129,6 +148,11 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.state.rate_limiter = RateLimiter(
         vitrine.settings.api_rate_limit, vitrine.settings.api_rate_burst
     )
+    app.state.demo = DemoShop(vitrine.settings)  # the demo storefront (off unless on)
+    app.state.client_limiter = RateLimiter(  # storefront keys: per client address
+        vitrine.settings.storefront_client_rate_limit,
+        vitrine.settings.storefront_client_rate_burst,
+    )
 
     install_problem_handlers(app)
 
@@ -144,18 +168,19 @@ def create_app(settings: Settings | None = None, *, warm: bool = True) -> FastAP
     app.include_router(cnn.router)
     app.include_router(scenes.router)
     app.include_router(tryon.router)
+    app.include_router(ads.router)
     app.include_router(job_routes.router)
     app.include_router(recommend_routes.router)
+    app.include_router(webhooks.router)
+    app.include_router(storefront_routes.router)  # product cards, the kit, the demo shop
     install_openapi(app)  # the shared problem schema and every operation's error responses
 
-    origins = [o.strip() for o in vitrine.settings.cors_origins.split(",") if o.strip()]
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["*"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
-        )
+    app.add_middleware(
+        BrowserCors,
+        fixed=origins_of(vitrine.settings.cors_origins),
+        storefront_fixed=origins_of(vitrine.settings.storefront_origins),
+        storefront=vitrine.keys.storefront_origins,
+    )
 
     app.add_middleware(
         ObservedRequests,

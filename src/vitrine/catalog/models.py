@@ -158,6 +158,10 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(64), nullable=False)  # space-separated
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Storefront keys: the origins of the pages allowed to use the key (space-separated),
+    # and the key's own rate limit in requests per second (null: the service's default).
+    allowed_origins: Mapped[str | None] = mapped_column(Text)
+    rate_limit: Mapped[float | None] = mapped_column(Float)
 
 
 class ImportJob(Base):
@@ -281,6 +285,7 @@ class Event(Base):
     recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     strategy: Mapped[str | None] = mapped_column(String(64))
     price: Mapped[float | None] = mapped_column(Float)
+    ad_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a visual search ad's
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -364,3 +369,97 @@ class ServiceSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- visual search ads (issue 18) ---------------------------------------------------------
+
+
+class AdCampaign(Base):
+    """A marketer's campaign: which in-stock products may be advertised for the objects
+    seen in a shared photo (categories, a price range, how many per object)."""
+
+    __tablename__ = "ad_campaigns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    category_field: Mapped[str] = mapped_column(String(64), nullable=False)
+    categories: Mapped[list[Any]] = mapped_column(JSON, nullable=False)  # [] = every category
+    min_price: Mapped[float | None] = mapped_column(Float)
+    max_price: Mapped[float | None] = mapped_column(Float)
+    max_per_object: Mapped[int] = mapped_column(Integer, default=3, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AdServed(Base):
+    """One ad served (an impression): a product advertised for an object of a shared
+    photo; events carrying its ``id`` as ``ad_id`` are attributed to it."""
+
+    __tablename__ = "ads_served"
+    __table_args__ = (Index("ix_ads_served_campaign_created", "campaign", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the ad id
+    campaign: Mapped[str] = mapped_column(String(64), nullable=False)
+    source: Mapped[str] = mapped_column(String(64), index=True, nullable=False)  # photo sha256
+    source_label: Mapped[str | None] = mapped_column(String(512))  # e.g. the post's address
+    object_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    box: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    product_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+class WebhookSubscription(Base):
+    """An address that receives the events it names, signed with its own secret.
+
+    The secret is kept as issued (the service must sign with it); it is shown once, when
+    the subscription is made, and never returned or logged afterwards.
+    """
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    events: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: pending until its receiver answers 2xx (delivered)
+    or the attempts run out (failed). ``next_attempt_at`` is also the claim of the process
+    sending it: a process that dies mid-attempt leaves the row pending, tried again once
+    the claim runs out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), nullable=False
+    )
+    event_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    event: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # pending -> delivered | failed
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -295,6 +295,30 @@ class CatalogStore:
             for pid, title, attributes, price, available in result:
                 yield pid, title, filterable_attributes(attributes, price, available)
 
+    def iter_feed_rows(
+        self, batch: int = 5_000, product_ids: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every product (or those of ``product_ids``), by id, with its primary photo's blob
+        key (None: no photo)."""
+        query = (
+            select(
+                Product.id,
+                Product.title,
+                Product.description,
+                Product.price,
+                Product.available,
+                Product.attributes,
+                Image.blob_key,
+            )
+            .outerjoin(Image, (Image.product_id == Product.id) & Image.is_primary)
+            .order_by(Product.id)
+        )
+        if product_ids is not None:
+            query = query.where(Product.id.in_(list(product_ids)))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            yield from (dict(row._mapping) for row in result)
+
     def delete_product(self, product_id: str) -> bool:
         with self.engine.begin() as conn:
             image_ids = select(Image.id).where(Image.product_id == product_id)

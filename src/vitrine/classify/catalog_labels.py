@@ -19,6 +19,7 @@ from vitrine.classify.dataset import clean_value
 from vitrine.classify.features import load_features
 from vitrine.classify.predictor import Predictor
 from vitrine.classify.service import label_rows
+from vitrine.webhooks.events import PRODUCT_LABELLED, Publish, labelled
 
 CHUNK = 2_000
 
@@ -27,7 +28,8 @@ class CatalogLabeller:
     """Labels the stored catalog with the active classification models.
 
     ``predictor`` returns the active models (None when there are none); ``version`` the
-    embedding version their features come from.
+    embedding version their features come from; ``publish`` announces each chunk written
+    (one ``product.labelled`` event per chunk, with ``job_id``).
     """
 
     def __init__(
@@ -35,10 +37,14 @@ class CatalogLabeller:
         store: CatalogStore,
         predictor: Callable[[], Predictor | None],
         embedding_version: Callable[[], str],
+        publish: Publish | None = None,
+        job_id: int | None = None,
     ) -> None:
         self.store = store
         self.predictor = predictor
         self.embedding_version = embedding_version
+        self.publish = publish
+        self.job_id = job_id
 
     def pending(
         self, predictor: Predictor, fields: Sequence[str] | None = None, relabel: bool = False
@@ -96,6 +102,8 @@ class CatalogLabeller:
                 for row in rows:
                     by_field[row["field"]] = by_field.get(row["field"], 0) + 1
             self.store.upsert_labels(rows)
+            if rows and self.publish is not None:
+                self.publish(PRODUCT_LABELLED, labelled(rows, self.job_id))
             if advance:
                 advance(len(chunk))
         return {

@@ -26,6 +26,14 @@ from vitrine.classify.registry import TAG_PREFIX, ModelRegistry
 from vitrine.classify.trainer import TrainConfig, train_and_register
 from vitrine.config import Settings
 from vitrine.vision.analyzer import ImageAnalysis
+from vitrine.webhooks.events import (
+    MODEL_ACTIVATED,
+    PRODUCT_CORRECTED,
+    PRODUCT_LABELLED,
+    Publish,
+    classifiers_activated,
+    labelled,
+)
 from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -90,8 +98,11 @@ class ClassificationService:
         store: CatalogStore,
         registry: ModelRegistry,
         embedding_version: str | Callable[[], str],
+        publish: Publish | None = None,
     ) -> None:
         self.settings = settings
+        # Announces labels written, corrections and activations (webhooks).
+        self._publish = publish
         self.store = store
         self._embedding_version = embedding_version
         self.registry = registry
@@ -181,6 +192,8 @@ class ClassificationService:
         wanted = {pid: set(predictor.fields) for pid in features.ids}
         rows = label_rows(predictor.predict(features), features.ids, wanted)
         self.store.upsert_labels(rows)
+        if rows and self._publish is not None:  # one event per batch written
+            self._publish(PRODUCT_LABELLED, labelled(rows))
         return len(rows)
 
     def label_analyses(
@@ -206,10 +219,11 @@ class ClassificationService:
             raise ValueError("a label value is 1 to 256 characters of text")
         if self.store.get_product(product_id) is None:
             raise UnknownProductError(product_id)
-        self.store.upsert_labels(
-            [{"product_id": product_id, "field": field, "value": text, "source": HUMAN}]
-        )
-        return {"product_id": product_id, "field": field, "value": text, "source": HUMAN}
+        correction = {"product_id": product_id, "field": field, "value": text, "source": HUMAN}
+        self.store.upsert_labels([correction])
+        if self._publish is not None:
+            self._publish(PRODUCT_CORRECTED, correction)
+        return correction
 
     def labels_csv(self, fields: Sequence[str] | None = None) -> Iterator[str]:
         """Every product's labels (value, source, confidence, review flag) as CSV text in
@@ -241,26 +255,30 @@ class ClassificationService:
                 activate=activate,
             )
         self._checked = 0.0  # pick the new models up at once
-        self._activated([r["field"] for r in rows if r.get("active")])
+        self._activated([r for r in rows if r.get("active")])
         return rows
 
     def activate(self, model_id: int) -> dict[str, Any]:
         """Make a version its field's active model (the catalog is labelled with it)."""
         row = self.registry.activate(model_id)
         self._checked = 0.0
-        self._activated([row["field"]])
+        self._activated([row])
         return row
 
     def rollback(self, field: str) -> dict[str, Any]:
         """Re-activate the field's previously active version."""
         row = self.registry.rollback(field)
         self._checked = 0.0
-        self._activated([row["field"]])
+        self._activated([row])
         return row
 
-    def _activated(self, fields: list[str]) -> None:
-        if fields and self.on_activated is not None:
-            self.on_activated(sorted(set(fields)))
+    def _activated(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.on_activated is not None:
+            self.on_activated(sorted({r["field"] for r in rows}))
+        if self._publish is not None:
+            self._publish(MODEL_ACTIVATED, classifiers_activated(rows))
 
     def due_for_retraining(self, now: datetime | None = None) -> list[list[str]]:
         """Groups of fields to retrain together (a hierarchy's fields go together)."""

@@ -17,6 +17,7 @@ import sys
 import typer
 
 from vitrine.cli import (
+    ads,
     catalog,
     classify,
     db,
@@ -47,6 +48,7 @@ app.command("analyze")(catalog.analyze)
 app.command("search")(catalog.search)
 app.command("similar")(catalog.similar)
 app.command("search-scene")(scenes.search_scene)
+app.command("feed")(ads.feed)
 app.command("serve")(serve.serve)
 app.command("import-events")(recommend.import_events_cmd)
 app.command("recommend")(recommend.recommend)
@@ -69,6 +71,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(spark.spark_app, name="spark")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(scenes.localizer_app, name="localizer")
+app.add_typer(ads.ads_app, name="ads")
 app.command("label-catalog")(jobs.label_catalog)
 
 

@@ -14,14 +14,24 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who uses the key, e.g. storefront.")],
-    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+    scope: Annotated[
+        str, typer.Option(help="read, write or admin; or storefront (a key for shop pages).")
+    ] = "read",
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Storefront keys: a page origin allowed to use it; repeatable."),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="Storefront keys: requests per second (default: api_rate_limit)."),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once, only its hash is kept."""
     from vitrine.accounts.keys import KeyService
 
     vitrine = open_vitrine()
     try:
-        info, key = KeyService(vitrine.engine).create(name, scope)
+        info, key = KeyService(vitrine.engine).create(name, scope, origin or (), rate_limit)
     except ValueError as exc:
         fail(str(exc))
     typer.echo(
@@ -54,6 +64,9 @@ def keys_list() -> None:
                 "name": k.name,
                 "prefix": k.prefix,
                 "scope": k.scope,
+                **(
+                    {"origins": list(k.origins), "rate_limit": k.rate_limit} if k.storefront else {}
+                ),
                 "created_at": k.created_at,
                 "revoked_at": k.revoked_at,
             }

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from vitrine.index import Hit
+from vitrine.index import AttributeFilter, Hit
 from vitrine.index.product_finder import PLAIN_CHECK_SIDE, ProductFinder
 from vitrine.index.visual_search import VisualSearch
 from vitrine.vision.analyzer import ImageAnalysis, PreparedImage
@@ -58,6 +58,13 @@ class PhotoSearch:
             limits=self.limits,
         )  # fmt: skip
 
+    def plain(self, data: bytes, source: str = "<upload>") -> bool:
+        """Whether the photo is a product on a plain background (a catalog-like photo)."""
+        if self.finder is None or not self.finder.available:
+            return False
+        small = decode_image(data, source=source, limits=self.limits, max_side=PLAIN_CHECK_SIDE)
+        return self.finder.plain_background(small.rgb)
+
     def isolated(self, data: bytes, source: str = "<upload>") -> bytes | None:
         """The snapshot's product, cropped and encoded; None: search the photo whole."""
         if self.finder is None or not self.finder.available:
@@ -75,7 +82,7 @@ class PhotoSearch:
         data: bytes,
         source: str = "<upload>",
         k: int = 10,
-        filters: Sequence[str] | None = None,
+        filters: Sequence[str | AttributeFilter] | None = None,
         weights: Mapping[str, float] | None = None,
         isolate: bool = True,
     ) -> tuple[QueryDescription, list[Hit]]:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from vitrine.index import Hit
+from vitrine.index import AttributeFilter, Hit
 from vitrine.index.photo_search import FIND_SIDE, PhotoSearch, encode_png
 from vitrine.index.product_finder import FoundProduct, ProductFinder, crop
 from vitrine.vision.analyzer import ImageAnalysis
@@ -52,7 +52,7 @@ class SceneSearch:
         data: bytes,
         source: str = "<upload>",
         k: int = 10,
-        filters: Sequence[str] | None = None,
+        filters: Sequence[str | AttributeFilter] | None = None,
         limit: int = 6,
     ) -> list[SceneObject]:
         """Raises ImageDecodeError, ValueError (the filters), LocalizerNotTrained."""

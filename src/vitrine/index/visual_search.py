@@ -27,7 +27,7 @@ from vitrine import tracing
 from vitrine.catalog.records import ASPECT_VERSIONS
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
-from vitrine.index import AttributeIndex, Hit, VectorIndex, parse_filter
+from vitrine.index import AttributeFilter, AttributeIndex, Hit, VectorIndex, parse_filter
 from vitrine.index.aspect_store import AspectStore
 from vitrine.index.fusion import DEFAULT_SCANS, DEFAULT_WEIGHTS, parse_weights
 from vitrine.private_fs import make_private_dir
@@ -298,10 +298,12 @@ class VisualSearch:
 
     # -- queries ----------------------------------------------------------------------
 
-    def allowed(self, filters: Sequence[str] | None) -> set[str] | None:
+    def allowed(self, filters: Sequence[str | AttributeFilter] | None) -> set[str] | None:
+        """The ids that pass ``filters`` (texts, or filters built by the caller)."""
         if not filters:
             return None
-        return self.attributes.matching_frozen([parse_filter(f) for f in filters])
+        parsed = [f if isinstance(f, AttributeFilter) else parse_filter(f) for f in filters]
+        return self.attributes.matching_frozen(parsed)
 
     def search(
         self,
@@ -330,7 +332,7 @@ class VisualSearch:
         self,
         query: QueryDescription,
         k: int = 10,
-        filters: Sequence[str] | None = None,
+        filters: Sequence[str | AttributeFilter] | None = None,
         weights: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         """Products that a described query photo shows (see the module docstring)."""

@@ -44,7 +44,11 @@ def job_handlers(runtime: Runtime) -> dict[str, Handler]:
     def label_catalog(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         service = runtime.classification
         labeller = CatalogLabeller(
-            runtime.store, service.predictor, lambda: service.embedding_version
+            runtime.store,
+            service.predictor,
+            lambda: service.embedding_version,
+            runtime.webhooks.publish,
+            progress.job_id,
         )
         return labeller.label(
             params.get("fields"),

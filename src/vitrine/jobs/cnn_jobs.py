@@ -34,6 +34,7 @@ from vitrine.cluster.job_queue import TRAIN_RECOMMENDATIONS, JobError, Progress
 from vitrine.cluster.service_settings import CNN_VERSION
 from vitrine.jobs.finetune_catalog import fine_tune_catalog, reembed_catalog
 from vitrine.runtime import Runtime
+from vitrine.webhooks.events import MODEL_ACTIVATED
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ def switch_cnn(runtime: Runtime, params: dict[str, Any], progress: Progress) -> 
     if late.embedded and "search" in runtime.opened():
         runtime.search.reload(late.product_ids)
     runtime.jobs.submit(TRAIN_RECOMMENDATIONS, {"reason": f"CNN switched to {version}"})
+    runtime.webhooks.publish(
+        MODEL_ACTIVATED, {"kind": "cnn", "version": version, "previous": previous}
+    )
     return {
         "version": version,
         "previous": previous,

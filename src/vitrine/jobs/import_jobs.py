@@ -22,6 +22,7 @@ from vitrine.catalog.models import utcnow
 from vitrine.jobs.bulk_import import ImportReport, count_rows, import_catalog
 from vitrine.jobs.import_job_store import ImportJobStore
 from vitrine.runtime import Runtime
+from vitrine.webhooks.events import IMPORT_FINISHED
 from vitrine.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,10 @@ class ImportJobs:
         job_id = job["id"]
         params = job["params"]
         self._save(job_id, status="running", started_at=utcnow())
+        rejected = [0]
 
         def progress(report: ImportReport, processed: int) -> None:
+            rejected[0] = len(report.rejected)
             self._save(
                 job_id,
                 processed=processed,
@@ -226,6 +229,14 @@ class ImportJobs:
             log.exception("import job %s failed", job_id)
             error = self._public_error(exc, params)
             self._save(job_id, status="failed", error=error, finished_at=utcnow())
+        self._announce(job_id, rejected[0])
+
+    def _announce(self, job_id: str, rejected: int) -> None:
+        """The ``import.finished`` event of a job that ended (its row's counts)."""
+        row = self.store.get(job_id) or {}
+        counts = ("status", "total", "processed", "imported", "skipped", "error")
+        data = {"job_id": job_id, **{k: row.get(k) for k in counts}, "rejected": rejected}
+        self.vitrine.webhooks.publish(IMPORT_FINISHED, data, f"import-{job_id}")
 
     def _public_error(self, exc: Exception, params: dict[str, Any]) -> str:
         """The job's error as its submitter may read it: no server path in it."""

@@ -124,6 +124,7 @@ class EventRecord:
     recommendation_id: str | None = None
     strategy: str | None = None
     price: float | None = None
+    ad_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def as_row(self) -> dict[str, object]:
@@ -137,6 +138,7 @@ class EventRecord:
             "recommendation_id": self.recommendation_id,
             "strategy": self.strategy,
             "price": self.price,
+            "ad_id": self.ad_id,
         }
 
 
@@ -171,7 +173,8 @@ def make_event(
     """Validate one event given as a mapping (API body, CSV row already mapped).
 
     Keys: ``user_id``, ``product_id``, ``type``, optional ``timestamp``, ``event_id``,
-    ``session_id``, ``recommendation_id``, ``strategy``, ``price``.
+    ``session_id``, ``recommendation_id``, ``strategy``, ``ad_id`` (a visual search ad's
+    id), ``price``.
 
     ``form_checked``: the API's schema already checked each field's form (identifiers are
     strings of at most ``MAX_ID_LENGTH`` characters, the timestamp a datetime, the price a
@@ -215,4 +218,5 @@ def make_event(
         ),
         strategy=_identifier("strategy", data.get("strategy"), required=False, checked=checked),
         price=price,
+        ad_id=_identifier("ad_id", data.get("ad_id"), required=False, checked=checked),
     )

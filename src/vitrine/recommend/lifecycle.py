@@ -60,6 +60,7 @@ class ModelLifecycle:
         precompute: Callable[[ModelSet], dict[tuple[Any, ...], CachedList]],
         forget_lists: Callable[[], None],
         train_in_child: Callable[[Settings], str],
+        on_retrained: Callable[[ModelSet], None] | None = None,
     ) -> None:
         # A module-level function (picklable): trains and saves in a child process.
         self._train_in_child = train_in_child
@@ -71,6 +72,7 @@ class ModelLifecycle:
         self.live = live
         self.precompute = precompute
         self.forget_lists = forget_lists
+        self.on_retrained = on_retrained  # called with each newly trained set (webhooks)
         self.model_dir: Path = settings.home / "recommend"
         self.current: ModelSet | None = None
         self.catalog = LiveCatalog(settings.recommend_catalog_refresh_s)
@@ -133,7 +135,8 @@ class ModelLifecycle:
             models.precomputed = self.precompute(models)
             models.save(self.model_dir)
             self._swap(models, counter)
-            return models
+        self._trained(models)
+        return models
 
     def _swap(self, models: ModelSet, catalog_counter: int | None = None) -> None:
         """Serve a newly trained set, with the catalog changes it was trained without
@@ -177,7 +180,12 @@ class ModelLifecycle:
             raise RuntimeError(f"the trained models were not found in {self.model_dir}")
         models.snapshot_seq = seq
         self._swap(models, counter)
+        self._trained(models)
         return models
+
+    def _trained(self, models: ModelSet) -> None:
+        if self.on_retrained is not None:
+            self.on_retrained(models)
 
     # -- the background trainer -----------------------------------------------------------
 

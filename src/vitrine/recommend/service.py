@@ -26,6 +26,7 @@ and purchases sent with that id give click-through and conversion per strategy.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
@@ -60,6 +61,7 @@ from vitrine.recommend.rules import Rules
 from vitrine.recommend.served_log import ServedWriter
 from vitrine.recommend.serving import UserLists
 from vitrine.recommend.strategies import Strategy, StrategyStore
+from vitrine.webhooks.events import RECOMMENDATIONS_RETRAINED, Publish
 
 __all__ = [
     "NotReadyError",
@@ -75,13 +77,20 @@ class RecommendationService:
     above; its constructor reads nothing but the strategies (:meth:`start` loads or
     trains the models in the background, :meth:`load_or_train` in the caller)."""
 
-    def __init__(self, settings: Settings, engine: Any, store: CatalogStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Any,
+        store: CatalogStore,
+        publish: Publish | None = None,
+    ) -> None:
         # BLAS threads fight each other under concurrent requests and other load: one
         # thread per call measured 5-10x faster on the 2-core machine (see README).
         threadpoolctl.threadpool_limits(1, "blas")
         self.settings = settings
         self.engine = engine
         self.store = store
+        self._publish = publish  # announces each newly trained model set (webhooks)
         self.events = EventStore(engine)
         self.weights = event_weights(settings.recommend_event_weights)
         self.strategies = StrategyStore(engine)
@@ -98,6 +107,7 @@ class RecommendationService:
             precompute=self.precompute,
             forget_lists=lists.clear,
             train_in_child=_train_and_save,
+            on_retrained=self._retrained,
         )
         self.computer = ListComputer(settings, self.strategies, self.lifecycle)
         self.user_lists = UserLists(settings, self.computer, self.lifecycle, self.live, lists)
@@ -286,6 +296,21 @@ class RecommendationService:
     ) -> Iterator[tuple[str, list[str]]]:
         """Product ids for many customers, in order (see :mod:`~vitrine.recommend.batch`)."""
         return self.batch.recommend_many(user_ids, k, strategy, workers)
+
+    def _retrained(self, models: ModelSet) -> None:
+        """Announce a newly trained set; its event id comes from the training data, so
+        that several processes training on the same data announce it once."""
+        if self._publish is None:
+            return
+        data = {
+            "customers": int(models.data.n_users),
+            "events": len(models.data.ev_day),
+            "products": int(models.data.n_catalog),
+            "algorithms": sorted(models.algorithms),
+            "train_seconds": {k: round(float(v), 2) for k, v in models.train_seconds.items()},
+        }
+        digest = hashlib.sha256(models.fingerprint.encode()).hexdigest()[:40]
+        self._publish(RECOMMENDATIONS_RETRAINED, data, f"recommendations-{digest}")
 
     # -- kept lists -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from vitrine.accounts.keys import KeyInfo
 from vitrine.api.auth import require
 from vitrine.api.openapi import DateTimeParam, UTCDateTime
 from vitrine.api.openapi import problems as documented
@@ -44,6 +45,9 @@ MAX_BATCH = 10_000
 # What the service's errors become (see problems()): unknown product, category or strategy,
 # and models not trained yet.
 SERVICE_PROBLEMS = documented(404, 503)
+# What storefront keys may call besides keys of the ladder (see vitrine.api.auth).
+STOREFRONT_READ = require("read", storefront=True)
+STOREFRONT_WRITE = require("write", storefront=True)
 
 
 class EventIn(BaseModel):
@@ -57,6 +61,9 @@ class EventIn(BaseModel):
     session_id: str | None = Field(default=None, max_length=128)
     recommendation_id: str | None = Field(default=None, max_length=64)
     strategy: str | None = Field(default=None, max_length=64)
+    ad_id: str | None = Field(
+        default=None, max_length=64, description="the visual search ad that led here"
+    )
     price: Annotated[float, Field(ge=0, allow_inf_nan=False), NotBoolean] | None = None
 
 
@@ -265,19 +272,30 @@ def _strategy_out(s: Strategy) -> StrategyOut:
     "/v1/events",
     response_model=EventsAccepted,
     responses=documented(503),
-    dependencies=[Depends(require("write"))],
 )
 async def post_events(
     svc: Service,
     body: EventsBody,
+    key: Annotated[KeyInfo, Depends(STOREFRONT_WRITE)],
 ) -> EventsAccepted:
     """One event, a list, or ``{"events": [...]}``; re-sent events are not counted twice.
 
-    The customer's next recommendations take the event into account at once.
+    The customer's next recommendations take the event into account at once. A storefront
+    key sends only the types of ``storefront_event_types`` (purchases come from the shop's
+    server).
     """
     events = body.events()
     if len(events) > MAX_BATCH:
         raise Problem(413, f"at most {MAX_BATCH} events per request", "too-many-events")
+    if key.storefront:
+        allowed = {t.strip() for t in svc.settings.storefront_event_types.split(",")}
+        refused = sorted({e.type for e in events} - allowed)
+        if refused:
+            raise Problem(
+                403,
+                f"a storefront key cannot send events of type {', '.join(refused)}",
+                "event-type-not-allowed",
+            )
     rows = [e.model_dump(exclude_none=True) for e in events]
     with problems():  # the schema checked each field's form; the service checks the rest
         added, duplicates = await svc.post_events(rows, form_checked=True)
@@ -289,7 +307,7 @@ async def post_events(
     response_model=Recommendations,
     response_model_exclude_none=True,
     responses=SERVICE_PROBLEMS,
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(STOREFRONT_READ)],
 )
 async def user_recommendations(
     svc: Service,
@@ -320,7 +338,7 @@ async def user_recommendations(
     response_model=Recommendations,
     response_model_exclude_none=True,
     responses=SERVICE_PROBLEMS,
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(STOREFRONT_READ)],
 )
 async def session_recommendations(svc: Service, body: SessionRequest) -> dict[str, Any]:
     """Recommendations for an anonymous session from the products it looked at."""
@@ -340,7 +358,7 @@ async def session_recommendations(svc: Service, body: SessionRequest) -> dict[st
     response_model=Recommendations,
     response_model_exclude_none=True,
     responses=SERVICE_PROBLEMS,
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(STOREFRONT_READ)],
 )
 async def complementary(
     svc: Service,
@@ -359,7 +377,7 @@ async def complementary(
     response_model=Recommendations,
     response_model_exclude_none=True,
     responses=SERVICE_PROBLEMS,
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(STOREFRONT_READ)],
 )
 async def similar_weighted(
     svc: Service,
@@ -387,7 +405,7 @@ async def similar_weighted(
     response_model=Recommendations,
     response_model_exclude_none=True,
     responses=SERVICE_PROBLEMS,
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(STOREFRONT_READ)],
 )
 async def trending(svc: Service, k: K = 12, category: str | None = None) -> dict[str, Any]:
     """The products trending now, overall or in one category."""

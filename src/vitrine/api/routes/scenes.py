@@ -72,7 +72,7 @@ class TrainLocalizer(BaseModel):
     response_model=SceneResults,
     responses={**problems(409), **UPLOAD_PROBLEMS},
     openapi_extra=form_parts(image=UPLOAD_IMAGE_TYPES),
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(require("read", storefront=True))],
 )
 async def search_scene(
     request: Request,

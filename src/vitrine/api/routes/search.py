@@ -19,7 +19,9 @@ from vitrine.index import Hit
 from vitrine.index.visual_search import UnknownProductError
 from vitrine.vision.decode import ImageDecodeError
 
-router = APIRouter(tags=["search"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["search"])
+# Photo search and similar products are open to storefront keys too; analysis is not.
+STOREFRONT_READ = require("read", storefront=True)
 
 
 def _results(request: Request, hits: list[Hit], min_score: float, started: float) -> Response:
@@ -47,6 +49,7 @@ def _results(request: Request, hits: list[Hit], min_score: float, started: float
 @router.post(
     "/v1/analyze",
     response_model=Analysis,
+    dependencies=[Depends(require("read"))],
     responses=UPLOAD_PROBLEMS,
     openapi_extra=form_parts(image=UPLOAD_IMAGE_TYPES),
 )
@@ -71,6 +74,7 @@ async def analyze(
 @router.post(
     "/v1/search/image",
     response_model=SearchResults,
+    dependencies=[Depends(STOREFRONT_READ)],
     responses={**problems(404), **UPLOAD_PROBLEMS},
     openapi_extra=form_parts(image=UPLOAD_IMAGE_TYPES),
 )
@@ -123,7 +127,11 @@ async def search_image(
     return _results(request, hits, min_score, started)
 
 
-@router.get("/v1/products/{product_id}/similar", response_model=SearchResults)
+@router.get(
+    "/v1/products/{product_id}/similar",
+    response_model=SearchResults,
+    dependencies=[Depends(STOREFRONT_READ)],
+)
 async def similar(
     request: Request,
     product_id: str,

@@ -1,0 +1,1 @@
+"""Webhooks: signed, retried, durable notices of what happened in the shop's Vitrine."""
