@@ -273,3 +273,43 @@ def test_changing_a_strategys_weights_changes_its_preview(tab: Tab, live: Live) 
     tab.shot("recommendations-preview")
     tab.go("/admin/recommendations/strategies/similar")  # stored, not just shown
     assert page.locator("#aspect-embedding").input_value() == "0"
+
+
+def test_api_keys_created_shown_once_and_revoked(tab: Tab, live: Live) -> None:
+    import httpx
+
+    tab.go("/admin/keys")
+    page = tab.page
+    page.get_by_label("Name", exact=True).fill("demo-shop")
+    page.get_by_label("Scope").select_option("storefront")
+    page.get_by_label("Allowed origins (storefront keys; one per line)").fill("shop.example")
+    page.get_by_role("button", name="Create the key").click()
+    alert = page.locator(".alert.error")
+    assert "is not of the form https://shop.example" in alert.inner_text()
+    page.get_by_label("Allowed origins (storefront keys; one per line)").fill(
+        "https://shop.example"
+    )
+    page.get_by_label("Rate limit (storefront, requests/s)").fill("5")
+    page.get_by_role("button", name="Create the key").click()
+    key = page.locator("#new-key").inner_text()
+    assert key.startswith("vtr_")
+    tab.shot("keys-created")
+    headers = {"X-API-Key": key, "Origin": "https://shop.example"}
+    product = next(iter(live.photos))
+    r = httpx.get(f"{live.url}/v1/cards", params={"id": product}, headers=headers)
+    assert r.status_code == 200 and r.json()["cards"][0]["id"] == product
+    assert httpx.get(f"{live.url}/v1/products", headers=headers).status_code == 403
+
+    tab.go("/admin/keys")
+    assert page.locator("#new-key").count() == 0  # shown once
+    row = page.locator("tr", has_text="demo-shop")
+    assert "https://shop.example" in row.inner_text() and "5.0" in row.inner_text()
+    row.get_by_text("Revoke", exact=True).click()
+    row.get_by_role("button", name="Revoke demo-shop").click()
+    page.get_by_text("Revoked;").wait_for()
+    assert "revoked" in page.locator("tr", has_text="demo-shop").inner_text()
+    tab.shot("keys-revoked")
+    time.sleep(5.5)  # a key check is cached for 5 s in each process
+    r = httpx.get(f"{live.url}/v1/cards", params={"id": product}, headers=headers)
+    assert r.status_code == 401
+    tab.errors[:] = [e for e in tab.errors if "422" not in e]  # the refused origin's status

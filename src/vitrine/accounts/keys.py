@@ -149,6 +149,18 @@ class KeyService:
         info = _info(row)
         return None if info.revoked_at is not None else info
 
+    def revoke_id(self, key_id: int) -> bool:
+        """Revoke one key by its id; False when there is no such active key."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        self._cache.clear()
+        self._origins = None
+        return result.rowcount > 0
+
     def revoke(self, name_or_prefix: str) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(

@@ -32,6 +32,7 @@ from vitrine.admin.routes import (
     catalog,
     customers,
     exports,
+    keys,
     models,
     monitoring,
     overview,
@@ -132,6 +133,7 @@ def install_admin(app: FastAPI, vitrine: Runtime, registry: object) -> AdminUI:
         models,
         monitoring,
         webhooks,
+        keys,
     ):
         app.include_router(module.router, include_in_schema=False)
 

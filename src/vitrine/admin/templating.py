@@ -37,6 +37,7 @@ NAV = (
     ("analytics", "/admin/analytics", "Analytics"),
     ("monitoring", "/admin/monitoring", "Monitoring"),
     ("webhooks", "/admin/webhooks", "Webhooks"),
+    ("keys", "/admin/keys", "API keys"),
 )
 
 
