@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-classify install clean system-deps
+.PHONY: run test lint bench bench-classify bench-scale install clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP)
 
 bench-classify: $(STAMP)
 	$(PY) bench/bench_classify.py
+
+# Sizes: SCALE_SIZES=10k,100k,1m (homes built once, cached under .cache/scale).
+SCALE_SIZES ?= 10k,100k
+bench-scale: $(STAMP)
+	$(PY) bench/bench_scale.py --sizes $(SCALE_SIZES)
 
 clean:
 	rm -rf $(VENV) var .cache
