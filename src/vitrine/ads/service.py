@@ -207,8 +207,14 @@ class AdService:
             self.campaign(campaign)
         return {
             "campaigns": self.store.funnel("campaign", campaign=campaign, since=since),
-            "sources": self.store.funnel("source", campaign=campaign, since=since, limit=sources),
+            "sources": self.source_rows(campaign, since, sources),
         }
+
+    def source_rows(
+        self, campaign: str | None = None, since: datetime | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The funnel per shared photo, the ``limit`` most shown first."""
+        return self.store.funnel("source", campaign=campaign, since=since, limit=limit)
 
 
 __all__ = [

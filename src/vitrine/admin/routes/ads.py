@@ -41,10 +41,9 @@ def _categories(request: Request, field: str) -> list[str]:
 
 def _page(request: Request, status: int = 200, **extra: Any) -> HTMLResponse:
     ads = _ads(request)
-    analytics = ads.analytics(sources=24)
     return render(
         request, "ads.html", status, page="ads", rows=ads.campaign_rows(),
-        sources=analytics["sources"], categories=_categories(request, ads.default_field),
+        sources=ads.source_rows(limit=24), categories=_categories(request, ads.default_field),
         category_field=ads.default_field, error=extra.get("error", ""),
         message=extra.get("message", ""), form=extra.get("form", {}),
     )  # fmt: skip
