@@ -90,6 +90,8 @@ def test_cards_with_signed_photos(api: Api) -> None:
     assert api.client.get(photo.replace("p%2F2", "p1")).status_code == 404  # another product
     stale = api.app.state.runtime.image_signer.path("p/2", now=time.time() - 3 * 86400)
     assert api.client.get(stale).status_code == 404
+    forged = photo.split("&sig=")[0] + "&sig=%F3%A1%B6%AA%21"  # not ASCII: refused, no 500
+    assert api.client.get(forged).status_code == 404
     # one address per hour: browsers and CDNs cache it
     signer = api.app.state.runtime.image_signer
     hour = (int(time.time()) // 3600) * 3600

@@ -64,6 +64,6 @@ class ImageSigner:
     def valid(self, product_id: str, expires: int, sig: str, now: float | None = None) -> bool:
         """Whether ``sig`` signs this product and expiry, and the expiry is still ahead."""
         now = time.time() if now is None else now
-        if expires <= now:
+        if expires <= now or not sig.isascii():  # compare_digest refuses non-ASCII text
             return False
         return hmac.compare_digest(self._signature(product_id, expires), sig)
