@@ -57,6 +57,10 @@ class Settings:
     # candidates each source (ANN, exact aspect scans) contributes.
     search_aspect_weights: str = ""
     search_candidates: int = 50
+    # The aspect scans become IVF indexes (sublinear, index.aspect_scan) from this many
+    # products on; below it they are exact. ``nprobe``: inverted lists read per query.
+    scan_ann_min_products: int = 50_000
+    scan_ann_nprobe: int = 24
     # Products in real photos (scene search, snapshots): the classifier field answered as
     # each object's category, and how often the leader checks whether the catalog has
     # grown by a quarter since the localiser was trained (0: only on demand).

@@ -27,11 +27,12 @@ QUERIES_PER_FOLDER = 12
 CATALOG_SIZE = 240
 
 
-def open_vitrine(home: Path, model_dir: Path) -> Runtime:
+def open_vitrine(home: Path, model_dir: Path, **overrides: Any) -> Runtime:
     if not (home / "models").exists():
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(model_dir, target_is_directory=True)
-    return Runtime(load_settings(env={}).with_overrides(home=home, import_workers=2))
+    settings = load_settings(env={}).with_overrides(home=home, import_workers=2, **overrides)
+    return Runtime(settings)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,38 @@ def test_photo_of_a_product_finds_it_first(
     # The plain embedding ranks a look-alike first for a good share of these photos.
     assert hit1 / len(queries) >= 0.9, (hit1, plain_hit1, len(queries))
     assert hit1 >= plain_hit1
+
+
+def test_ivf_aspect_scans_find_the_same_products_and_are_saved(
+    catalog: tuple[Runtime, list[tuple[str, Path]]], model_dir: Path
+) -> None:
+    """A catalog above ``scan_ann_min_products`` scans its aspects through IVF indexes:
+    the products found stay the same, and a restart reads the saved indexes."""
+    vitrine, queries = catalog
+    home = vitrine.settings.home
+    vitrine.search.save()
+    large = open_vitrine(home, model_dir, scan_ann_min_products=100, scan_ann_nprobe=4)
+    try:
+        assert large.search.scans.approximate
+        for pid, path in queries[:8]:
+            _, exact = vitrine.photo_search(path.read_bytes(), k=5)
+            _, approximate = large.photo_search(path.read_bytes(), k=5)
+            assert approximate[0].product_id == exact[0].product_id == pid
+        large.search.save()
+        assert (home / "index" / "aspect-scans" / "scan-0.faiss").is_file()
+    finally:
+        large.close()
+    again = open_vitrine(home, model_dir, scan_ann_min_products=100, scan_ann_nprobe=4)
+    try:
+        assert again.search.scans.approximate and not again.search.scans.dirty
+        pid, path = queries[1]
+        assert again.store.delete_product(pid)
+        again.search.remove([pid])
+        _, hits = again.photo_search(path.read_bytes(), k=5)
+        assert pid not in {h.product_id for h in hits}
+        assert again.search.scans.dirty
+    finally:
+        again.close()
 
 
 def test_photo_search_honours_filters_and_weights(

@@ -6,13 +6,13 @@ SQLite and PostgreSQL, using each one's ``INSERT ... ON CONFLICT``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Insert, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, Insert, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
@@ -502,6 +502,19 @@ class CatalogStore:
                 .where(Image.is_primary, Feature.kind == EMBEDDING_KIND, Feature.version == version)
             ).one()
         return f"{version}|{count}|{max_id}"
+
+    def features_fingerprint(self, versions: Mapping[str, str]) -> str:
+        """Changes whenever the primary photos' features of these kinds (kind -> version)
+        change: their count and newest row."""
+        wanted = or_(*(and_(Feature.kind == k, Feature.version == v) for k, v in versions.items()))
+        with self.engine.connect() as conn:
+            count, max_id = conn.execute(
+                select(func.count(Feature.id), func.max(Feature.id))
+                .join(Image, Feature.image_id == Image.id)
+                .where(Image.is_primary, wanted)
+            ).one()
+        kinds = ",".join(f"{k}={v}" for k, v in sorted(versions.items()))
+        return f"{kinds}|{count}|{max_id}"
 
     # -- labels -----------------------------------------------------------------------
 

@@ -115,6 +115,32 @@ class AspectStore:
                 return {}
             return {k: v.matrix[row].copy() for k, v in self._kinds.items() if v.present[row]}
 
+    def rows(
+        self, kinds: Sequence[str], ids: Sequence[str] | None = None
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        """The stored products (of ``ids``, when given) and their rows of ``kinds``, one
+        matrix per kind in the order of the ids returned (a zero row where a product lacks a
+        kind; an unknown kind is a matrix of zeros of width 0)."""
+        with self._lock:
+            if ids is None:
+                n = len(self._ids)
+                picked = np.flatnonzero(self._alive[:n])
+            else:
+                picked = np.array(
+                    [self._pos[pid] for pid in dict.fromkeys(ids) if pid in self._pos], np.int64
+                )
+            out_ids = [self._ids[int(r)] for r in picked]
+            out: dict[str, np.ndarray] = {}
+            for kind in kinds:
+                state = self._kinds.get(kind)
+                if state is None:
+                    out[kind] = np.zeros((len(picked), self._dims.get(kind, 0)), np.float32)
+                    continue
+                matrix = state.matrix[picked]
+                matrix[~state.present[picked]] = 0.0
+                out[kind] = matrix
+            return out_ids, out  # type: ignore[return-value]
+
     # -- mutation ---------------------------------------------------------------------
 
     def upsert(

@@ -5,10 +5,12 @@ attribute index for filters, and the aspect store (colour, texture, shape, patte
 colour-layout descriptors) that re-ranks search-by-photo candidates. The vector index is
 saved beside the database with a fingerprint of the embeddings it holds; on start it is
 loaded when the fingerprint still matches and rebuilt from the database when it is
-missing or stale. The aspect store is read from the database on every start.
+missing or stale, and so are the aspect scans' indexes. The aspect store is read from the
+database on every start.
 
 Search by photo (:meth:`VisualSearch.search_photo`) takes candidates from the embedding's
-ANN search and from exact whole-catalog scans of cheap aspects, then orders them by the
+ANN search and from scans of cheap aspects (:mod:`vitrine.index.aspect_scan`: exact on a
+small catalog, inverted-file indexes on a large one), then orders them by the
 calibrated fusion of every aspect (:mod:`vitrine.index.fusion`); see
 ``bench/bench_photo_search.py`` for what each part buys.
 """
@@ -28,8 +30,9 @@ from vitrine.catalog.records import ASPECT_VERSIONS
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
 from vitrine.index import AttributeFilter, AttributeIndex, Hit, VectorIndex, parse_filter
+from vitrine.index.aspect_scan import AspectScans
 from vitrine.index.aspect_store import AspectStore
-from vitrine.index.fusion import DEFAULT_SCANS, DEFAULT_WEIGHTS, parse_weights
+from vitrine.index.fusion import DEFAULT_WEIGHTS, parse_weights
 from vitrine.private_fs import make_private_dir
 from vitrine.vision.embedding import EMBEDDING_DIM
 from vitrine.vision.query import QueryDescription, TypicalAspect, catalog_aspects
@@ -53,6 +56,12 @@ class VisualSearch:
         self.vectors = self._new_index()
         self.attributes = AttributeIndex()
         self.aspects = AspectStore()
+        self.scans = AspectScans(
+            self.aspects,
+            min_products=settings.scan_ann_min_products,
+            nprobe=settings.scan_ann_nprobe,
+        )
+        self.scans_path: Path = settings.index_dir / "aspect-scans"
         self.typical_aspect = TypicalAspect()
         self.weights = self.parse_weights(settings.search_aspect_weights)
         self.titles: dict[str, str | None] = {}
@@ -90,6 +99,7 @@ class VisualSearch:
             self.attributes.set(pid, attrs)
             self.titles[pid] = title
         self._load_aspects()
+        self._load_scans()
         if self.path.exists() and VectorIndex.stored_fingerprint(self.path) == fingerprint:
             try:
                 self.vectors = VectorIndex.load(self.path, ef_search=self.settings.index_ef_search)
@@ -98,6 +108,12 @@ class VisualSearch:
                 log.warning("saved index %s unreadable (%s); rebuilding", self.path, exc)
         self.rebuild()
         return "rebuilt"
+
+    def _load_scans(self) -> None:
+        """The aspect scans' saved IVF indexes when they match the database, else built."""
+        fingerprint = self.store.features_fingerprint(ASPECT_VERSIONS)
+        if not self.scans.load(self.scans_path, fingerprint):
+            self.scans.rebuild()
 
     def _load_aspects(self, product_ids: Collection[str] | None = None) -> None:
         """Read the aspects and photo sizes of every product (or of ``product_ids``)."""
@@ -177,6 +193,9 @@ class VisualSearch:
         return how
 
     def save(self) -> None:
+        if self.scans.dirty:
+            make_private_dir(self.scans_path)
+            self.scans.save(self.scans_path, self.store.features_fingerprint(ASPECT_VERSIONS))
         if not self.dirty:
             return
         make_private_dir(self.path.parent)
@@ -213,6 +232,7 @@ class VisualSearch:
     ) -> None:
         if aspects:
             self.aspects.upsert(list(ids), catalog_aspects(aspects))
+            self.scans.refresh(ids)
         if sizes is not None:
             for pid, (w, h) in zip(ids, np.asarray(sizes).reshape(-1, 2), strict=True):
                 self._forget_size(pid)
@@ -248,6 +268,7 @@ class VisualSearch:
             self.titles.pop(pid, None)
             self._forget_size(pid)
         self.aspects.remove(ids)
+        self.scans.refresh(ids)
         if self.vectors.remove(ids):
             self.dirty = True
 
@@ -282,6 +303,7 @@ class VisualSearch:
             for pid in present:
                 self._forget_size(pid)
             self._apply_aspects(*aspects, keep=set(present))
+            self.scans.refresh(present)
             changed = [
                 pid
                 for pid, v in stored.items()
@@ -367,11 +389,7 @@ class VisualSearch:
         ann = self.vectors.search(embedding, n, allowed=allowed)
         if not len(self.aspects):
             return ann[:k]
-        scanned = [
-            hit
-            for scan_weights in DEFAULT_SCANS
-            for hit in self.aspects.scan(query.scan_aspects, scan_weights, n, allowed=allowed)
-        ]
+        scanned = self.scans.search(query.scan_aspects, n, allowed)
         # An ANN hit's score is its embedding cosine; a scan's own finds need theirs.
         seen = {h.product_id for h in ann}
         extra = list(dict.fromkeys(h.product_id for h in scanned if h.product_id not in seen))
