@@ -6,13 +6,13 @@ SQLite and PostgreSQL, using each one's ``INSERT ... ON CONFLICT``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Insert, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, Insert, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrine.catalog.models import Feature, Image, Label, Product, utcnow
@@ -502,6 +502,21 @@ class CatalogStore:
                 .where(Image.is_primary, Feature.kind == EMBEDDING_KIND, Feature.version == version)
             ).one()
         return f"{version}|{count}|{max_id}"
+
+    def aspect_fingerprint(self, kinds: Mapping[str, str]) -> str:
+        """Changes whenever the primary photos, or their features of ``kinds`` (kind ->
+        version), change: count, largest and sum of the row ids of each."""
+        pairs = or_(*(and_(Feature.kind == k, Feature.version == v) for k, v in kinds.items()))
+        ids = (func.count(Feature.id), func.max(Feature.id), func.sum(Feature.id))
+        images = (func.count(Image.id), func.max(Image.id), func.sum(Image.id))
+        with self.engine.connect() as conn:
+            features = conn.execute(
+                select(*ids)
+                .join(Image, Feature.image_id == Image.id)
+                .where(Image.is_primary, pairs)
+            ).one()
+            photos = conn.execute(select(*images).where(Image.is_primary)).one()
+        return "|".join(str(v) for v in (*features, *photos))
 
     # -- labels -----------------------------------------------------------------------
 
