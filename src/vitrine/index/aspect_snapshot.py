@@ -18,7 +18,7 @@ the database). Writing is atomic (temporary file, fsync, ``os.replace``): a proc
 mapped the previous file keeps reading it until it maps the new one.
 
 float16 keeps ~3 significant digits of unit-norm rows (relative error <= 2^-11): the
-per-aspect cosines move by < 1e-3, which leaves search by photo unchanged (see
+per-aspect cosines move by about 1e-3 at most, which leaves search by photo unchanged (see
 ``docs/benchmarks.md``).
 """
 
