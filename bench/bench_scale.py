@@ -19,6 +19,10 @@ photo decoded), then measures
   of the customers cold), then memory: PSS (shared pages counted once) of its processes;
 * ``vitrine serve --workers 2``: start-up to ready and the PSS of all its processes.
 
+``--only memory`` measures just start-up to ready and PSS (1 and 2 workers, after a
+start that is not measured: it builds and saves the index and the aspect snapshot when
+they are missing), without models, load scenarios or the in-process part.
+
 Figures go to ``.cache/scale/<size>/scale-figures.json`` and ``bench/out/scale.json``;
 the table with the growth exponent of each figure between sizes,
 ``log(f_b / f_a) / log(b / a)``, is printed, and ``--docs`` writes it to
@@ -128,7 +132,9 @@ def api_key(home: Path) -> str:
 class Server:
     """``vitrine serve --workers N`` on a free port: start-up times and memory."""
 
-    def __init__(self, home: Path, key: str, workers: int, timeout: float = 900) -> None:
+    def __init__(
+        self, home: Path, key: str, workers: int, timeout: float = 900, models: bool = True
+    ) -> None:
         self.base = f"http://127.0.0.1:{free_port()}"
         self.key = key
         started = time.monotonic()
@@ -141,6 +147,11 @@ class Server:
         )
         deadline = started + timeout
         self.ready_s = self._wait(lambda: self._get("/readyz") == 200, deadline) - started
+        self.models_s = float("nan")
+        if models:
+            self._wait_models(workers, started, deadline)
+
+    def _wait_models(self, workers: int, started: float, deadline: float) -> None:
         settled = 0  # every worker answers that its models are loaded (new connections)
 
         def models_loaded() -> bool:
@@ -271,6 +282,37 @@ def served(home: Path, products: int, customers: int, seconds: float, out: dict[
         server.stop()
 
 
+def memory(home: Path, products: int, out: dict[str, Any]) -> None:
+    """Start-up to ready and PSS of 1 and of 2 workers, each having searched."""
+    key = api_key(home)
+    Server(home, key, 1, models=False).stop()  # builds what is missing; not measured
+    rng = random.Random(0)
+    photos = sorted((FASHION / "images").glob("*.jpg"))
+    for workers in (1, 2):
+        server = Server(home, key, workers, models=False)
+        try:
+            out[f"mem_ready_{workers}_s"] = server.ready_s
+            for n in range(50 * workers):  # every worker touches its index and aspects
+                httpx.get(
+                    f"{server.base}/v1/products/{product_id(n * 7 % products)}/similar",
+                    headers=server.headers,
+                    timeout=30,
+                )
+                if n % 5 == 0:
+                    image = ("q.jpg", rng.choice(photos).read_bytes(), "image/jpeg")
+                    httpx.post(
+                        f"{server.base}/v1/search/image",
+                        headers=server.headers,
+                        data={"k": "10"},
+                        files={"image": image},
+                        timeout=60,
+                    )
+            out[f"mem_pss_{workers}_mb"] = server.pss() / 2**20
+            out[f"mem_load_avg_{workers}"] = os.getloadavg()[0]
+        finally:
+            server.stop()
+
+
 # -- sizes -----------------------------------------------------------------------------
 
 
@@ -308,6 +350,9 @@ def measure_size(label: str, args: argparse.Namespace, results: dict[str, Any]) 
     figures = Figures(home / "scale-figures.json", results, label)
     figures.update({**build, "size": label, "hybrid_windows": args.hybrid_windows})
     figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.only == "memory":
+        memory(home, products, figures)
+        return figures
     batch = min(customers, args.batch_customers)
     in_process(home, customers, batch, args.hybrid_windows, figures)
     served(home, products, customers, args.seconds, figures)
@@ -325,6 +370,9 @@ def main() -> None:
         type=int,
         default=22,
         help="past windows the default strategy's ranker trains on (product default: 22)",
+    )
+    parser.add_argument(
+        "--only", choices=["all", "memory"], default="all", help="memory: start-up and PSS only"
     )
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.md + svg")
     parser.add_argument("--notes", default="", help="a line for the docs (what did not run)")

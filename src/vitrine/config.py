@@ -51,6 +51,9 @@ class Settings:
     index_hnsw_m: int = 32
     index_ef_construction: int = 200
     index_ef_search: int = 64
+    # Every process maps the saved vectors and the aspect snapshot read-only (shared
+    # page-cache pages) instead of holding its own copy; false: private copies.
+    index_shared: bool = True
 
     # Search by photo: aspect weights of the re-ranking ("" = the built-in defaults, see
     # index/fusion.py; e.g. "embedding=2,layout_aligned=1.5,color=0.75") and how many

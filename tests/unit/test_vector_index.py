@@ -170,16 +170,69 @@ def test_save_load_round_trip(tmp_path: Path, threshold: int) -> None:
     assert loaded.search(x[1], k=1)[0].product_id == "0000000001"
 
 
-def test_stored_fingerprint_reads_only_the_header(tmp_path: Path) -> None:
+def test_stored_fingerprint_reads_only_the_metadata(tmp_path: Path) -> None:
     index = VectorIndex(DIM)
     index.upsert([sku(i) for i in range(300)], normalised(300))
     path = tmp_path / "visual.index"
     index.save(path, fingerprint="abc")
     data = path.read_bytes()
-    path.write_bytes(data[:1024])  # id table and vectors cut off
+    path.write_bytes(b"\0" * 1024 + data[1024:])  # the faiss index damaged
     assert VectorIndex.stored_fingerprint(path) == "abc"
     with pytest.raises((ValueError, RuntimeError)):
         VectorIndex.load(path)
+    path.write_bytes(data[:-8])  # the trailer cut off
+    assert VectorIndex.stored_fingerprint(path) is None
+
+
+@pytest.mark.parametrize("threshold", [10_000, 50])
+def test_mapped_index_searches_and_copies_itself_before_growing(
+    tmp_path: Path, threshold: int
+) -> None:
+    x = normalised(200, seed=5)
+    ids = [sku(i) for i in range(200)]
+    index = VectorIndex(DIM, hnsw_threshold=threshold)
+    index.upsert(ids, x)
+    path = tmp_path / "visual.index"
+    index.save(path, fingerprint="fp")
+    mapped = VectorIndex.load(path, mmap=True)
+    maps = Path("/proc/self/maps").read_text()
+    assert str(path) in maps  # the vectors are read from the file, not copied
+    assert mapped.search(x[3], k=5) == index.search(x[3], k=5)
+    assert np.array_equal(mapped.vector(ids[7]), x[7])
+    path.unlink()  # replaced by another process's save: the open file still serves
+    mapped.remove([ids[0]])
+    mapped.upsert(["new"], x[0][None, :])  # faiss cannot grow a mapped index
+    assert mapped.search(x[0], k=1)[0].product_id == "new"
+    assert ids[0] not in mapped and len(mapped) == 200
+    assert np.array_equal(mapped.vector(ids[9]), x[9])
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    import faiss
+
+    x = normalised(20, seed=6)
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(x)
+    meta = {"format": "vitrine-vector-index", "version": 1, "dim": DIM, "kind": "flat"}
+    meta.update({"params": {}, "fingerprint": "old", "count": 20, "rows": 20})
+    ids = json.dumps([sku(i) for i in range(20)]).encode()
+    head = json.dumps(meta).encode()
+    body = faiss.serialize_index(flat).tobytes()
+    path = tmp_path / "v1.index"
+    path.write_bytes(
+        b"VITRIDX\x01"
+        + struct.pack("<Q", len(head))
+        + head
+        + struct.pack("<Q", len(ids))
+        + ids
+        + body
+    )
+    assert VectorIndex.stored_fingerprint(path) == "old"
+    loaded = VectorIndex.load(path, mmap=True)  # copied: the index is not at offset 0
+    assert loaded.search(x[4], k=1)[0].product_id == sku(4)
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -503,18 +503,20 @@ class CatalogStore:
             ).one()
         return f"{version}|{count}|{max_id}"
 
-    def features_fingerprint(self, versions: Mapping[str, str]) -> str:
-        """Changes whenever the primary photos' features of these kinds (kind -> version)
-        change: their count and newest row."""
-        wanted = or_(*(and_(Feature.kind == k, Feature.version == v) for k, v in versions.items()))
+    def aspect_fingerprint(self, kinds: Mapping[str, str]) -> str:
+        """Changes whenever the primary photos, or their features of ``kinds`` (kind ->
+        version), change: count, largest and sum of the row ids of each."""
+        pairs = or_(*(and_(Feature.kind == k, Feature.version == v) for k, v in kinds.items()))
+        ids = (func.count(Feature.id), func.max(Feature.id), func.sum(Feature.id))
+        images = (func.count(Image.id), func.max(Image.id), func.sum(Image.id))
         with self.engine.connect() as conn:
-            count, max_id = conn.execute(
-                select(func.count(Feature.id), func.max(Feature.id))
+            features = conn.execute(
+                select(*ids)
                 .join(Image, Feature.image_id == Image.id)
-                .where(Image.is_primary, wanted)
+                .where(Image.is_primary, pairs)
             ).one()
-        kinds = ",".join(f"{k}={v}" for k, v in sorted(versions.items()))
-        return f"{kinds}|{count}|{max_id}"
+            photos = conn.execute(select(*images).where(Image.is_primary)).one()
+        return "|".join(str(v) for v in (*features, *photos))
 
     # -- labels -----------------------------------------------------------------------
 

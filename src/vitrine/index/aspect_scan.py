@@ -208,7 +208,7 @@ class ScanIndex:
         stored = read_metadata(path)
         if stored is None or any(stored.get(key) != value for key, value in meta.items()):
             return False
-        stored, table, index = read_index_file(path)
+        stored, table, index, _ = read_index_file(path)
         ids = {label: pid for label, pid in enumerate(table) if pid is not None}
         if index.d != self.dim or index.ntotal != len(ids) or len(table) != stored["next"]:
             raise ValueError(f"{path}: not an index of this scan")
@@ -252,6 +252,11 @@ class AspectScans:
         self.dirty = False
         self._indexes: list[ScanIndex] = []
         self._lock = threading.Lock()  # serialises builds and refreshes
+
+    @property
+    def kinds(self) -> set[str]:
+        """The aspect kinds the scans read."""
+        return {kind for weights in self.scans for kind, w in weights.items() if w > 0}
 
     @property
     def approximate(self) -> bool:

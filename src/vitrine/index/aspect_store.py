@@ -13,6 +13,13 @@ keeps those vectors as float32 matrices (one per kind) keyed by product id, and
 * :meth:`AspectStore.rerank` scores a short list of candidates on every aspect and orders
   them by the fused score.
 
+Shared snapshot
+    :meth:`AspectStore.export` hands out the live rows and :meth:`AspectStore.attach`
+    serves matrices mapped from a snapshot file (:mod:`vitrine.index.aspect_snapshot`,
+    float16, copy-on-write): every process reads the same page-cache pages, and a change
+    made after the snapshot lands in this process's private copy of the pages it touches
+    (new products take the file's spare rows; past them the store grows into memory).
+
 Concurrency
     Mutations and reads take one lock; a scan holds it for one matrix-vector product per
     aspect (a few milliseconds at 35k products), a rerank only while it gathers rows.
@@ -113,7 +120,51 @@ class AspectStore:
             row = self._pos.get(product_id)
             if row is None:
                 return {}
-            return {k: v.matrix[row].copy() for k, v in self._kinds.items() if v.present[row]}
+            return {
+                k: v.matrix[row].astype(np.float32)
+                for k, v in self._kinds.items()
+                if v.present[row]
+            }
+
+    # -- snapshot ---------------------------------------------------------------------
+
+    def export(self) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """The live products, per kind the stored (matrix, presence) arrays themselves, and
+        the row of each product in them: valid while no change runs (the caller holds
+        changes back, e.g. while it writes a snapshot)."""
+        with self._lock:
+            rows = np.flatnonzero(self._alive[: len(self._ids)])
+            ids = [self._ids[int(r)] for r in rows]
+            kinds = {kind: (state.matrix, state.present) for kind, state in self._kinds.items()}
+            return ids, kinds, rows  # type: ignore[return-value]
+
+    def attach(
+        self, ids: Sequence[str], kinds: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Serve these rows from now on, in place of everything held: ``kinds[kind]`` is a
+        (capacity x dim matrix, capacity presence) pair, rows past ``len(ids)`` free and
+        zero. The matrices are used as given (a snapshot's copy-on-write maps, rows unit-L2
+        already); later changes write into them."""
+        capacity = min((len(m) for m, _ in kinds.values()), default=len(ids))
+        if capacity < len(ids) or len(set(ids)) != len(ids):
+            raise ValueError("attach needs unique ids and a row for each of them")
+        with self._lock:
+            self._kinds = {}
+            for kind, (matrix, present) in kinds.items():
+                expected = self._dims.get(kind)
+                if expected is not None and matrix.shape[1] != expected:
+                    raise ValueError(f"aspect {kind!r} has dimension {expected}")
+                state = _Kind.__new__(_Kind)
+                state.dim, state.matrix = int(matrix.shape[1]), matrix[:capacity]
+                state.present = np.asarray(present[:capacity], bool)
+                self._kinds[kind] = state
+                self._dims.setdefault(kind, state.dim)
+            self._capacity = max(capacity, 1)
+            self._ids = list(ids)
+            self._pos = {pid: row for row, pid in enumerate(self._ids)}
+            self._alive = np.zeros(self._capacity, bool)
+            self._alive[: len(self._ids)] = True
+            self._free = []
 
     def rows(
         self, kinds: Sequence[str], ids: Sequence[str] | None = None
@@ -136,7 +187,7 @@ class AspectStore:
                 if state is None:
                     out[kind] = np.zeros((len(picked), self._dims.get(kind, 0)), np.float32)
                     continue
-                matrix = state.matrix[picked]
+                matrix = state.matrix[picked].astype(np.float32)
                 matrix[~state.present[picked]] = 0.0
                 out[kind] = matrix
             return out_ids, out  # type: ignore[return-value]
@@ -306,7 +357,8 @@ class AspectStore:
                 ok = rows >= 0
                 have = np.zeros(len(rows), bool)
                 have[ok] = state.present[rows[ok]]
-                gathered[kind] = (state.matrix[np.where(have, rows, 0)], have)
+                picked = state.matrix[np.where(have, rows, 0)]
+                gathered[kind] = (picked.astype(np.float32, copy=False), have)
         for name, q in query_aspects.items():
             kind = q.kind if _is_query_aspect(q) else name
             if kind not in gathered:

@@ -37,10 +37,11 @@ Concurrency
     thread), so concurrent requests don't oversubscribe the cores; batches use them all.
 
 Persistence
-    :meth:`VectorIndex.save` writes one file: a magic header, a small JSON metadata
-    block (dim, kind, parameters, fingerprint, counts), the row-to-id table as JSON,
-    then the faiss index (:mod:`vitrine.index.index_file`: atomic replace).
-    :meth:`VectorIndex.stored_fingerprint` reads only the header and metadata.
+    :meth:`VectorIndex.save` writes one file: the faiss index, the row-to-id table and a
+    JSON metadata block (dim, kind, parameters, fingerprint, counts), atomically
+    (:mod:`vitrine.index.index_file`). ``load(mmap=True)`` maps the stored vectors
+    read-only (shared by every process); the first append reads an owned copy of the
+    same file first (faiss cannot grow a mapped index).
 
 Parts: this module holds the index; :mod:`~vitrine.index.concurrency` its locking,
 :mod:`~vitrine.index.filtering` the bitmaps and the filter cache,
@@ -71,7 +72,7 @@ from vitrine.index.faiss_storage import (
     stored_vectors,
 )
 from vitrine.index.filtering import FilterRowCache, bit_masks, packed_membership
-from vitrine.index.index_file import read_index_file, read_metadata, write_index_file
+from vitrine.index.index_file import MappedSource, read_index_file, read_metadata, write_index_file
 
 __all__ = ["KIND_FLAT", "KIND_HNSW", "Hit", "VectorIndex"]
 
@@ -142,6 +143,7 @@ class VectorIndex:
 
         self._kind: str = KIND_FLAT
         self._index: Any = self._new_faiss_index(KIND_FLAT)
+        self._source: MappedSource | None = None  # the file of a mapped index
         self._ids: list[str | None] = []  # row -> product id (None = tombstone)
         self._pos: dict[str, int] = {}  # product id -> row
         self._alive = np.zeros(0, dtype=bool)
@@ -265,6 +267,10 @@ class VectorIndex:
 
     def _append(self, ids: list[str], matrix: np.ndarray) -> None:
         """Append rows for ``ids`` (unique within the call); caller holds the mutex."""
+        if self._source is not None:  # mapped: read an owned copy first (searches go on)
+            owned, self._source = self._source.read_owned(), self._source.close()
+            with self._rw.write():
+                self._index = owned
         with self._rw.write():
             base = int(self._index.ntotal)
             self._index.add(matrix)
@@ -325,7 +331,7 @@ class VectorIndex:
         new_pos = {pid: i for i, pid in enumerate(new_ids) if pid is not None}
         del stored
         with self._rw.write():
-            self._index = new_index
+            self._index, self._source = new_index, self._source and self._source.close()
             self._kind = kind
             self._ids = new_ids
             self._pos = new_pos
@@ -540,14 +546,14 @@ class VectorIndex:
             write_index_file(path, meta, self._ids, self._index)
 
     @classmethod
-    def load(cls, path: Path, **overrides: float) -> VectorIndex:
-        """Read an index written by :meth:`save`.
+    def load(cls, path: Path, *, mmap: bool = False, **overrides: float) -> VectorIndex:
+        """Read an index written by :meth:`save` (``mmap``: its vectors mapped read-only).
 
         ``overrides`` replace saved constructor parameters (e.g. ``ef_search=...`` from
         the current settings); ``hnsw_m`` / ``ef_construction`` then apply to rebuilds only.
         """
         path = Path(path)
-        meta, ids, index = read_index_file(path)
+        meta, ids, index, inst_source = read_index_file(path, mmap=mmap)
         kind = meta.get("kind")
         params = {**meta.get("params", {}), **overrides}
         try:
@@ -564,7 +570,7 @@ class VectorIndex:
             )
         if kind == KIND_HNSW:
             index.hnsw.efSearch = inst._ef_search
-        inst._index = index
+        inst._index, inst._source = index, inst_source
         inst._kind = kind
         inst._ids = ids
         inst._pos = {pid: row for row, pid in enumerate(ids) if pid is not None}
@@ -582,12 +588,7 @@ class VectorIndex:
 
     @staticmethod
     def stored_fingerprint(path: Path) -> str | None:
-        """The fingerprint saved with the index at ``path`` (reads only the header).
-
-        None if the file is missing or is not a readable saved index.
-        """
-        meta = VectorIndex.read_metadata(path)
-        if meta is None:
-            return None
-        fingerprint = meta.get("fingerprint")
+        """The fingerprint saved with the index at ``path`` (reads only the metadata);
+        None if the file is missing or is not a readable saved index."""
+        fingerprint = (VectorIndex.read_metadata(path) or {}).get("fingerprint")
         return fingerprint if isinstance(fingerprint, str) else None

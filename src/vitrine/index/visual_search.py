@@ -5,8 +5,11 @@ attribute index for filters, and the aspect store (colour, texture, shape, patte
 colour-layout descriptors) that re-ranks search-by-photo candidates. The vector index is
 saved beside the database with a fingerprint of the embeddings it holds; on start it is
 loaded when the fingerprint still matches and rebuilt from the database when it is
-missing or stale, and so are the aspect scans' indexes. The aspect store is read from the
-database on every start.
+missing or stale, and so are the aspect scans' indexes. The aspect store is served from
+the aspect snapshot beside it (:mod:`vitrine.index.aspect_snapshot`: float16, mapped
+read-only by every process, written when the index is saved) when the snapshot's
+fingerprint matches the database, else read from the database and written as the new
+snapshot.
 
 Search by photo (:meth:`VisualSearch.search_photo`) takes candidates from the embedding's
 ANN search and from scans of cheap aspects (:mod:`vitrine.index.aspect_scan`: exact on a
@@ -29,7 +32,14 @@ from vitrine import tracing
 from vitrine.catalog.records import ASPECT_VERSIONS
 from vitrine.catalog.store import EMBEDDING_KIND, CatalogStore
 from vitrine.config import Settings
-from vitrine.index import AttributeFilter, AttributeIndex, Hit, VectorIndex, parse_filter
+from vitrine.index import (
+    AttributeFilter,
+    AttributeIndex,
+    Hit,
+    VectorIndex,
+    aspect_snapshot,
+    parse_filter,
+)
 from vitrine.index.aspect_scan import AspectScans
 from vitrine.index.aspect_store import AspectStore
 from vitrine.index.fusion import DEFAULT_WEIGHTS, parse_weights
@@ -72,6 +82,12 @@ class VisualSearch:
         self._stamp = 0  # counts this process's own changes
         self._touched: dict[str, int] = {}  # product id -> stamp of its latest own change
         self.dirty = False
+        self.aspects_dirty = False  # aspects changed since the snapshot was written
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The aspect snapshot file (one for every CNN version: aspects do not depend on it)."""
+        return self.settings.index_dir / "aspects.snapshot"
 
     @staticmethod
     def parse_weights(text: str) -> dict[str, float]:
@@ -98,11 +114,11 @@ class VisualSearch:
         for pid, title, attrs in self.store.iter_attributes():
             self.attributes.set(pid, attrs)
             self.titles[pid] = title
-        self._load_aspects()
+        self._open_aspects()
         self._load_scans()
         if self.path.exists() and VectorIndex.stored_fingerprint(self.path) == fingerprint:
             try:
-                self.vectors = VectorIndex.load(self.path, ef_search=self.settings.index_ef_search)
+                self.vectors = self._load_vectors(self.path)
                 return "loaded"
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("saved index %s unreadable (%s); rebuilding", self.path, exc)
@@ -111,9 +127,64 @@ class VisualSearch:
 
     def _load_scans(self) -> None:
         """The aspect scans' saved IVF indexes when they match the database, else built."""
-        fingerprint = self.store.features_fingerprint(ASPECT_VERSIONS)
+        fingerprint = self.store.aspect_fingerprint(ASPECT_VERSIONS)
         if not self.scans.load(self.scans_path, fingerprint):
             self.scans.rebuild()
+
+    def _load_vectors(self, path: Path) -> VectorIndex:
+        s = self.settings
+        return VectorIndex.load(path, ef_search=s.index_ef_search, mmap=s.index_shared)
+
+    def _open_aspects(self) -> None:
+        """Serve the aspects from the snapshot when it is current, else read them from the
+        database and write the snapshot (when shared)."""
+        fingerprint = self.store.aspect_fingerprint(ASPECT_VERSIONS)
+        path = self.snapshot_path
+        current = aspect_snapshot.snapshot_fingerprint(path) == fingerprint
+        if self.settings.index_shared and current:
+            try:
+                self._attach(aspect_snapshot.read_snapshot(path))
+                return
+            except (OSError, ValueError) as exc:
+                log.warning("aspect snapshot %s unreadable (%s); rebuilding", path, exc)
+                self.aspects, self._sizes = AspectStore(), {}
+                self.scans.aspects = self.aspects
+                self.typical_aspect = TypicalAspect()
+        self._load_aspects()
+        if self.settings.index_shared:
+            self._write_snapshot(fingerprint)
+
+    def _attach(self, snapshot: aspect_snapshot.AspectSnapshot) -> None:
+        """Serve ``snapshot``'s rows and photo sizes (in place of all held)."""
+        self.aspects.attach(snapshot.ids, snapshot.kinds)
+        self._sizes = {
+            pid: (int(w), int(h))
+            for pid, (w, h) in zip(snapshot.size_ids, snapshot.sizes, strict=True)
+        }
+        self.typical_aspect = TypicalAspect()
+        if len(snapshot.sizes):
+            self.typical_aspect.add_many(snapshot.sizes)
+        self.aspects_dirty = False
+
+    def _write_snapshot(self, fingerprint: str) -> None:
+        """Write the aspects held now as the snapshot, then serve them from it (this
+        process's changed pages become shared ones again). Caller: no change runs."""
+        ids, kinds, rows = self.aspects.export()
+        size_ids = list(self._sizes)
+        sizes = np.array([self._sizes[pid] for pid in size_ids], np.int64).reshape(-1, 2)
+        make_private_dir(self.path.parent)
+        self._attach(
+            aspect_snapshot.write_snapshot(
+                self.snapshot_path,
+                fingerprint,
+                ids,
+                kinds,
+                rows,
+                size_ids,
+                sizes,
+                full_precision=self.scans.kinds,
+            )
+        )
 
     def _load_aspects(self, product_ids: Collection[str] | None = None) -> None:
         """Read the aspects and photo sizes of every product (or of ``product_ids``)."""
@@ -177,7 +248,7 @@ class VisualSearch:
             vectors = None
             if path.exists() and VectorIndex.stored_fingerprint(path) == fingerprint:
                 try:
-                    vectors = VectorIndex.load(path, ef_search=self.settings.index_ef_search)
+                    vectors = self._load_vectors(path)
                     how = "loaded"
                 except (OSError, ValueError, RuntimeError) as exc:
                     log.warning("saved index %s unreadable (%s); building", path, exc)
@@ -193,14 +264,26 @@ class VisualSearch:
         return how
 
     def save(self) -> None:
-        if self.scans.dirty:
-            make_private_dir(self.scans_path)
-            self.scans.save(self.scans_path, self.store.features_fingerprint(ASPECT_VERSIONS))
-        if not self.dirty:
-            return
-        make_private_dir(self.path.parent)
-        self.vectors.save(self.path, fingerprint=self.store.fingerprint(self.model_version))
-        self.dirty = False
+        """Write the vector index, the aspect snapshot and the aspect scans' indexes, each
+        when it changed."""
+        with self._changes:
+            fingerprint = None
+            if self.aspects_dirty and self.settings.index_shared:
+                fingerprint = self.store.aspect_fingerprint(ASPECT_VERSIONS)
+                self._write_snapshot(fingerprint)
+            if self.scans.dirty:
+                make_private_dir(self.scans_path)
+                fingerprint = fingerprint or self.store.aspect_fingerprint(ASPECT_VERSIONS)
+                self.scans.save(self.scans_path, fingerprint)
+            if not self.dirty:
+                return
+            make_private_dir(self.path.parent)
+            self.vectors.save(self.path, fingerprint=self.store.fingerprint(self.model_version))
+            self.dirty = False
+            if self.settings.index_shared:  # serve the file just written: shared pages
+                vectors = self._load_vectors(self.path)
+                with self._lock:
+                    self.vectors = vectors
 
     # -- changes ----------------------------------------------------------------------
 
@@ -232,8 +315,10 @@ class VisualSearch:
     ) -> None:
         if aspects:
             self.aspects.upsert(list(ids), catalog_aspects(aspects))
+            self.aspects_dirty = True
             self.scans.refresh(ids)
         if sizes is not None:
+            self.aspects_dirty = True
             for pid, (w, h) in zip(ids, np.asarray(sizes).reshape(-1, 2), strict=True):
                 self._forget_size(pid)
                 self._sizes[pid] = (int(w), int(h))
@@ -267,7 +352,8 @@ class VisualSearch:
             self.attributes.remove(pid)
             self.titles.pop(pid, None)
             self._forget_size(pid)
-        self.aspects.remove(ids)
+        if self.aspects.remove(ids):
+            self.aspects_dirty = True
         self.scans.refresh(ids)
         if self.vectors.remove(ids):
             self.dirty = True
@@ -303,6 +389,7 @@ class VisualSearch:
             for pid in present:
                 self._forget_size(pid)
             self._apply_aspects(*aspects, keep=set(present))
+            self.aspects_dirty = True
             self.scans.refresh(present)
             changed = [
                 pid
