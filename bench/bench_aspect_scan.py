@@ -6,7 +6,9 @@ them exactly below ``scan_ann_min_products`` and through IVF indexes above. This
 
 1. on the whole fashion-small catalog (``--home``, as ``bench_photo_search.py`` imports it),
    for ``--limit`` query photos per set of ``fashion-queries`` (as they are and perturbed):
-   hit@1 / hit@10 of search by photo with the exact scans (the baseline, same run) and with
+   hit@1 / hit@10 of search by photo with float32 aspects read from the database and exact
+   scans (the baseline, same run), with the shared aspect snapshot (float16 rows but for
+   the scanned kinds, :mod:`vitrine.index.aspect_snapshot`) and exact scans, and with
    the IVF scans forced on at each ``--nprobe``, and each scan's recall@N against the exact
    scan's top N (N = ``search_candidates``);
 2. at growing catalog sizes (``--sizes``: the real rows plus noisy copies of them, as
@@ -61,6 +63,9 @@ def real_catalog(
     from vitrine.runtime import Runtime
 
     vitrine = Runtime(settings_for(args.home, 50, ""))
+    # The same-run baseline of the shared float16 aspect snapshot: float32 rows read from
+    # the database, as before the snapshot existed.
+    full = Runtime(settings_for(args.home, 50, "", index_shared=False))
     search = vitrine.search
     n = search.settings.search_candidates
     out: dict[str, Any] = {"products": len(search.aspects), "sets": {}}
@@ -77,6 +82,7 @@ def real_catalog(
             queries.append((pid, query))
             scan_queries.append(query.scan_aspects)
         row: dict[str, Any] = {"queries": len(queries)}
+        row["float32, exact"] = hits_at(full.search, queries)
         search.scans = exact_scans
         row["exact"] = hits_at(search, queries)
         for nprobe in args.nprobe:
@@ -100,6 +106,7 @@ def real_catalog(
         search.scans = exact_scans
         out["sets"][name] = row
         print(name, json.dumps(row), flush=True)
+    full.close()
     return out, scan_queries, vitrine
 
 

@@ -39,8 +39,9 @@ PerObject = Annotated[int | None, typer.Option(min=1, max=20, help="Products per
 Description = Annotated[str | None, typer.Option(help="What the campaign is for.")]
 
 
-def _run(action: str | Callable[[Any], Any], *args: Any) -> None:
-    """Call the ad service's ``action`` (or ``action(vitrine)``); print what it answers."""
+def _with_vitrine(call: Callable[[Any], Any]) -> None:
+    """Run ``call(vitrine)`` on the opened service; print what it answers, or fail with
+    the ad service's own message."""
     from vitrine.ads.service import (
         CampaignError,
         CampaignExists,
@@ -51,8 +52,7 @@ def _run(action: str | Callable[[Any], Any], *args: Any) -> None:
 
     vitrine = open_vitrine()
     try:
-        call = getattr(vitrine.ads, action) if isinstance(action, str) else action
-        result = call(*args) if isinstance(action, str) else call(vitrine)
+        result = call(vitrine)
         if result is not None:
             print_json(result.to_json() if hasattr(result, "to_json") else result)
     except (CampaignError, CampaignExists, CampaignNotFound, CampaignPaused,
@@ -60,6 +60,11 @@ def _run(action: str | Callable[[Any], Any], *args: Any) -> None:
         fail(str(exc))
     finally:
         vitrine.close()
+
+
+def _run(action: str, *args: Any) -> None:
+    """Call the ad service's method ``action`` with ``args``; print what it answers."""
+    _with_vitrine(lambda vitrine: getattr(vitrine.ads, action)(*args))
 
 
 @ads_app.command("list")
@@ -123,7 +128,7 @@ def match(
         links = ProductLinks.from_settings(vitrine.settings)
         return asdict(vitrine.ads.match(data, campaign, links, source or str(image)))
 
-    _run(serve)
+    _with_vitrine(serve)
 
 
 @ads_app.command("analytics")
