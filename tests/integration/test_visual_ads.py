@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -142,3 +143,31 @@ def test_campaign_ads_attribution_and_feed(
         r = client.get(f"/images/{target}.jpg")  # no key
         assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
         assert client.get("/images/not-a-product.jpg").status_code == 404
+
+
+def test_campaigns_on_the_command_line(home: Path, data_dir: Path, tmp_path: Path) -> None:
+    rows, images = _catalog(data_dir, tmp_path)
+    target = next(iter(rows))
+    cli = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = cli.invoke(app, ["ads", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    created = run("create", "look", "--per-object", "3")
+    assert created["name"] == "look" and created["active"]
+    again = cli.invoke(app, ["ads", "create", "look"])
+    assert again.exit_code != 0 and "look" in again.output  # the service's own message
+    assert run("edit", "look", "--pause")["active"] is False
+    photo = str(images / f"{target}.jpg")
+    paused = cli.invoke(app, ["ads", "match", photo, "--campaign", "look"])
+    assert paused.exit_code != 0 and "paused" in paused.output
+    run("edit", "look", "--resume")
+    match = run("match", photo, "--campaign", "look")
+    assert match["objects"] and len(match["objects"][0]["ads"]) <= 3
+    listed = run("list")
+    assert [c["name"] for c in listed] == ["look"] and listed[0]["impressions"] >= 1
+    assert "campaigns" in run("analytics")
+    cli.invoke(app, ["ads", "delete", "look"])
+    assert run("list") == []
