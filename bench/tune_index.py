@@ -5,6 +5,7 @@ Usage::
     python bench/tune_index.py                       # synthetic 100k x 1280 stand-in
     python bench/tune_index.py --vectors emb.npy     # real embeddings (n, d) float32
     python bench/tune_index.py --vectors emb.npy --ms 16,32 --efs 32,64,128 --json out.json
+    python bench/tune_index.py --vectors emb.npy --ms 32 --storage float32,float16
 
 With ``--vectors`` the queries are ``--queries`` rows held out of the file (so, like a
 shopper's photo, they are not in the index). Without it, clustered vectors are
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--flat-sizes", default="20000", help="flat-index sizes to time too")
     parser.add_argument("--wrapper", action="store_true", help="also time VectorIndex.search")
+    parser.add_argument("--storage", default="float32", help="float32,float16: HNSW vectors")
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args(argv)
 
@@ -170,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         del small
 
     print(
-        f"\n{'M':>3} {'efC':>4} {'build_s':>8} {'efS':>4} {'recall@10':>9} "
+        f"\n{'storage':>7} {'M':>3} {'efC':>4} {'build_s':>8} {'efS':>4} {'recall@10':>9} "
         f"{'p50_ms':>7} {'p99_ms':>7}"
     )
-    for m in ms:
-        index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+    storages = [v for v in args.storage.split(",") if v]
+    for storage, m in ((st, m) for st in storages for m in ms):
+        if storage == "float16":
+            fp16 = faiss.ScalarQuantizer.QT_fp16
+            index = faiss.IndexHNSWSQ(dim, fp16, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = args.ef_construction
         t0 = time.perf_counter()
         index.add(base)
@@ -188,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 lambda q, ix=index, p=params: ix.search(q, K, params=p), queries
             )
             row = {
+                "storage": storage,
                 "M": m,
                 "ef_construction": args.ef_construction,
                 "build_s": build_s,
@@ -198,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["hnsw"].append(row)
             print(
-                f"{m:>3} {args.ef_construction:>4} {build_s:>8.1f} {ef:>4} {recall:>9.4f} "
-                f"{p50:>7.3f} {p99:>7.3f}",
+                f"{storage:>7} {m:>3} {args.ef_construction:>4} {build_s:>8.1f} {ef:>4} "
+                f"{recall:>9.4f} {p50:>7.3f} {p99:>7.3f}",
                 flush=True,
             )
         del index

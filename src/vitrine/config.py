@@ -51,6 +51,9 @@ class Settings:
     index_hnsw_m: int = 32
     index_ef_construction: int = 200
     index_ef_search: int = 64
+    # How the HNSW index keeps the embeddings: float16 halves their memory (for large
+    # catalogs; see docs/scaling.md), float32 is exact.
+    index_storage: Literal["float32", "float16"] = "float32"
     # Every process maps the saved vectors and the aspect snapshot read-only (shared
     # page-cache pages) instead of holding its own copy; false: private copies.
     index_shared: bool = True

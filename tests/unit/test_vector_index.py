@@ -393,3 +393,37 @@ def test_frozenset_filter_cache_sees_index_changes(filled_big) -> None:
     index.upsert([ids[0]], x[0][None, :])
     assert index.search(x[0], k=1, allowed=broad)[0].product_id == ids[0]
     assert index.search(x[0], k=1, allowed=small)[0].product_id == ids[0]
+
+
+def test_float16_storage_halves_the_vectors_and_keeps_the_neighbours(tmp_path: Path) -> None:
+    x = normalised(600, seed=11)
+    ids = [sku(i) for i in range(600)]
+    full = VectorIndex(DIM, hnsw_threshold=50)
+    half = VectorIndex(DIM, hnsw_threshold=50, storage="float16")
+    full.upsert(ids, x)
+    half.upsert(ids, x)
+    assert (full.storage, half.storage) == ("float32", "float16")
+    assert half.kind == "hnsw" and half.params["storage"] == "float16"
+    assert np.allclose(half.vector(ids[5]), x[5], atol=1e-3)
+    queries = normalised(20, seed=12)
+    agree = sum(
+        len({h.product_id for h in half.search(q, k=10)} & set(exact_top(x, ids, q, 10)))
+        for q in queries
+    )
+    assert agree >= 190
+    # Filtered (exact) search and compaction read the float16 rows back.
+    allowed = set(ids[:30])
+    assert {h.product_id for h in half.search(x[3], k=5, allowed=allowed)} <= allowed
+    assert half.search(x[3], k=1, allowed=allowed)[0].product_id == ids[3]
+    half.remove(ids[:200])
+    assert half.tombstones == 0 and half.storage == "float16"
+    assert half.search(x[300], k=1)[0].product_id == ids[300]
+    path = tmp_path / "half.index"
+    half.save(path)
+    for mmap in (False, True):
+        loaded = VectorIndex.load(path, mmap=mmap)
+        assert loaded.storage == "float16"
+        assert loaded.search(x[301], k=3) == half.search(x[301], k=3)
+    assert VectorIndex.load(path, storage="float32").storage == "float16"  # until rebuilt
+    with pytest.raises(ValueError, match="storage"):
+        VectorIndex(DIM, storage="int4")

@@ -7,9 +7,9 @@ L2-normalised vectors the score is the cosine similarity.
 Storage
     Below ``hnsw_threshold`` live vectors the index is an exact ``faiss.IndexFlatIP``;
     once the count reaches the threshold it is rebuilt as ``faiss.IndexHNSWFlat``
-    (``METRIC_INNER_PRODUCT``). In both cases the faiss label of a vector is its row
-    (insertion position); a Python list maps rows to product ids and a dict maps ids
-    back to rows.
+    (``METRIC_INNER_PRODUCT``), or ``IndexHNSWSQ`` with ``storage="float16"``. In both
+    cases the faiss label of a vector is its row (insertion position); a Python list maps
+    rows to product ids and a dict maps ids back to rows.
 
 Updates
     Vectors are append-only. Replacing or removing a product marks its old row as a
@@ -66,10 +66,13 @@ from vitrine.index.concurrency import ReadWriteLock, omp_threads
 from vitrine.index.faiss_storage import (
     KIND_FLAT,
     KIND_HNSW,
+    STORAGES,
+    as_matrix,
     exact_top_k,
     flat_storage,
+    gather,
     new_faiss_index,
-    stored_vectors,
+    storage_of,
 )
 from vitrine.index.filtering import FilterRowCache, bit_masks, packed_membership
 from vitrine.index.index_file import MappedSource, read_index_file, read_metadata, write_index_file
@@ -102,6 +105,7 @@ class VectorIndex:
         ef_search: HNSW ``efSearch`` for unfiltered queries (raised to ``k`` if smaller).
         compact_ratio: rebuild once tombstones exceed this fraction of stored rows.
         exact_filter_max: ``allowed`` sets up to this size are scored exactly.
+        storage: ``"float32"``, or ``"float16"`` (half the bytes) for the HNSW vectors.
 
     The HNSW defaults (M=32, efConstruction=200, efSearch=64) come from
     ``bench/tune_index.py`` on synthetic clustered 100k x 1280 vectors: recall@10 0.998
@@ -119,6 +123,7 @@ class VectorIndex:
         ef_search: int = 64,
         compact_ratio: float = 0.2,
         exact_filter_max: int = 4096,
+        storage: str = "float32",
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -130,6 +135,9 @@ class VectorIndex:
             raise ValueError(f"compact_ratio must be in (0, 1), got {compact_ratio}")
         if exact_filter_max < 0:
             raise ValueError(f"exact_filter_max must be >= 0, got {exact_filter_max}")
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        self._storage = storage
         self._dim = int(dim)
         self._hnsw_threshold = int(hnsw_threshold)
         self._hnsw_m = int(hnsw_m)
@@ -173,7 +181,13 @@ class VectorIndex:
             "ef_search": self._ef_search,
             "compact_ratio": self._compact_ratio,
             "exact_filter_max": self._exact_filter_max,
+            "storage": self._storage,
         }
+
+    @property
+    def storage(self) -> str:
+        """How the current faiss index keeps its vectors (a flat index: float32)."""
+        return storage_of(self._index)
 
     @property
     def tombstones(self) -> int:
@@ -218,7 +232,7 @@ class VectorIndex:
         for pid in ids_list:
             if not isinstance(pid, str):
                 raise TypeError(f"product ids must be str, got {type(pid).__name__}: {pid!r}")
-        matrix = self._as_matrix(vectors, "vectors")
+        matrix = as_matrix(self._dim, vectors, "vectors")
         if matrix.shape[0] != len(ids_list):
             raise ValueError(f"{len(ids_list)} ids but {matrix.shape[0]} vectors")
         if not ids_list:
@@ -320,9 +334,9 @@ class VectorIndex:
         if replaced:
             rows = rows[~np.isin(rows, np.fromiter(replaced, dtype=np.int64))]
         new_index = self._new_faiss_index(kind)
-        stored = self._stored_vectors()
+        stored = flat_storage(self._index, self._kind)
         for start in range(0, len(rows), _GATHER_CHUNK):
-            new_index.add(np.ascontiguousarray(stored[rows[start : start + _GATHER_CHUNK]]))
+            new_index.add(np.ascontiguousarray(gather(stored, rows[start : start + _GATHER_CHUNK])))
         new_ids: list[str | None] = [self._ids[int(r)] for r in rows]
         if extra_ids:
             assert extra_vectors is not None
@@ -358,7 +372,7 @@ class VectorIndex:
                 ignored); the result still has ``min(k, matching)`` hits.
             exclude: product ids never returned (e.g. the query product itself).
         """
-        q = self._as_matrix(query, "query")
+        q = as_matrix(self._dim, query, "query")
         if q.shape[0] != 1:
             raise ValueError(f"search takes one query, got {q.shape[0]}; use search_batch")
         return self._search(q, k, allowed, exclude)[0]
@@ -372,7 +386,7 @@ class VectorIndex:
         exclude: Collection[str] = (),
     ) -> list[list[Hit]]:
         """:meth:`search` for each row of ``queries`` (shape ``(n, dim)``)."""
-        return self._search(self._as_matrix(queries, "queries"), k, allowed, exclude)
+        return self._search(as_matrix(self._dim, queries, "queries"), k, allowed, exclude)
 
     def _search(
         self,
@@ -509,24 +523,8 @@ class VectorIndex:
 
     def _new_faiss_index(self, kind: str) -> Any:
         return new_faiss_index(
-            kind, self._dim, self._hnsw_m, self._ef_construction, self._ef_search
+            kind, self._dim, self._hnsw_m, self._ef_construction, self._ef_search, self._storage
         )
-
-    def _stored_vectors(self) -> np.ndarray:
-        """Zero-copy view of the stored vectors (callers hold the read or mutation lock)."""
-        return stored_vectors(flat_storage(self._index, self._kind))
-
-    def _as_matrix(self, array: np.ndarray, what: str) -> np.ndarray:
-        matrix = np.asarray(array, dtype=np.float32)
-        if matrix.ndim == 1:
-            matrix = matrix.reshape(1, -1)
-        if matrix.ndim != 2 or matrix.shape[1] != self._dim:
-            raise ValueError(
-                f"{what} must have shape ({self._dim},) or (n, {self._dim}), got {np.shape(array)}"
-            )
-        if not np.isfinite(matrix).all():
-            raise ValueError(f"{what} contain NaN or infinite values")
-        return np.ascontiguousarray(matrix)
 
     # ------------------------------------------------------------------ persistence
 
@@ -546,7 +544,7 @@ class VectorIndex:
             write_index_file(path, meta, self._ids, self._index)
 
     @classmethod
-    def load(cls, path: Path, *, mmap: bool = False, **overrides: float) -> VectorIndex:
+    def load(cls, path: Path, *, mmap: bool = False, **overrides: float | str) -> VectorIndex:
         """Read an index written by :meth:`save` (``mmap``: its vectors mapped read-only).
 
         ``overrides`` replace saved constructor parameters (e.g. ``ef_search=...`` from
@@ -560,7 +558,7 @@ class VectorIndex:
             inst = cls(int(meta["dim"]), **params)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: bad metadata: {exc}") from exc
-        expected_type = faiss.IndexHNSWFlat if kind == KIND_HNSW else faiss.IndexFlatIP
+        expected_type = faiss.IndexHNSW if kind == KIND_HNSW else faiss.IndexFlatIP
         if kind not in (KIND_FLAT, KIND_HNSW) or not isinstance(index, expected_type):
             raise ValueError(f"{path}: index kind {kind!r} does not match {type(index).__name__}")
         if index.d != inst._dim or index.ntotal != len(ids):

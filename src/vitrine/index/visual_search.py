@@ -42,6 +42,7 @@ from vitrine.index import (
 )
 from vitrine.index.aspect_scan import AspectScans
 from vitrine.index.aspect_store import AspectStore
+from vitrine.index.faiss_storage import KIND_FLAT
 from vitrine.index.fusion import DEFAULT_WEIGHTS, parse_weights
 from vitrine.private_fs import make_private_dir
 from vitrine.vision.embedding import EMBEDDING_DIM
@@ -104,6 +105,7 @@ class VisualSearch:
             hnsw_m=s.index_hnsw_m,
             ef_construction=s.index_ef_construction,
             ef_search=s.index_ef_search,
+            storage=s.index_storage,
         )
 
     # -- lifecycle --------------------------------------------------------------------
@@ -118,8 +120,11 @@ class VisualSearch:
         self._load_scans()
         if self.path.exists() and VectorIndex.stored_fingerprint(self.path) == fingerprint:
             try:
-                self.vectors = self._load_vectors(self.path)
-                return "loaded"
+                vectors = self._load_vectors(self.path)
+                if vectors.kind == KIND_FLAT or vectors.storage == self.settings.index_storage:
+                    self.vectors = vectors
+                    return "loaded"
+                log.info("saved index keeps %s vectors; rebuilding as configured", vectors.storage)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("saved index %s unreadable (%s); rebuilding", self.path, exc)
         self.rebuild()
@@ -133,7 +138,9 @@ class VisualSearch:
 
     def _load_vectors(self, path: Path) -> VectorIndex:
         s = self.settings
-        return VectorIndex.load(path, ef_search=s.index_ef_search, mmap=s.index_shared)
+        return VectorIndex.load(
+            path, ef_search=s.index_ef_search, storage=s.index_storage, mmap=s.index_shared
+        )
 
     def _open_aspects(self) -> None:
         """Serve the aspects from the snapshot when it is current, else read them from the
