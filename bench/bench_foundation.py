@@ -40,9 +40,14 @@ def fresh_vitrine(home: Path, precision: str, model_dir: Path) -> Any:
     return Runtime(settings)
 
 
-def bench_import(home: Path, precision: str, model_dir: Path, limit: int | None) -> dict[str, Any]:
+def bench_import(home: Path, precision: str, model_dir: Path, limit: int) -> dict[str, Any]:
+    """Each stage alone, then the end-to-end import, on the same rows (fresh homes)."""
+    from import_stages import measure_stages
     from vitrine.jobs.bulk_import import import_catalog
 
+    staged = fresh_vitrine(home.with_name(home.name + "-stages"), precision, model_dir)
+    stages = measure_stages(staged, FASHION / "styles.csv", FASHION / "images", limit)
+    staged.close()
     vitrine = fresh_vitrine(home, precision, model_dir)
     vitrine.embedder  # load the model outside the timed import  # noqa: B018
     report = import_catalog(
@@ -51,6 +56,11 @@ def bench_import(home: Path, precision: str, model_dir: Path, limit: int | None)
     vitrine.close()
     out = report.to_json()
     out["precision"] = precision
+    out["model_version"] = stages["model_version"]
+    out["stages"] = stages
+    slowest = stages["photos_per_second"][stages["slowest"]]
+    out["ratio_to_slowest_stage"] = round(report.images_per_second / slowest, 3)
+    out["ratio_to_pipeline_bound"] = round(report.images_per_second / stages["pipeline_bound"], 3)
     return out
 
 
@@ -225,8 +235,12 @@ def _resnet50() -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--limit", type=int, default=None, help="rows of fashion-small to import")
-    parser.add_argument("--no-int8", action="store_true", help="skip the int8 import")
+    parser.add_argument("--limit", type=int, default=4000, help="rows of fashion-small to import")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,auto",
+        help="imports to run (fp32, int8, auto: what the service chooses on this CPU)",
+    )
     parser.add_argument(
         "--catalog-vectors",
         type=Path,
@@ -239,33 +253,34 @@ def main() -> None:
         raise SystemExit(f"benchmark data not found at {FASHION}")
 
     from vitrine.catalog.store import EMBEDDING_KIND
-    from vitrine.vision.embedding import Embedder
+    from vitrine.vision.cpu import reported_flags
 
     model_dir = Path(".cache/models").resolve()
     model_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"cpus": os.cpu_count()}
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "cpu_flags": reported_flags()}
     work = Path(tempfile.mkdtemp(prefix="vitrine-bench-"))
     try:
         results["analyze"] = bench_analyze(model_dir, runs=100)
         print("analyze", json.dumps(results["analyze"]), flush=True)
 
-        results["import_fp32"] = bench_import(work / "fp32", "fp32", model_dir, args.limit)
-        print("import fp32", json.dumps(results["import_fp32"]), flush=True)
-        if not args.no_int8:
+        precisions = args.precisions.split(",")
+        if "int8" in precisions or "auto" in precisions:
             ensure_int8(model_dir)
-            results["import_int8"] = bench_import(work / "int8", "int8", model_dir, args.limit)
-            print("import int8", json.dumps(results["import_int8"]), flush=True)
+        for precision in precisions:
+            key = f"import_{precision}"
+            results[key] = bench_import(work / precision, precision, model_dir, args.limit)
+            print(key, json.dumps(results[key]), flush=True)
 
-        n_base = min(1024, args.limit or 1024)
+        n_base = min(1024, args.limit)
         results["baseline_embedding"] = bench_baseline_embedding(n_base)
         print("baseline", json.dumps(results["baseline_embedding"]), flush=True)
 
         from vitrine.catalog.database import make_engine
         from vitrine.catalog.store import CatalogStore
 
-        store = CatalogStore(make_engine(f"sqlite:///{work / 'fp32' / 'vitrine.db'}"))
-        version = Embedder(model_dir).model_version
-        _, real = store.primary_vectors(EMBEDDING_KIND, version)
+        first = f"import_{precisions[0]}"
+        store = CatalogStore(make_engine(f"sqlite:///{work / precisions[0] / 'vitrine.db'}"))
+        _, real = store.primary_vectors(EMBEDDING_KIND, results[first]["model_version"])
         if args.catalog_vectors is not None:
             real = np.load(args.catalog_vectors).astype(np.float32)
         rng = np.random.default_rng(1)
@@ -287,21 +302,35 @@ def main() -> None:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    imp = r["import_fp32"]
     base = r["baseline_embedding"]["images_per_second"]
     lines = [
         "",
-        f"Vitrine foundation benchmark ({r['cpus']} cores)",
+        f"Vitrine foundation benchmark ({r['cpus']} cores; CPU flags: "
+        f"{' '.join(r['cpu_flags']) or 'none reported'})",
         f"{'measure':44} {'vitrine':>12} {'baseline':>12} {'ratio':>7}",
-        f"{'import fp32, images/s (end to end)':44} {imp['images_per_second']:12.1f} "
-        f"{base:12.1f} {imp['images_per_second'] / base:7.1f}x",
     ]
-    if "import_int8" in r:
-        i8 = r["import_int8"]["images_per_second"]
+    for key in [k for k in r if k.startswith("import_")]:
+        imp = r[key]
+        ips, st = imp["images_per_second"], imp["stages"]
         lines.append(
-            f"{'import int8, images/s (end to end)':44} {i8:12.1f} {base:12.1f} {i8 / base:7.1f}x"
+            f"{'import ' + imp['precision'] + ', images/s (end to end)':44} {ips:12.1f} "
+            f"{base:12.1f} {ips / base:7.1f}x"
         )
-    lines.append(f"{'  stage seconds (fp32)':44} {json.dumps(imp['stage_seconds'])}")
+        lines.append(
+            f"{'  after start-up (' + str(imp['first_result_seconds']) + ' s), images/s':44} "
+            f"{imp['steady_images_per_second']:12.1f}"
+        )
+        lines.append(f"{'  CNN version':44} {imp['model_version']}")
+        for stage, value in st["photos_per_second"].items():
+            lines.append(f"{'  ' + stage + ' alone, photos/s':44} {value:12.1f}")
+        lines.append(
+            f"{'  end to end / slowest stage (' + st['slowest'] + ')':44} "
+            f"{imp['ratio_to_slowest_stage']:12.3f}"
+        )
+        lines.append(
+            f"{'  pipeline bound 1/sum(1/stage), photos/s':44} {st['pipeline_bound']:12.1f}"
+            f" (end to end / bound {imp['ratio_to_pipeline_bound']:.3f})"
+        )
     a = r["analyze"]
     lines.append(
         f"{'analyze 1000x1000 JPEG p50 / p95, ms':44} {a['p50_ms']:6.1f} / {a['p95_ms']:.1f}"

@@ -40,7 +40,7 @@ class Settings:
     max_image_pixels: int = 40_000_000
 
     # Deep embedding.
-    embedding_precision: Literal["fp32", "int8"] = "fp32"
+    embedding_precision: Literal["auto", "fp32", "int8"] = "auto"  # auto: vision.cpu, runtime
     embedding_threads: int = 0  # 0: all cores
     embedding_batch_size: int = 32
     top_labels: int = 5

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
+
+import numpy as np
 
 from vitrine.accounts.keys import KeyService
 from vitrine.ads.service import AdService
@@ -49,6 +51,10 @@ from vitrine.webhooks.service import DeliveryOptions, WebhookService
 from vitrine.webhooks.store import WebhookStore
 
 T = TypeVar("T")
+
+
+#: Catalog photos the automatic int8 model is calibrated on (``prepare_auto_int8``).
+AUTO_INT8_PHOTOS = 256
 
 
 class _Part(Generic[T]):
@@ -262,12 +268,69 @@ class Runtime:
         return self.embedder_for(switched) if switched else self._configured_embedder()
 
     def _configured_embedder(self) -> Embedder:
+        s = self.settings
+        if s.embedding_precision == "auto" and not s.embedding_model:
+            return Embedder.for_version(
+                s.model_dir, self.auto_cnn_version(), s.embedding_threads or None, s.top_labels
+            )
         return Embedder(
-            self.settings.model_dir,
-            precision=self.settings.embedding_precision,
-            threads=self.settings.embedding_threads or None,
-            top_labels=self.settings.top_labels,
-            model=self.settings.embedding_model,
+            s.model_dir,
+            precision=s.embedding_precision,
+            threads=s.embedding_threads or None,
+            top_labels=s.top_labels,
+            model=s.embedding_model,
+        )
+
+    def auto_cnn_version(self) -> str:
+        """The pretrained CNN version ``embedding_precision = "auto"`` serves.
+
+        A catalog keeps the version its vectors were made by (an existing fp32 home stays
+        fp32, an int8 one keeps its calibration); an empty catalog gets int8 where the CPU
+        runs it fast and an int8 model exists (``prepare_auto_int8`` makes one), else fp32.
+        """
+        from vitrine.classify.finetune.export import base_version, is_finetuned
+        from vitrine.vision.embedding import auto_precision
+        from vitrine.vision.onnx_export import MODEL_NAME, weights_sha12
+        from vitrine.vision.quantize import int8_path, latest_int8_model
+
+        stored = self.store.primary_embedding_version()
+        int8_prefix = f"{MODEL_NAME}-int8-{weights_sha12()}-"
+        if stored == base_version() or (
+            stored is not None
+            and stored.startswith(int8_prefix)
+            and not is_finetuned(stored)
+            and int8_path(self.settings.model_dir, stored[len(int8_prefix) :]).is_file()
+        ):
+            return stored
+        if auto_precision(self.settings.model_dir) == "int8":
+            calibration = latest_int8_model(self.settings.model_dir)[1]
+            return f"{MODEL_NAME}-int8-{weights_sha12()}-{calibration}"
+        return base_version()
+
+    def prepare_auto_int8(self, photos: Iterable[np.ndarray]) -> bool:
+        """Calibrate the int8 model ``auto`` wants from these catalog photos (RGB, the first
+        256 are read), when it wants one and none exists; True when one was made."""
+        from vitrine.vision.quantize import quantize_int8
+
+        if not self.needs_auto_int8():
+            return False
+        quantize_int8(self.settings.model_dir, photos, max_images=AUTO_INT8_PHOTOS)
+        return True
+
+    def needs_auto_int8(self) -> bool:
+        """True when ``auto`` would serve int8 to this (empty) catalog but no int8 model
+        exists yet: the next bulk import calibrates one on its first photos."""
+        from vitrine.vision.cpu import has_fast_int8
+        from vitrine.vision.embedding import auto_precision
+
+        return (
+            self.settings.embedding_precision == "auto"
+            and not self.settings.embedding_model
+            and self._embedder.built is None
+            and not self.service_settings.get(CNN_VERSION)
+            and has_fast_int8()
+            and auto_precision(self.settings.model_dir) == "fp32"
+            and self.store.primary_embedding_version() is None
         )
 
     def embedder_for(self, version: str) -> Embedder:
@@ -283,13 +346,17 @@ class Runtime:
                 model=version,
             )
         else:
-            precision = "int8" if "-int8-" in version else "fp32"
-            embedder = Embedder(
-                s.model_dir,
-                precision=precision,
-                threads=s.embedding_threads or None,
-                top_labels=s.top_labels,
-            )
+            try:
+                embedder = Embedder.for_version(
+                    s.model_dir, version, s.embedding_threads or None, s.top_labels
+                )
+            except (FileNotFoundError, ValueError):  # the nearest, named in the error below
+                embedder = Embedder(
+                    s.model_dir,
+                    precision="int8" if "-int8-" in version else "fp32",
+                    threads=s.embedding_threads or None,
+                    top_labels=s.top_labels,
+                )
         if embedder.model_version != version:
             raise ValueError(
                 f"CNN version {version!r} is not available here (the nearest is "
@@ -310,6 +377,8 @@ class Runtime:
             return switched or built.model_version
         if self.settings.embedding_model or self.settings.embedding_precision == "fp32":
             return self.settings.embedding_model or base_version()
+        if self.settings.embedding_precision == "auto":
+            return self.auto_cnn_version()
         return self.embedder.model_version  # int8: which calibration, the loader knows
 
     def check_cnn_version(self, version: str) -> None:

@@ -15,7 +15,7 @@ def test_defaults_need_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
     assert s.home == Path("var")
     assert s.resolved_database_url.startswith("sqlite:///")
     assert s.resolved_blob_url.startswith("file:///")
-    assert s.embedding_precision == "fp32"
+    assert s.embedding_precision == "auto"
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:

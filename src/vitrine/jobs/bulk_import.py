@@ -32,13 +32,14 @@ from vitrine.catalog.s3 import S3Options
 from vitrine.catalog.store import ImageRecord, ProductRecord, filterable_attributes, product_text
 from vitrine.runtime import Runtime
 from vitrine.vision.analyzer import (
+    WORKING_SIDE,
     ImageAnalysis,
     ImageAnalyzer,
     PreparedImage,
     content_hash,
     prepare,
 )
-from vitrine.vision.decode import DecodeLimits, ImageDecodeError, read_image_bytes
+from vitrine.vision.decode import DecodeLimits, ImageDecodeError, decode_image, read_image_bytes
 from vitrine.vision.embedding import Embedder
 
 # Below this many rows, worker start-up costs more than it saves.
@@ -56,6 +57,13 @@ class ImportReport:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     rejects_file: Path | None = None
+    first_result_seconds: float = 0.0  # start-up: workers spawned, models loaded
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """Photos per second after the first result (start-up left out)."""
+        steady = self.seconds - self.first_result_seconds
+        return max(0, self.imported - 1) / steady if steady > 0 else 0.0
 
     @property
     def images_per_second(self) -> float:
@@ -69,6 +77,8 @@ class ImportReport:
             "rejected": len(self.rejected),
             "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 1),
+            "first_result_seconds": round(self.first_result_seconds, 2),
+            "steady_images_per_second": round(self.steady_images_per_second, 1),
             "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
             "rejects_file": str(self.rejects_file) if self.rejects_file else None,
         }
@@ -105,7 +115,7 @@ def _init_worker(
     blob_url: str,
     s3: S3Options,
     model_dir: Path,
-    precision: str,
+    model_version: str,
     analyzer: ImageAnalyzer | None = None,
 ) -> None:
     """Each worker runs the whole per-photo pipeline, CNN included, on one core.
@@ -117,7 +127,7 @@ def _init_worker(
 
     cv2.setNumThreads(1)
     if analyzer is None:
-        analyzer = ImageAnalyzer(Embedder(model_dir, precision=precision, threads=1), limits)  # type: ignore[arg-type]
+        analyzer = ImageAnalyzer(Embedder.for_version(model_dir, model_version, threads=1), limits)
     _worker_state.update(
         known=known, limits=limits, blobs=open_blob_store(blob_url, s3), analyzer=analyzer
     )
@@ -194,6 +204,25 @@ def _chunks(items: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _calibration_photos(
+    csv_path: Path,
+    images_dir: Path,
+    mapping: ColumnMapping,
+    confine: bool,
+    limits: DecodeLimits,
+) -> Iterator[np.ndarray]:
+    """The import's first good photos (decoded as the import decodes them), for int8
+    calibration; unreadable ones are skipped here and rejected by the import itself."""
+    for item in read_catalog(csv_path, images_dir, mapping, confine=confine):
+        if not isinstance(item, CatalogRow):
+            continue
+        try:
+            data = read_image_bytes(Path(item.image_path), limits)
+            yield decode_image(data, limits=limits, max_side=WORKING_SIDE).rgb
+        except (ImageDecodeError, OSError):
+            continue
 
 
 def count_rows(csv_path: Path, encoding: str | None = None) -> int:
@@ -311,6 +340,10 @@ def import_catalog(
             rows[item.line] = item.product
             yield _Task(item.line, item.product.id, str(item.image_path))
 
+    if vitrine.needs_auto_int8():  # a new home on a VNNI CPU: int8 from its own photos
+        vitrine.prepare_auto_int8(
+            _calibration_photos(csv_path, images_dir, mapping, confine, vitrine.limits)
+        )
     vitrine.search  # open (or rebuild) the index before the workers start  # noqa: B018
     vitrine.embedder  # export the model once, before the workers load it  # noqa: B018
     known = vitrine.store.image_keys()
@@ -322,7 +355,7 @@ def import_catalog(
         vitrine.settings.resolved_blob_url,
         S3Options.from_settings(vitrine.settings),
         vitrine.settings.model_dir,
-        vitrine.settings.embedding_precision,
+        vitrine.embedder.model_version,  # every worker runs exactly the CNN in service
     )
     n_workers = (
         workers if workers is not None else (vitrine.settings.import_workers or os.cpu_count() or 1)
@@ -333,6 +366,8 @@ def import_catalog(
     def consume(outcomes: Iterable[_Outcome]) -> None:
         nonlocal processed, last_report
         for outcome in outcomes:
+            if not report.first_result_seconds:
+                report.first_result_seconds = time.perf_counter() - started
             processed += 1
             if on_progress is not None and time.monotonic() - last_report >= progress_every:
                 writer.flush()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from vitrine import tracing
+from vitrine.vision.cpu import has_fast_int8
 from vitrine.vision.model_input import INPUT_SIZE, prepare_image
 from vitrine.vision.onnx_export import (
     INPUT_NAME,
@@ -35,6 +36,7 @@ from vitrine.vision.onnx_export import (
 from vitrine.vision.quantize import (
     DISABLED_OPTIMIZERS,
     Int8ModelNotFoundError,
+    int8_path,
     is_int8_version,
     latest_int8_model,
     quantize_int8,
@@ -60,7 +62,7 @@ EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
 MAX_BATCH = 64
 
-Precision = Literal["fp32", "int8"]
+Precision = Literal["auto", "fp32", "int8"]
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,15 @@ class Embedder:
     Args:
         model_dir: where the ONNX models live; the fp32 model is exported there on first use.
         precision: ``"fp32"``, or ``"int8"`` for the newest static int8 model in ``model_dir``
-            (create one with ``vitrine model quantize --images DIR`` / :func:`quantize_int8`).
+            (create one with ``vitrine model quantize --images DIR`` / :func:`quantize_int8`),
+            or ``"auto"``: int8 where the CPU has VNNI / AMX (:mod:`vitrine.vision.cpu`) and an
+            int8 model exists, fp32 otherwise.
         threads: onnxruntime intra-op threads; default: every core this process may use.
         top_labels: how many ImageNet labels to return per image (0 for none).
         model: a fine-tuned model version in ``model_dir`` (``<version>.onnx``, made by
             :mod:`vitrine.classify.finetune`); empty for the pretrained model.
+        calibration: with ``precision="int8"``, the int8 model of this calibration id
+            instead of the newest one (a catalog's vectors name the one that made them).
 
     Attributes:
         model_version: identifies the weights and precision (and int8 calibration), e.g.
@@ -150,14 +156,17 @@ class Embedder:
         threads: int | None = None,
         top_labels: int = 5,
         model: str = "",
+        calibration: str = "",
     ) -> None:
         import onnxruntime as ort
 
-        if precision not in ("fp32", "int8"):
-            raise ValueError(f"precision must be 'fp32' or 'int8', not {precision!r}")
+        if precision not in ("auto", "fp32", "int8"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'int8', not {precision!r}")
+        model_dir = Path(model_dir)
+        if precision == "auto":
+            precision = "fp32" if model else auto_precision(model_dir)
         if top_labels < 0 or top_labels > NUM_CLASSES:
             raise ValueError(f"top_labels must be in 0..{NUM_CLASSES}, not {top_labels}")
-        model_dir = Path(model_dir)
         sha12 = weights_sha12()
         if model:
             if precision != "fp32":
@@ -176,6 +185,13 @@ class Embedder:
         elif precision == "fp32":
             model_path = export_onnx(model_dir)
             version = f"{MODEL_NAME}-fp32-{sha12}"
+        elif calibration:
+            model_path, calib12 = int8_path(model_dir, calibration), calibration
+            if not model_path.is_file():
+                raise Int8ModelNotFoundError(
+                    f"no int8 model of calibration {calibration!r} in {model_dir}"
+                )
+            version = f"{MODEL_NAME}-int8-{sha12}-{calib12}"
         else:
             model_path, calib12 = latest_int8_model(model_dir)
             version = f"{MODEL_NAME}-int8-{sha12}-{calib12}"
@@ -185,6 +201,30 @@ class Embedder:
         session = _make_session(ort, model_path, self.threads, int8=precision == "int8")
         self._current = _Loaded(session, version, model_path, precision)
         self._names = _imagenet_names() if top_labels else []
+
+    @classmethod
+    def for_version(
+        cls, model_dir: Path, version: str, threads: int | None = None, top_labels: int = 5
+    ) -> Embedder:
+        """The CNN that made ``version``'s vectors: a fine-tuned model (``<version>.onnx``),
+        the pretrained fp32 model, or the pretrained int8 model of that calibration.
+
+        Raises:
+            FileNotFoundError: (``Int8ModelNotFoundError`` for int8) its file is missing.
+            ValueError: ``version`` names no model of the current weights.
+        """
+        model_dir = Path(model_dir)
+        common: dict[str, Any] = {"threads": threads, "top_labels": top_labels}
+        if (model_dir / f"{version}.onnx").is_file():
+            return cls(model_dir, model=version, **common)
+        sha12 = weights_sha12()
+        if version == f"{MODEL_NAME}-fp32-{sha12}":
+            return cls(model_dir, precision="fp32", **common)
+        prefix = f"{MODEL_NAME}-int8-{sha12}-"
+        if version.startswith(prefix) and len(version) > len(prefix):
+            calibration = version[len(prefix) :]
+            return cls(model_dir, precision="int8", calibration=calibration, **common)
+        raise ValueError(f"no CNN version {version!r} for the current weights ({sha12})")
 
     @property
     def model_version(self) -> str:
@@ -272,6 +312,17 @@ class Embedder:
             idx = idx[np.argsort(-row[idx], kind="stable")]
             result.append([Label(self._names[i], float(row[i])) for i in idx])
         return result
+
+
+def auto_precision(model_dir: Path) -> Literal["fp32", "int8"]:
+    """int8 where the CPU runs it fast and an int8 model exists in ``model_dir``; else fp32."""
+    if not has_fast_int8():
+        return "fp32"
+    try:
+        latest_int8_model(model_dir)
+    except Int8ModelNotFoundError:
+        return "fp32"
+    return "int8"
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
