@@ -1,8 +1,8 @@
 """Recommendation load benchmark: a real `vitrine serve` over loopback with the H&M catalog
 and purchase log, GET /v1/users/{id}/recommendations driven open-loop at a fixed rate.
 
-    flock /work/notes/bench.lock .venv/bin/python bench/bench_recommend_load.py \\
-        --home /tmp/hm-home            # a home with the H&M catalog and log imported
+    .venv/bin/python bench/bench_recommend_load.py \\
+        --home HM_HOME                 # a home with the H&M catalog and log imported
     .venv/bin/python bench/bench_recommend_load.py   # imports both into a new home first
 
 Customers are drawn at random from every customer of the log plus a share of new ones

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = Path("/work/main/.cache/bench-fashion-home")
+SOURCE = REPO / ".cache" / "bench-fashion-home"  # bench_photo_search.py imports it
 # Noise norm / feature norm: copies at cosine ~0.93 of their source, ~0.86 of each
 # other (a real product's nearest neighbour: median cosine 0.89).
 NOISE = 0.4
