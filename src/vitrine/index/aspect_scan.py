@@ -85,7 +85,7 @@ class ScanIndex:
         self.nprobe = int(nprobe)
         self.trained_on = 0  # products when the lists were trained
         self._index: Any = None
-        self._ids: dict[int, str] = {}  # faiss label -> product id
+        self._ids: list[str | None] = []  # faiss label -> product id (None: removed)
         self._labels: dict[str, int] = {}  # product id -> faiss label
         self._next = 0
         self._rw = ReadWriteLock()
@@ -140,7 +140,7 @@ class ScanIndex:
         index.add_with_ids(vectors, labels)
         with self._rw.write():
             self._index = index
-            self._ids = dict(enumerate(ids))
+            self._ids = list(ids)
             self._labels = {pid: i for i, pid in enumerate(ids)}
             self._next = n
             self.trained_on = n
@@ -153,7 +153,8 @@ class ScanIndex:
         with self._rw.write():
             self._index.remove_ids(selector)
             for label in labels:
-                del self._labels[self._ids.pop(label)]
+                del self._labels[self._ids[label]]  # type: ignore[index]
+                self._ids[label] = None
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add products (already removed if they were present)."""
@@ -162,8 +163,8 @@ class ScanIndex:
         labels = np.arange(self._next, self._next + len(ids), dtype=np.int64)
         with self._rw.write():
             self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32), labels)
+            self._ids.extend(ids)
             for label, pid in zip(labels.tolist(), ids, strict=True):
-                self._ids[label] = pid
                 self._labels[pid] = label
             self._next += len(ids)
 
@@ -187,7 +188,7 @@ class ScanIndex:
             with omp_threads(1):
                 scores, found = self._index.search(query, k, params=params)
             return [
-                Hit(self._ids[int(label)], float(score))
+                Hit(self._ids[int(label)], float(score))  # type: ignore[arg-type]
                 for score, label in zip(scores[0], found[0], strict=True)
                 if label >= 0
             ]
@@ -197,11 +198,8 @@ class ScanIndex:
     def save(self, path: Path, meta: Mapping[str, Any]) -> None:
         """Write the index, its id table and ``meta`` to one file (atomically)."""
         with self._rw.read():
-            table: list[str | None] = [None] * self._next
-            for label, pid in self._ids.items():
-                table[label] = pid
             extra = {"next": self._next, "trained_on": self.trained_on}
-            write_index_file(path, {**meta, **extra}, table, self._index)
+            write_index_file(path, {**meta, **extra}, self._ids, self._index)
 
     def load(self, path: Path, meta: Mapping[str, Any]) -> bool:
         """Read a file written by :meth:`save` with the same ``meta``; False if it differs."""
@@ -209,13 +207,13 @@ class ScanIndex:
         if stored is None or any(stored.get(key) != value for key, value in meta.items()):
             return False
         stored, table, index, _ = read_index_file(path)
-        ids = {label: pid for label, pid in enumerate(table) if pid is not None}
-        if index.d != self.dim or index.ntotal != len(ids) or len(table) != stored["next"]:
+        labels = {pid: label for label, pid in enumerate(table) if pid is not None}
+        if index.d != self.dim or index.ntotal != len(labels) or len(table) != stored["next"]:
             raise ValueError(f"{path}: not an index of this scan")
         with self._rw.write():
             self._index = index
-            self._ids = ids
-            self._labels = {pid: label for label, pid in ids.items()}
+            self._ids = table
+            self._labels = labels
             self._next = int(stored["next"])
             self.trained_on = int(stored["trained_on"])
         return True
