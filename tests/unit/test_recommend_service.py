@@ -15,6 +15,7 @@ from recommend_synth import CATEGORIES
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.store import CatalogStore, FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
+from vitrine.recommend import model_file
 from vitrine.recommend.event_store import EventColumns
 from vitrine.recommend.events import EventError, event_weights, make_event
 from vitrine.recommend.rules import RuleError, Rules, candidate_mask, reshape
@@ -363,6 +364,32 @@ def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
     assert [i.product_id for i in fresh.recommend_user("u2", k=4).items] == [
         i.product_id for i in shop.recommend_user("u2", k=4).items
     ]
+
+
+def test_loaded_models_map_their_arrays_and_serve_as_trained(
+    shop: RecommendationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every array out of band (mapped, read-only): serving, new events, the hybrid and a
+    catalog extended after training work on them as on the trained set."""
+    monkeypatch.setattr(model_file, "MAPPED_MIN_BYTES", 0)
+    shop.models.save(shop.model_dir)
+    fresh = RecommendationService(shop.settings, shop.engine, shop.store)
+    loaded = fresh.load_or_train()
+    assert loaded.trained_at == shop.models.trained_at
+    assert not loaded.data.embeddings.flags.writeable  # a view of the mapped file
+    for strategy in ("default", "hybrid"):
+        assert [i.product_id for i in fresh.recommend_user("u2", k=6, strategy=strategy).items] == [
+            i.product_id for i in shop.recommend_user("u2", k=6, strategy=strategy).items
+        ]
+    event = {"user_id": "u2", "product_id": "D5", "type": "purchase"}
+    fresh.add_events([event])
+    assert fresh.recommend_user("u2", k=6, strategy="hybrid").items
+    assert list(fresh.recommend_many(["u1", "u2", "nobody"], 5, "hybrid", workers=1))
+    vector = np.ones(16)
+    _add_new_shoes(shop.store, vector)
+    fresh.catalog_changed(["NEW"])
+    fresh.publish_catalog()
+    assert fresh.recommend_user("u1", k=6, strategy="hybrid").items
 
 
 def test_a_catalog_changed_while_the_server_was_down_is_not_served_from_old_models(

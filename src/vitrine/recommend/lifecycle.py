@@ -117,6 +117,10 @@ class ModelLifecycle:
             for name in s.fallback:
                 specs.setdefault(name, (name, {}))
         path = self.settings.recommend_als_factors
+        sample = self.settings.recommend_hybrid_customers_per_window
+        for key, (algorithm, params) in specs.items():
+            if algorithm == "hybrid":  # a strategy's own parameter wins
+                specs[key] = (algorithm, {"customers_per_window": sample, **params})
         return {k: with_als_factors(a, p, path) for k, (a, p) in specs.items()}
 
     def train(self) -> ModelSet:
