@@ -18,6 +18,7 @@ from vitrine.config import load_settings
 from vitrine.recommend import model_file
 from vitrine.recommend.event_store import EventColumns
 from vitrine.recommend.events import EventError, event_weights, make_event
+from vitrine.recommend.hybrid import Hybrid
 from vitrine.recommend.rules import RuleError, Rules, candidate_mask, reshape
 from vitrine.recommend.service import RecommendationService, UnknownItemError
 from vitrine.recommend.strategies import Strategy, StrategyError
@@ -415,6 +416,29 @@ def test_batch_in_worker_processes_matches_one_process(shop: RecommendationServi
     assert all(len(items) == 5 for _, items in two)
     single = [i.product_id for i in shop.recommend_user("u3", k=5, strategy="als").items]
     assert two[-1][1] == single
+
+
+def test_hybrid_batch_ranks_many_customers_as_one_by_one(shop: RecommendationService) -> None:
+    models = shop.models
+    hybrid = models.algorithms[shop.strategies.get("hybrid").model_key]  # type: ignore[union-attr]
+    assert isinstance(hybrid, Hybrid) and hybrid.model is not None
+    ids = [f"u{i}" for i in range(40)] + ["nobody"]
+    requests = []
+    for user_id in ids:
+        history = shop.history(user_id)
+        requests.append((history, shop.computer.now(models, history), None))
+    many = hybrid.recommend_explained_many(requests, 24)
+    for (history, now, _), (items, scores, explain) in zip(requests, many, strict=True):
+        one_items, one_scores, one_explain = hybrid.recommend_explained(history, 24, now)
+        assert items.tolist() == one_items.tolist()
+        assert np.array_equal(scores, one_scores)
+        assert [explain(i) for i in items[:3].tolist()] == [
+            one_explain(i) for i in one_items[:3].tolist()
+        ]
+    batch = dict(shop.recommend_many([*ids, "u5"], 8, "hybrid", workers=1))
+    for user_id in ids:
+        single = [i.product_id for i in shop.recommend_user(user_id, k=8, strategy="hybrid").items]
+        assert batch[user_id] == single, user_id
 
 
 def _listed(result: object) -> list[tuple[str, str, dict]]:
