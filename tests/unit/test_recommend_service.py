@@ -16,9 +16,11 @@ from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.store import CatalogStore, FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
 from vitrine.recommend import model_file
+from vitrine.recommend.data import History
 from vitrine.recommend.event_store import EventColumns
 from vitrine.recommend.events import EventError, event_weights, make_event
 from vitrine.recommend.hybrid import Hybrid
+from vitrine.recommend.responses import cached_list
 from vitrine.recommend.rules import RuleError, Rules, candidate_mask, reshape
 from vitrine.recommend.service import RecommendationService, UnknownItemError
 from vitrine.recommend.strategies import Strategy, StrategyError
@@ -439,6 +441,22 @@ def test_hybrid_batch_ranks_many_customers_as_one_by_one(shop: RecommendationSer
     for user_id in ids:
         single = [i.product_id for i in shop.recommend_user(user_id, k=8, strategy="hybrid").items]
         assert batch[user_id] == single, user_id
+
+
+def test_precomputed_hybrid_lists_are_the_lists_computed_one_by_one(
+    shop: RecommendationService,
+) -> None:
+    shop.strategies.put(Strategy("default", "hybrid", params={"windows": 1, "label_days": 5}))
+    models = shop.train()
+    assert len(models.precomputed) == 41  # 40 customers and the no-history list
+    computer = shop.computer
+    chosen = computer.strategy(None)
+    for key, kept in models.precomputed.items():
+        history = models.history(key[0]) if key[0] else History.empty()
+        items, fallback = computer.compute_items(
+            chosen, history, key[2], chosen.rules, None, None, models
+        )
+        assert kept.items_json == cached_list(items, fallback).items_json, key[0]
 
 
 def _listed(result: object) -> list[tuple[str, str, dict]]:
