@@ -395,6 +395,18 @@ def test_loaded_models_map_their_arrays_and_serve_as_trained(
     assert fresh.recommend_user("u1", k=6, strategy="hybrid").items
 
 
+def test_training_in_a_child_process_swaps_in_its_saved_models(
+    shop: RecommendationService,
+) -> None:
+    before = shop.models
+    url = str(shop.engine.url)  # the child opens the fixture's database
+    shop.lifecycle.settings = shop.settings.with_overrides(database_url=url)
+    trained = shop.lifecycle.train_separately()
+    assert shop.models is trained and trained.trained_at > before.trained_at
+    assert trained.fingerprint == before.fingerprint
+    assert shop.recommend_user("u2", k=4, strategy="hybrid").items
+
+
 def test_a_catalog_changed_while_the_server_was_down_is_not_served_from_old_models(
     shop: RecommendationService,
 ) -> None:
