@@ -15,7 +15,7 @@ from recommend_synth import CATEGORIES
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.store import CatalogStore, FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
-from vitrine.recommend import model_file
+from vitrine.recommend import model_file, serving
 from vitrine.recommend.data import History
 from vitrine.recommend.event_store import EventColumns
 from vitrine.recommend.events import EventError, event_weights, make_event
@@ -456,7 +456,7 @@ def test_hybrid_batch_ranks_many_customers_as_one_by_one(shop: RecommendationSer
 
 
 def test_precomputed_hybrid_lists_are_the_lists_computed_one_by_one(
-    shop: RecommendationService,
+    shop: RecommendationService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop.strategies.put(Strategy("default", "hybrid", params={"windows": 1, "label_days": 5}))
     models = shop.train()
@@ -469,6 +469,10 @@ def test_precomputed_hybrid_lists_are_the_lists_computed_one_by_one(
             chosen, history, key[2], chosen.rules, None, None, models
         )
         assert kept.items_json == cached_list(items, fallback).items_json, key[0]
+
+    monkeypatch.setattr(serving, "PRECOMPUTE_BLOCK", 5)
+    shop.user_lists.settings = shop.settings.with_overrides(recommend_precompute_seconds=1e-9)
+    assert len(shop.user_lists.precompute(models)) == 5  # one block, then out of time
 
 
 def _listed(result: object) -> list[tuple[str, str, dict]]:

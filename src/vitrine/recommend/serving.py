@@ -327,7 +327,8 @@ class UserLists:
     def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
         """The default strategy's lists for the most recently active customers (and for
         customers with no history), computed exactly as a request would, so that serving
-        starts with them: ``recommend_precompute`` customers at most."""
+        starts with them: ``recommend_precompute`` customers at most, for at most
+        ``recommend_precompute_seconds`` (the others' lists are computed when asked)."""
         limit = self.settings.recommend_precompute
         if limit <= 0:
             return {}
@@ -339,7 +340,11 @@ class UserLists:
         started = time.perf_counter()
         computer = self.computer
         users = [COLD, *(data.users[u] for u in recent.tolist())]
+        budget = self.settings.recommend_precompute_seconds
         for at in range(0, len(users), PRECOMPUTE_BLOCK):
+            if at and budget > 0 and time.perf_counter() - started > budget:
+                log.info("precompute stopped after %.0f s (%d lists)", budget, len(out))
+                break
             block: dict[tuple[Any, ...], tuple[Strategy, History]] = {}
             for user_id in users[at : at + PRECOMPUTE_BLOCK]:
                 try:
