@@ -188,7 +188,7 @@ class Settings:
     recommend_precompute_seconds: float = 60.0
     # The hybrid ranker learns from at most this many customers who bought in each of its
     # training windows (a seeded sample; 0: all of them): bounds training time and memory.
-    recommend_hybrid_customers_per_window: int = 2_000
+    recommend_hybrid_customers_per_window: int = 1_000
     # Products added or changed after training join the lists at most this often (a
     # cached list of the previous catalog is served this long more, recomputed behind).
     recommend_catalog_refresh_s: float = 15.0

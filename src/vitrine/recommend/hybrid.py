@@ -75,7 +75,7 @@ NEW_EVERY = 12
 # most (a seeded sample of them; 0: all): training time and memory grow with the log no
 # further than this. See `recommend_hybrid_customers_per_window` in config.py and the
 # measurement in docs/recommendations.md.
-CUSTOMERS_PER_WINDOW = 2_000
+CUSTOMERS_PER_WINDOW = 1_000
 
 
 def _purchases(
