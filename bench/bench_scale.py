@@ -12,7 +12,9 @@ photo decoded), then measures
 
 * in process: the vector index build from the database (``VisualSearch.load_or_rebuild``
   without a saved index), the training of every recommendation model (the hybrid's
-  share apart), batch recommendation throughput (``recommend_many``, default strategy);
+  share apart; wall and CPU seconds), batch recommendation throughput
+  (``recommend_many``, default strategy: in this process, customers per wall and per
+  CPU second, then on the default worker processes);
 * a real ``vitrine serve`` (1 API process): start-up to ``/readyz`` 200 (index loaded),
   to recommendation models loaded, search by photo p50 / p99 at 20 requests/s, similar
   products p99 at 200 requests/s, user recommendations p99 at 200 requests/s (a share
@@ -21,7 +23,8 @@ photo decoded), then measures
 
 ``--only memory`` measures just start-up to ready and PSS (1 and 2 workers, after a
 start that is not measured: it builds and saves the index and the aspect snapshot when
-they are missing), without models, load scenarios or the in-process part.
+they are missing), without models, load scenarios or the in-process part. ``--only
+train`` measures just the training of the models and batch recommendations, in process.
 
 Figures go to ``.cache/scale/<size>/scale-figures.json`` and ``bench/out/scale.json``;
 the table with the growth exponent of each figure between sizes,
@@ -61,9 +64,15 @@ OUT = REPO / "bench" / "out" / "scale.json"
 
 
 def in_process(
-    home: Path, customers: int, batch_customers: int, windows: int, out: dict[str, Any]
+    home: Path,
+    customers: int,
+    batch_customers: int,
+    windows: int,
+    out: dict[str, Any],
+    index: bool = True,
 ) -> None:
-    """Index build, model training and batch throughput, measured in this process."""
+    """Index build (unless not ``index``), model training and batch throughput, measured
+    in this process."""
     from threadpoolctl import threadpool_limits
 
     from vitrine.index.visual_search import VisualSearch
@@ -71,23 +80,25 @@ def in_process(
 
     vitrine = open_home(home)
     try:
-        version = vitrine.embedder.model_version
-        for saved in vitrine.settings.index_dir.glob("*.faiss"):
-            saved.unlink()
-        started = time.perf_counter()
-        search = VisualSearch(vitrine.store, vitrine.settings, version)
-        how = search.load_or_rebuild()
-        out["index_build_s"] = time.perf_counter() - started
-        assert how == "rebuilt", how
-        del search
+        if index:
+            version = vitrine.embedder.model_version
+            for saved in vitrine.settings.index_dir.glob("*.faiss"):
+                saved.unlink()
+            started = time.perf_counter()
+            search = VisualSearch(vitrine.store, vitrine.settings, version)
+            how = search.load_or_rebuild()
+            out["index_build_s"] = time.perf_counter() - started
+            assert how == "rebuilt", how
+            del search
         service = vitrine.recommendations
         for strategy in service.strategies.list():  # the ranker on fewer past windows
             if strategy.algorithm == "hybrid" and windows != WINDOWS:
                 strategy.params["windows"] = windows
                 service.strategies.put(strategy)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         models = service.train()
         out["train_s"] = time.perf_counter() - started
+        out["train_cpu_s"] = time.process_time() - cpu  # steadier than wall on shared cores
         out["hybrid_train_s"] = sum(
             float(v) for k, v in models.train_seconds.items() if k.startswith("hybrid")
         )
@@ -96,6 +107,10 @@ def in_process(
         rng = random.Random(1)
         ids = [customer_id(rng.randrange(customers)) for _ in range(batch_customers)]
         with threadpool_limits(1, user_api="blas"):
+            started, cpu = time.perf_counter(), time.process_time()
+            count = sum(1 for _ in service.recommend_many(ids, 12, None, workers=1))
+            out["batch_1_per_s"] = count / (time.perf_counter() - started)
+            out["batch_1_per_cpu_s"] = count / (time.process_time() - cpu)
             started = time.perf_counter()
             count = sum(1 for _ in service.recommend_many(ids, 12, None))
             out["batch_per_s"] = count / (time.perf_counter() - started)
@@ -354,7 +369,9 @@ def measure_size(label: str, args: argparse.Namespace, results: dict[str, Any]) 
         memory(home, products, figures)
         return figures
     batch = min(customers, args.batch_customers)
-    in_process(home, customers, batch, args.hybrid_windows, figures)
+    in_process(home, customers, batch, args.hybrid_windows, figures, args.only == "all")
+    if args.only == "train":
+        return figures
     served(home, products, customers, args.seconds, figures)
     figures["wall_s"] = time.perf_counter() - started
     return figures
@@ -372,7 +389,10 @@ def main() -> None:
         help="past windows the default strategy's ranker trains on (product default: 22)",
     )
     parser.add_argument(
-        "--only", choices=["all", "memory"], default="all", help="memory: start-up and PSS only"
+        "--only",
+        choices=["all", "memory", "train"],
+        default="all",
+        help="memory: start-up and PSS only; train: model training and batch only",
     )
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.md + svg")
     parser.add_argument("--notes", default="", help="a line for the docs (what did not run)")

@@ -183,6 +183,12 @@ class Settings:
     recommend_als_factors: str = ""
     recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
     recommend_precompute: int = 20_000  # most recent customers' lists computed at training
+    # ... for at most this long (most recent first; the rest are computed when asked): a
+    # bound on training time whatever the catalog's size; 0: no bound.
+    recommend_precompute_seconds: float = 60.0
+    # The hybrid ranker learns from at most this many customers who bought in each of its
+    # training windows (a seeded sample; 0: all of them): bounds training time and memory.
+    recommend_hybrid_customers_per_window: int = 1_000
     # Products added or changed after training join the lists at most this often (a
     # cached list of the previous catalog is served this long more, recomputed behind).
     recommend_catalog_refresh_s: float = 15.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,9 +100,9 @@ def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPa
     periods: list[tuple[float, float]] = []
     real = hybrid_module._purchases
 
-    def spy(d: Dataset, start: float, end: float) -> dict[int, set[int]]:
+    def spy(d: Dataset, start: float, end: float, *args: Any) -> dict[int, np.ndarray]:
         periods.append((start, end))
-        return real(d, start, end)
+        return real(d, start, end, *args)
 
     monkeypatch.setattr(hybrid_module, "_purchases", spy)
     Hybrid(
@@ -110,6 +111,28 @@ def test_hybrid_label_windows_end_window_step_apart(monkeypatch: pytest.MonkeyPa
     end = data.last_day + 1
     assert periods == [(end - 28, end), (end - 42, end - 14), (end - 56, end - 28)]
     assert Hybrid().windows == WINDOWS
+
+
+def test_each_window_learns_from_a_seeded_sample_of_its_customers() -> None:
+    rows = [
+        (f"u{u}", pid, day)
+        for u in range(30)
+        for pid, day in (("s-red", u % 10), ("s-blue", 20 + u % 10), ("shoe", 40 + u % 10))
+    ]
+    data = with_purchases(tiny_shop(), rows)
+    end = data.last_day + 1
+    every = hybrid_module._purchases(data, end - 28, end)
+    assert len(every) == 30
+    sample = hybrid_module._purchases(data, end - 28, end, 7, np.random.default_rng(3))
+    again = hybrid_module._purchases(data, end - 28, end, 7, np.random.default_rng(3))
+    assert len(sample) == 7 and set(sample) <= set(every)
+    assert list(sample) == sorted(sample) == list(again)
+    for user, items in sample.items():
+        assert items.tolist() == every[user].tolist()
+    als = {"factors": 4, "iterations": 2}
+    capped = Hybrid(windows=2, als_params=als, customers_per_window=7).fit(data)
+    whole = Hybrid(windows=2, als_params=als, customers_per_window=0).fit(data)
+    assert capped.training_report["groups"] <= 2 * 7 < whole.training_report["groups"]
 
 
 def test_every_twelfth_position_goes_to_the_new_product_most_like_the_customers_items() -> None:

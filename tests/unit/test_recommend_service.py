@@ -15,8 +15,12 @@ from recommend_synth import CATEGORIES
 from vitrine.catalog.database import make_engine, migrate
 from vitrine.catalog.store import CatalogStore, FeatureRecord, ImageRecord, ProductRecord
 from vitrine.config import load_settings
+from vitrine.recommend import model_file, serving
+from vitrine.recommend.data import History
 from vitrine.recommend.event_store import EventColumns
 from vitrine.recommend.events import EventError, event_weights, make_event
+from vitrine.recommend.hybrid import Hybrid
+from vitrine.recommend.responses import cached_list
 from vitrine.recommend.rules import RuleError, Rules, candidate_mask, reshape
 from vitrine.recommend.service import RecommendationService, UnknownItemError
 from vitrine.recommend.strategies import Strategy, StrategyError
@@ -365,6 +369,44 @@ def test_models_are_saved_and_reloaded(shop: RecommendationService) -> None:
     ]
 
 
+def test_loaded_models_map_their_arrays_and_serve_as_trained(
+    shop: RecommendationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every array out of band (mapped, read-only): serving, new events, the hybrid and a
+    catalog extended after training work on them as on the trained set."""
+    monkeypatch.setattr(model_file, "MAPPED_MIN_BYTES", 0)
+    shop.models.save(shop.model_dir)
+    fresh = RecommendationService(shop.settings, shop.engine, shop.store)
+    loaded = fresh.load_or_train()
+    assert loaded.trained_at == shop.models.trained_at
+    assert not loaded.data.embeddings.flags.writeable  # a view of the mapped file
+    for strategy in ("default", "hybrid"):
+        assert [i.product_id for i in fresh.recommend_user("u2", k=6, strategy=strategy).items] == [
+            i.product_id for i in shop.recommend_user("u2", k=6, strategy=strategy).items
+        ]
+    event = {"user_id": "u2", "product_id": "D5", "type": "purchase"}
+    fresh.add_events([event])
+    assert fresh.recommend_user("u2", k=6, strategy="hybrid").items
+    assert list(fresh.recommend_many(["u1", "u2", "nobody"], 5, "hybrid", workers=1))
+    vector = np.ones(16)
+    _add_new_shoes(shop.store, vector)
+    fresh.catalog_changed(["NEW"])
+    fresh.publish_catalog()
+    assert fresh.recommend_user("u1", k=6, strategy="hybrid").items
+
+
+def test_training_in_a_child_process_swaps_in_its_saved_models(
+    shop: RecommendationService,
+) -> None:
+    before = shop.models
+    url = str(shop.engine.url)  # the child opens the fixture's database
+    shop.lifecycle.settings = shop.settings.with_overrides(database_url=url)
+    trained = shop.lifecycle.train_separately()
+    assert shop.models is trained and trained.trained_at > before.trained_at
+    assert trained.fingerprint == before.fingerprint
+    assert shop.recommend_user("u2", k=4, strategy="hybrid").items
+
+
 def test_a_catalog_changed_while_the_server_was_down_is_not_served_from_old_models(
     shop: RecommendationService,
 ) -> None:
@@ -388,6 +430,49 @@ def test_batch_in_worker_processes_matches_one_process(shop: RecommendationServi
     assert all(len(items) == 5 for _, items in two)
     single = [i.product_id for i in shop.recommend_user("u3", k=5, strategy="als").items]
     assert two[-1][1] == single
+
+
+def test_hybrid_batch_ranks_many_customers_as_one_by_one(shop: RecommendationService) -> None:
+    models = shop.models
+    hybrid = models.algorithms[shop.strategies.get("hybrid").model_key]  # type: ignore[union-attr]
+    assert isinstance(hybrid, Hybrid) and hybrid.model is not None
+    ids = [f"u{i}" for i in range(40)] + ["nobody"]
+    requests = []
+    for user_id in ids:
+        history = shop.history(user_id)
+        requests.append((history, shop.computer.now(models, history), None))
+    many = hybrid.recommend_explained_many(requests, 24)
+    for (history, now, _), (items, scores, explain) in zip(requests, many, strict=True):
+        one_items, one_scores, one_explain = hybrid.recommend_explained(history, 24, now)
+        assert items.tolist() == one_items.tolist()
+        assert np.array_equal(scores, one_scores)
+        assert [explain(i) for i in items[:3].tolist()] == [
+            one_explain(i) for i in one_items[:3].tolist()
+        ]
+    batch = dict(shop.recommend_many([*ids, "u5"], 8, "hybrid", workers=1))
+    for user_id in ids:
+        single = [i.product_id for i in shop.recommend_user(user_id, k=8, strategy="hybrid").items]
+        assert batch[user_id] == single, user_id
+
+
+def test_precomputed_hybrid_lists_are_the_lists_computed_one_by_one(
+    shop: RecommendationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop.strategies.put(Strategy("default", "hybrid", params={"windows": 1, "label_days": 5}))
+    models = shop.train()
+    assert len(models.precomputed) == 41  # 40 customers and the no-history list
+    computer = shop.computer
+    chosen = computer.strategy(None)
+    for key, kept in models.precomputed.items():
+        history = models.history(key[0]) if key[0] else History.empty()
+        items, fallback = computer.compute_items(
+            chosen, history, key[2], chosen.rules, None, None, models
+        )
+        assert kept.items_json == cached_list(items, fallback).items_json, key[0]
+
+    monkeypatch.setattr(serving, "PRECOMPUTE_BLOCK", 5)
+    shop.user_lists.settings = shop.settings.with_overrides(recommend_precompute_seconds=1e-9)
+    assert len(shop.user_lists.precompute(models)) == 5  # one block, then out of time
 
 
 def _listed(result: object) -> list[tuple[str, str, dict]]:

@@ -11,12 +11,18 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from vitrine.recommend.compute import ListComputer
+from vitrine.recommend.hybrid import Hybrid
 from vitrine.recommend.lifecycle import ModelLifecycle
 from vitrine.recommend.live_history import LiveHistories
 from vitrine.recommend.models import ModelSet
 from vitrine.recommend.rules import reshape
 from vitrine.recommend.strategies import Strategy
+
+# Customers ranked together: the hybrid's ranker runs once per block and strategy.
+BLOCK = 256
 
 
 class BatchJob:
@@ -35,31 +41,63 @@ class BatchJob:
         self.models = models
         self.strategies = strategies
         self.k = k
+        self.cold: dict[str, list[str]] = {}  # per strategy: the list of no history
 
     def run(self, plan: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        out: list[tuple[str, list[str]]] = []
+        for start in range(0, len(plan), BLOCK):
+            out += self._run_block(plan[start : start + BLOCK])
+        return out
+
+    def _run_block(self, plan: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        """One block of customers: the first algorithm of each strategy ranks all of the
+        block's customers with a history at once when it can (the hybrid's ranker is one
+        call), then each customer's list is filled and reshaped as one by one."""
         models, data, k = self.models, self.models.data, self.k
-        cold: dict[str, list[str]] = {}
-        out = []
+        pool = max(2 * k, 24)
+        rows = []
         for user_id, name in plan:
-            chosen = self.strategies[name]
             history, _ = self.live.history(user_id, models)
-            if not len(history) and name in cold:
-                out.append((user_id, cold[name]))
-                continue
             now = self.computer.now(models, history)
-            valid = self.computer.candidates(chosen.rules, data, history)
+            rows.append((user_id, name, history, now))
+        first: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row -> (items, valid)
+        for name, chosen in self.strategies.items():
+            algorithm = models.algorithms.get(chosen.model_key)
+            if not isinstance(algorithm, Hybrid):
+                continue
+            batch = [r for r, row in enumerate(rows) if row[1] == name and len(row[2])]
+            requests = [
+                (rows[r][2], rows[r][3], self.computer.candidates(chosen.rules, data, rows[r][2]))
+                for r in batch
+            ]
+            results = algorithm.recommend_explained_many(requests, pool)
+            for r, request, (items, _, _) in zip(batch, requests, results, strict=True):
+                first[r] = (items, request[2])
+        out = []
+        for r, (user_id, name, history, now) in enumerate(rows):
+            if not len(history) and name in self.cold:
+                out.append((user_id, self.cold[name]))
+                continue
+            chosen = self.strategies[name]
+            if r in first:
+                valid = first[r][1]
+            else:
+                valid = self.computer.candidates(chosen.rules, data, history)
             ranked: list[int] = []
-            for key in [chosen.model_key, *chosen.fallback]:
+            for position, key in enumerate([chosen.model_key, *chosen.fallback]):
                 algorithm = models.algorithms.get(key)
                 if algorithm is None:
                     continue
-                items, _ = algorithm.recommend(history, max(2 * k, 24), now, valid)
+                if position == 0 and r in first:
+                    items = first[r][0]
+                else:
+                    items, _ = algorithm.recommend(history, pool, now, valid)
                 ranked += [i for i in items.tolist() if i not in ranked]
                 if len(ranked) >= k:
                     break
             ids = [data.items[i] for i in reshape(chosen.rules, data, ranked, k)]
             if not len(history):
-                cold[name] = ids
+                self.cold[name] = ids
             out.append((user_id, ids))
         return out
 

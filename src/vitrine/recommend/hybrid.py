@@ -15,6 +15,7 @@ refitted on the whole log for serving.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -70,14 +71,38 @@ DECREASING = {"als_rank", "profile_rank", "similar_rank"}
 NEW_EVERY = 12
 
 
-def _purchases(data: Dataset, start: float, end: float) -> dict[int, set[int]]:
-    """Catalog items each user purchased in [start, end)."""
+# Customers who bought in a training window whose candidates the ranker learns from, at
+# most (a seeded sample of them; 0: all): training time and memory grow with the log no
+# further than this. See `recommend_hybrid_customers_per_window` in config.py and the
+# measurement in docs/recommendations.md.
+CUSTOMERS_PER_WINDOW = 1_000
+
+
+def _purchases(
+    data: Dataset,
+    start: float,
+    end: float,
+    limit: int = 0,
+    rng: np.random.Generator | None = None,
+) -> dict[int, np.ndarray]:
+    """Catalog items each user purchased in [start, end); at most ``limit`` users (a
+    sample drawn with ``rng``; 0: every one), in user order."""
     m = data.ev_purchase & (data.ev_day >= start) & (data.ev_day < end)
     m &= data.ev_item < data.n_catalog
-    out: dict[int, set[int]] = {}
-    for u, i in zip(data.ev_user[m].tolist(), data.ev_item[m].tolist(), strict=True):
-        out.setdefault(u, set()).add(i)
-    return out
+    users, items = data.ev_user[m].astype(np.int64), data.ev_item[m].astype(np.int64)
+    buyers = np.unique(users)
+    if 0 < limit < len(buyers):
+        rng = rng or np.random.default_rng(0)
+        buyers = np.sort(rng.choice(buyers, limit, replace=False))
+        keep = np.isin(users, buyers)
+        users, items = users[keep], items[keep]
+    order = np.lexsort((items, users))
+    users, items = users[order], items[order]
+    bounds = np.searchsorted(users, buyers, "left"), np.searchsorted(users, buyers, "right")
+    return {
+        u: np.unique(items[a:b])
+        for u, a, b in zip(buyers.tolist(), bounds[0].tolist(), bounds[1].tolist(), strict=True)
+    }
 
 
 class Hybrid(Recommender):
@@ -97,6 +122,7 @@ class Hybrid(Recommender):
         als_factors: str | None = None,
         new_every: int = NEW_EVERY,
         launch_lead_days: float = LAUNCH_LEAD_DAYS,
+        customers_per_window: int = CUSTOMERS_PER_WINDOW,
     ) -> None:
         super().__init__()
         self.sources = dict(sources or DEFAULT_SOURCES)
@@ -108,6 +134,7 @@ class Hybrid(Recommender):
         self.seed = seed
         self.new_every = new_every  # 0: no reserved position for never-bought products
         self.launch_lead_days = launch_lead_days
+        self.customers_per_window = customers_per_window  # 0: every customer who bought
         # Serve ALS from `vitrine spark train-als` factors; the ranker's time windows still
         # fit their own ALS on each window's past (the factors saw the label periods).
         self.als_factors = als_factors
@@ -120,7 +147,6 @@ class Hybrid(Recommender):
         labels: list[np.ndarray] = []
         groups: list[int] = []
         end = data.last_day + 1.0
-        histories = None
         # Each window's candidates are the products on sale at its start. Counted as on
         # sale all along, every product launched after a window was a never-bought
         # candidate nobody bought in it, and the ranker learnt that never-bought products
@@ -132,18 +158,20 @@ class Hybrid(Recommender):
             past = data.before(start)
             if len(past.ev_day) == 0:
                 break
-            bought = _purchases(data, start, stop)
+            rng = np.random.default_rng([self.seed, w])
+            bought = _purchases(data, start, stop, self.customers_per_window, rng)
             if not bought:
                 continue
             stage1 = CandidateSources(past, self.sources, self.als_params)
-            histories = past.histories()
+            users = np.fromiter(bought, np.int64, len(bought))
+            histories = past.histories_of(users)
             valid = past.available & (launched <= start)
             positives = 0
-            for user, items in bought.items():
-                items_c, f = stage1.candidates(histories[user], start, valid)
+            for history, items in zip(histories, bought.values(), strict=True):
+                items_c, f = stage1.candidates(history, start, valid)
                 if not len(items_c):
                     continue
-                y = np.isin(items_c, list(items)).astype(np.int32)
+                y = np.isin(items_c, items).astype(np.int32)
                 if not y.any():
                     continue  # no positive: the group teaches the ranker nothing
                 features.append(f)
@@ -242,6 +270,39 @@ class Hybrid(Recommender):
         s = self.rank(items, f)
         order = self.with_new_products(np.lexsort((items, -s)), items, f, k)
         return items[order], s[order], lambda item: self._explain(user, item)
+
+    def recommend_explained_many(
+        self, requests: Sequence[tuple[History, float, np.ndarray | None]], k: int
+    ) -> list[tuple[np.ndarray, np.ndarray, Explainer]]:
+        """:meth:`recommend_explained` for many (history, now, valid) at once: the same
+        lists, the ranker run once over all their candidates (a LightGBM call costs far
+        more than its rows)."""
+        assert self.stage1 is not None
+        prepared = []
+        for history, now, valid in requests:
+            mask = self.dataset.recommendable if valid is None else valid
+            user = self.stage1.user_scores(history, now)
+            items, f = self.stage1.candidates(history, now, mask, user)
+            prepared.append((history, now, mask, user, items, f))
+        filled = [p for p in prepared if len(p[4])]
+        scores = (
+            self.rank(np.concatenate([p[4] for p in filled]), np.vstack([p[5] for p in filled]))
+            if filled
+            else np.zeros(0)
+        )
+        out: list[tuple[np.ndarray, np.ndarray, Explainer]] = []
+        at = 0
+        for history, now, mask, user, items, f in prepared:
+            if not len(items):
+                out.append(self.stage1.popularity.recommend_explained(history, k, now, mask))
+                continue
+            s, at = scores[at : at + len(items)], at + len(items)
+            order = self.with_new_products(np.lexsort((items, -s)), items, f, k)
+            out.append((items[order], s[order], self._explainer(user)))
+        return out
+
+    def _explainer(self, user: UserScores) -> Explainer:
+        return lambda item: self._explain(user, item)
 
     def with_new_products(
         self, order: np.ndarray, items: np.ndarray, f: np.ndarray, k: int | None = None

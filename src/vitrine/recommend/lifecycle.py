@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from vitrine.catalog.store import CatalogStore
 from vitrine.config import Settings
 from vitrine.recommend.als_factors import als_factors_stamp, with_als_factors
+from vitrine.recommend.child import ChildRun, ChildStopped
 from vitrine.recommend.event_store import EventStore
 from vitrine.recommend.list_cache import CachedList
 from vitrine.recommend.live_catalog import LiveCatalog, read_states
@@ -87,6 +85,7 @@ class ModelLifecycle:
         self._retrain_requested = False
         self._publish_lock = threading.Lock()
         self._publish_timer: threading.Timer | None = None
+        self._child: ChildRun | None = None  # the training child process while it runs
 
     @property
     def models(self) -> ModelSet:
@@ -118,6 +117,10 @@ class ModelLifecycle:
             for name in s.fallback:
                 specs.setdefault(name, (name, {}))
         path = self.settings.recommend_als_factors
+        sample = self.settings.recommend_hybrid_customers_per_window
+        for key, (algorithm, params) in specs.items():
+            if algorithm == "hybrid":  # a strategy's own parameter wins
+                specs[key] = (algorithm, {"customers_per_window": sample, **params})
         return {k: with_als_factors(a, p, path) for k, (a, p) in specs.items()}
 
     def train(self) -> ModelSet:
@@ -172,9 +175,15 @@ class ModelLifecycle:
         process it would hold the GIL and starve the event loop (requests stall).
         """
         seq, counter = self.live.seq, self.catalog.counter
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority) as pool:
-            fingerprint = pool.submit(self._train_in_child, self.settings).result()
+        child = ChildRun(self._train_in_child, self.settings)
+        self._child = child
+        try:
+            if self._trainer.stopping:
+                raise ChildStopped("the service is stopping")
+            fingerprint = child.result()
+        finally:
+            self._child = None
+            child.stop()
         models = ModelSet.load(self.model_dir, fingerprint)
         if models is None:
             raise RuntimeError(f"the trained models were not found in {self.model_dir}")
@@ -202,9 +211,12 @@ class ModelLifecycle:
         self._trainer.wake()
 
     def stop(self, *, wait: bool = True) -> None:
-        """No new training round and no catalog publication; with ``wait``, join the
-        round in progress."""
+        """No new training round and no catalog publication; the training child process,
+        if one runs, is terminated; with ``wait``, join the round in progress."""
         self._trainer.stop(timeout=0)
+        child = self._child
+        if child is not None:
+            child.stop()
         if self._publish_timer is not None:
             self._publish_timer.cancel()
         if wait:
@@ -222,6 +234,8 @@ class ModelLifecycle:
             elif requested or self.fingerprint() != self.models.fingerprint:
                 self.train_separately()
                 self.last_error = None
+        except ChildStopped:
+            log.info("recommendation training stopped with the service")
         except Exception as exc:
             log.exception("recommendation %s failed", "training" if first else "retraining")
             self.last_error = str(exc)
@@ -267,7 +281,3 @@ class ModelLifecycle:
             generation,
             len(self.catalog.changes),
         )
-
-
-def _lower_priority() -> None:
-    os.nice(10)

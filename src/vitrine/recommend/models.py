@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +22,7 @@ import numpy as np
 from vitrine.private_fs import make_private_dir
 from vitrine.recommend.base import Recommender
 from vitrine.recommend.data import Dataset, History
+from vitrine.recommend.model_file import read_mapped, write_mapped
 from vitrine.recommend.strategies import ALGORITHMS
 
 log = logging.getLogger(__name__)
@@ -108,13 +107,11 @@ class ModelSet:
     # -- persistence --------------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:
+        """Save the trained set; its large arrays are mapped read-only by whoever loads
+        it (see :mod:`~vitrine.recommend.model_file`): workers share their pages."""
         make_private_dir(directory)
         path = directory / "models.pkl"
-        # A temporary file of our own: API workers sharing a home may save at once.
-        tmp = path.with_name(f"models.{os.getpid()}.{threading.get_ident()}.tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump({"format": FORMAT, "models": self.base}, handle, protocol=5)
-        os.replace(tmp, path)
+        write_mapped(path, {"format": FORMAT, "models": self.base})
         return path
 
     @staticmethod
@@ -124,9 +121,15 @@ class ModelSet:
         if not path.is_file():
             return None
         try:
-            with path.open("rb") as handle:
-                saved = pickle.load(handle)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            saved = read_mapped(path)
+        except (
+            OSError,
+            ValueError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ImportError,
+        ) as exc:
             log.warning("saved recommendation models unreadable (%s); retraining", exc)
             return None
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:

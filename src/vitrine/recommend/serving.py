@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from vitrine.config import Settings
-from vitrine.recommend.compute import ListComputer, list_span, traced
+from vitrine.recommend.base import Explainer
+from vitrine.recommend.compute import Explain, ListComputer, Produce, list_span, traced
 from vitrine.recommend.data import History
+from vitrine.recommend.hybrid import Hybrid
 from vitrine.recommend.lifecycle import ModelLifecycle
 from vitrine.recommend.list_cache import COLD, CachedList, ListCache, list_key
 from vitrine.recommend.live_history import LiveHistories
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 # is served and recomputed in the background instead.
 BUSY_COMPUTING = max(2, os.cpu_count() or 2)
 BUSY_BACKLOG = 4
+
+# Lists precomputed together: the hybrid's ranker runs once per block.
+PRECOMPUTE_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -292,10 +297,38 @@ class UserLists:
             "catalog_generation": models.catalog_generation if models is not None else 0,
         }
 
+    def _hybrid_ranked(
+        self,
+        block: Mapping[tuple[Any, ...], tuple[Strategy, History]],
+        k: int,
+        models: ModelSet,
+    ) -> dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, Explainer]]:
+        """The hybrid's ranking of each list of ``block`` whose strategy starts with a
+        hybrid, all ranked at once (:meth:`Hybrid.recommend_explained_many`), with the
+        pool, day and products :meth:`ListComputer.compute_items` would use."""
+        computer, data = self.computer, models.data
+        keys: dict[str, list[tuple[Any, ...]]] = {}
+        for key, (chosen, history) in block.items():
+            if len(history) and isinstance(models.algorithms.get(chosen.model_key), Hybrid):
+                keys.setdefault(chosen.model_key, []).append(key)
+        out = {}
+        for model_key, group in keys.items():
+            hybrid = models.algorithms[model_key]
+            assert isinstance(hybrid, Hybrid)
+            requests = []
+            for key in group:
+                chosen, history = block[key]
+                valid = computer.candidates(chosen.rules, data, history)
+                requests.append((history, computer.now(models, history), valid))
+            ranked = hybrid.recommend_explained_many(requests, max(4 * k, 50))
+            out.update(zip(group, ranked, strict=True))
+        return out
+
     def precompute(self, models: ModelSet, k: int = 12) -> dict[tuple[Any, ...], CachedList]:
         """The default strategy's lists for the most recently active customers (and for
         customers with no history), computed exactly as a request would, so that serving
-        starts with them: ``recommend_precompute`` customers at most."""
+        starts with them: ``recommend_precompute`` customers at most, for at most
+        ``recommend_precompute_seconds`` (the others' lists are computed when asked)."""
         limit = self.settings.recommend_precompute
         if limit <= 0:
             return {}
@@ -306,16 +339,35 @@ class UserLists:
         out: dict[tuple[Any, ...], CachedList] = {}
         started = time.perf_counter()
         computer = self.computer
-        for user_id in [COLD, *(data.users[u] for u in recent.tolist())]:
-            try:
-                chosen = computer.strategy(None, user_id or None)
-            except StrategyError:
-                return out
-            history = models.history(user_id) if user_id else History.empty()
-            key = list_key(user_id if len(history) else COLD, chosen, k, chosen.rules)
-            if key not in out:
+        users = [COLD, *(data.users[u] for u in recent.tolist())]
+        budget = self.settings.recommend_precompute_seconds
+        for at in range(0, len(users), PRECOMPUTE_BLOCK):
+            if at and budget > 0 and time.perf_counter() - started > budget:
+                log.info("precompute stopped after %.0f s (%d lists)", budget, len(out))
+                break
+            block: dict[tuple[Any, ...], tuple[Strategy, History]] = {}
+            for user_id in users[at : at + PRECOMPUTE_BLOCK]:
+                try:
+                    chosen = computer.strategy(None, user_id or None)
+                except StrategyError:
+                    return out
+                history = models.history(user_id) if user_id else History.empty()
+                key = list_key(user_id if len(history) else COLD, chosen, k, chosen.rules)
+                if key not in out:
+                    block[key] = (chosen, history)
+            ranked = self._hybrid_ranked(block, k, models)
+            for key, (chosen, history) in block.items():
+                produce, explain = _given(ranked[key]) if key in ranked else (None, None)
                 out[key] = cached_list(
-                    *computer.compute_items(chosen, history, k, chosen.rules, None, None, models)
+                    *computer.compute_items(
+                        chosen, history, k, chosen.rules, produce, explain, models
+                    )
                 )
         log.info("precomputed %d lists in %.1f s", len(out), time.perf_counter() - started)
         return out
+
+
+def _given(ranked: tuple[np.ndarray, np.ndarray, Explainer]) -> tuple[Produce, Explain]:
+    """``compute_items``' hooks answering with a ranking computed beforehand."""
+    items, scores, explainer = ranked
+    return (lambda *_: (items, scores)), (lambda _algorithm, item, _now: explainer(item))
