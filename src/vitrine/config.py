@@ -183,9 +183,10 @@ class Settings:
     recommend_als_factors: str = ""
     recommend_cache_size: int = 50_000  # customers' last lists kept (exactly invalidated)
     recommend_precompute: int = 20_000  # most recent customers' lists computed at training
-    # ... for at most this long (most recent first; the rest are computed when asked): a
-    # bound on training time whatever the catalog's size; 0: no bound.
-    recommend_precompute_seconds: float = 60.0
+    # ... for at most this long (most recent first; the rest are computed when asked); 0:
+    # no bound but the count. A list not precomputed costs its first request ~10-20 ms of
+    # CPU: at 200 requests/s that saturates 2 cores (docs/benchmarks.md, Scale).
+    recommend_precompute_seconds: float = 0.0
     # The hybrid ranker learns from at most this many customers who bought in each of its
     # training windows (a seeded sample; 0: all of them): bounds training time and memory.
     recommend_hybrid_customers_per_window: int = 1_000
