@@ -2,8 +2,8 @@
 
 Training runs in a spawned child at a lower CPU priority (see
 :meth:`~vitrine.recommend.lifecycle.ModelLifecycle.train_separately`). A
-``ProcessPoolExecutor`` child was left running, training for minutes, when ``vitrine
-serve`` stopped. :class:`ChildRun` can terminate its child (the service's shutdown does),
+``ProcessPoolExecutor``'s worker would outlive a stopped ``vitrine serve``, training for
+minutes. :class:`ChildRun` can terminate its child (the service's shutdown does),
 and the child ends itself when its parent dies without saying so: on Linux the kernel
 sends it SIGTERM (``prctl(PR_SET_PDEATHSIG)``), elsewhere a watchdog thread sees its
 parent change.

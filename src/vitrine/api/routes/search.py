@@ -94,9 +94,9 @@ async def search_image(
 ) -> Response:
     """Products that look like an uploaded photo, or like a product of the catalog.
 
-    A photo's candidates come from the embedding index and exact scans of colour layout,
-    colour and pattern, re-ranked by all aspects together; a product id reuses its stored
-    embedding.
+    A photo's candidates come from the embedding index and scans of colour layout, colour
+    and pattern (exact on a small catalog, inverted-file indexes on a large one), re-ranked
+    by all aspects together; a product id reuses its stored embedding.
     """
     started = time.perf_counter()
     vitrine = request.app.state.runtime
