@@ -21,6 +21,7 @@ from vitrine.catalog.blobs import image_key
 from vitrine.catalog.records import feature_records
 from vitrine.catalog.s3 import S3BlobStore, S3Options, parse_s3_url
 from vitrine.catalog.store import ImageRecord, ProductRecord
+from vitrine.cluster.service_settings import CNN_VERSION
 from vitrine.jobs.sources import PhotoReader, is_s3
 from vitrine.runtime import Runtime
 
@@ -67,6 +68,30 @@ class _BlobPlacer:
         return key
 
 
+def _may_adopt_version(vitrine: Runtime) -> bool:
+    """Whether this catalog may take the CNN version of the vectors it imports: under
+    ``embedding_precision = "auto"`` a catalog keeps the version its vectors were made by,
+    and an empty one has none yet (the Spark job may have embedded with another)."""
+    s = vitrine.settings
+    return (
+        s.embedding_precision == "auto"
+        and not s.embedding_model
+        and not vitrine.service_settings.get(CNN_VERSION)
+        and vitrine.store.primary_embedding_version() is None
+    )
+
+
+def _adopt_version(vitrine: Runtime, version: str, current: str) -> str:
+    """Serve ``version`` from now on when it can be served here; the version in service."""
+    try:
+        vitrine.check_cnn_version(version)
+    except (ValueError, FileNotFoundError):
+        return current
+    vitrine.service_settings.set(CNN_VERSION, version)
+    vitrine.use_cnn(version)
+    return version
+
+
 def import_features(
     vitrine: Runtime, parquet: str | Path, batch_rows: int = 512
 ) -> FeatureImportReport:
@@ -76,6 +101,7 @@ def import_features(
     report = FeatureImportReport()
     search = vitrine.search
     model_version = search.model_version
+    adoptable = _may_adopt_version(vitrine)
     known = vitrine.store.image_keys()
     existing = vitrine.store.product_ids()
     placer = _BlobPlacer(vitrine)
@@ -90,6 +116,9 @@ def import_features(
             if row["error"] is not None:
                 report.rejected.append({"path": source, "product_id": pid, "reason": row["error"]})
                 continue
+            if adoptable and row["model_version"] != model_version:
+                adoptable = False
+                model_version = _adopt_version(vitrine, row["model_version"], model_version)
             if row["model_version"] != model_version:
                 report.rejected.append(
                     {
