@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitrine.index.aspect_scan import AspectScans, ScanIndex, list_count
+from vitrine.index.aspect_scan import AspectScans, ScanIndex
 from vitrine.index.aspect_store import AspectStore
+from vitrine.index.ivf import list_count
 
 SCANS = ({"a": 1.0}, {"a": 1.0, "b": 2.0})
 

@@ -11,10 +11,11 @@ from recommend_synth import START
 
 from vitrine.recommend import candidates as candidates_module
 from vitrine.recommend import hybrid as hybrid_module
-from vitrine.recommend.candidates import DEFAULT_SOURCES, CandidateSources, _variant_groups
+from vitrine.recommend.candidates import DEFAULT_SOURCES, CandidateSources
 from vitrine.recommend.data import CatalogProduct, Dataset, to_days
 from vitrine.recommend.events import DEFAULT_EVENT_WEIGHTS
 from vitrine.recommend.hybrid import WINDOWS, Hybrid
+from vitrine.recommend.item_stats import variant_groups
 
 
 def tiny_shop() -> Dataset:
@@ -43,7 +44,7 @@ def with_purchases(data: Dataset, rows: list[tuple[str, str, int]]) -> Dataset:
 
 def test_variant_groups_match_titles_case_and_space_insensitively() -> None:
     data = tiny_shop()
-    groups = _variant_groups(data)
+    groups = variant_groups(data)
     shirts = [data.item_index[p] for p in ("s-red", "s-blue", "s-white")]
     assert len({int(groups[i]) for i in shirts}) == 1 and groups[shirts[0]] >= 0
     # a title of its own (no other variant) or no title: no group

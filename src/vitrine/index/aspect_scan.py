@@ -29,7 +29,6 @@ both at growing catalog sizes.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from vitrine.index.aspect_store import AspectStore
 from vitrine.index.concurrency import ReadWriteLock, omp_threads
 from vitrine.index.fusion import DEFAULT_SCANS
 from vitrine.index.index_file import read_index_file, read_metadata, write_index_file
+from vitrine.index.ivf import train_ivf_sq8
 from vitrine.index.vector_index import Hit
 
 __all__ = ["AspectScans", "ScanIndex"]
@@ -49,21 +49,12 @@ __all__ = ["AspectScans", "ScanIndex"]
 log = logging.getLogger(__name__)
 
 _FORMAT: Final = 1
-# k-means of the coarse lists: points per list trained on, and iterations.
-_TRAIN_PER_LIST: Final = 64
-_TRAIN_ITERATIONS: Final = 12
-_SEED: Final = 1234
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     v = np.asarray(vector, np.float32).reshape(-1)
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 1e-12 else np.zeros_like(v)
-
-
-def list_count(n: int) -> int:
-    """Inverted lists for ``n`` vectors: about ``2 sqrt(n)``, at least 39 points each."""
-    return max(1, min(round(2 * math.sqrt(n)), n // 39))
 
 
 class ScanIndex:
@@ -124,18 +115,7 @@ class ScanIndex:
     def build(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Train the lists on ``vectors`` (a sample of them) and add them all."""
         n = len(ids)
-        nlist = list_count(n)
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        index.by_residual = False
-        index.cp.niter = _TRAIN_ITERATIONS
-        index.cp.seed = _SEED
-        rng = np.random.default_rng(_SEED)
-        sample = min(n, nlist * _TRAIN_PER_LIST)
-        train = vectors if sample == n else vectors[np.sort(rng.choice(n, sample, replace=False))]
-        index.train(np.ascontiguousarray(train))
+        index = train_ivf_sq8(vectors, self.nprobe)
         labels = np.arange(n, dtype=np.int64)
         index.add_with_ids(vectors, labels)
         with self._rw.write():

@@ -60,6 +60,7 @@ PARAMS: dict[str, tuple[Param, ...]] = {
     "cooccurrence": (
         Param("half_life_days", "float", 60.0, 1, 3650, HALF_LIFE),
         Param("min_count", "int", 1, 1, 1000, "customers that must share a pair"),
+        Param("neighbours", "int", 500, 0, 100_000, "strongest pairs kept per product (0: all)"),
     ),
     "visual_profile": (
         Param("half_life_days", "float", 30.0, 1, 3650, HALF_LIFE),

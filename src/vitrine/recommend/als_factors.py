@@ -129,6 +129,15 @@ class AlsFactors(ALS):
         a = self._yty + (y.T * c1) @ y + self.regularization * len(items) * np.eye(y.shape[1])
         return np.linalg.solve(a, y.T @ (1.0 + c1)).astype(np.float32)
 
+    def retrievable_items(self, n_catalog: int) -> np.ndarray:
+        return np.flatnonzero(self.covered[:n_catalog]).astype(np.int64)
+
+    def scores_at(self, vec: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = super().scores_at(vec, items)
+        inside = items < len(self.covered)
+        out[inside & ~self.covered[np.minimum(items, len(self.covered) - 1)]] = np.nan
+        return out
+
     def scores(self, history: History, now: float) -> np.ndarray:
         s = super().scores(history, now)
         s[~self.covered[: len(s)]] = -np.inf

@@ -22,7 +22,9 @@ import numpy as np
 from vitrine.recommend.base import top_k
 from vitrine.recommend.cf import ALS, Cooccurrence
 from vitrine.recommend.data import Dataset, History
-from vitrine.recommend.popularity import Popularity, Rebuy, decayed_counts
+from vitrine.recommend.item_stats import item_stats, variant_groups
+from vitrine.recommend.popularity import Popularity, Rebuy
+from vitrine.recommend.retrieval import ItemRetrieval, Retrieved
 from vitrine.recommend.visual import VisualProfile, VisualSimilar
 
 log = logging.getLogger(__name__)
@@ -78,206 +80,42 @@ BASE_FEATURES = [
 
 
 @dataclass
-class _ItemStats:
-    pop_7: np.ndarray
-    pop_30: np.ndarray
-    pop_all: np.ndarray
-    first_day: np.ndarray
-    last_day: np.ndarray
-    price: np.ndarray
-    category_pop: np.ndarray
-    visual_pop: np.ndarray
-    rebuy_rate: np.ndarray
-    facet_pop: list[np.ndarray]
-    now: float
-    category_share: np.ndarray  # per category: its share of recent popularity
-    facet_share: list[np.ndarray]  # per facet, per value: its share of recent popularity
-    sold_embeddings: np.ndarray  # the recently sold products' embeddings and popularity
-    sold_pop: np.ndarray
-
-    def with_catalog(self, data: Dataset) -> _ItemStats:
-        """The statistics over a catalog extended after training: the rows the log never
-        saw (new products) have no popularity; a new product's likeness to recent best
-        sellers comes from its photo, its category's and facets' shares from its
-        attributes."""
-        n0, n = len(self.pop_7), data.n_catalog
-        new = np.arange(n0, n)
-
-        def grown(values: np.ndarray, fill: float) -> np.ndarray:
-            return np.concatenate([values, np.full(n - n0, fill)])
-
-        price = grown(self.price, np.nan)
-        price[new] = data.price[new]
-        visual_pop = grown(self.visual_pop, 0.0)
-        rows = new[data.has_embedding[new]]
-        visual_pop[rows] = _look_alike_popularity(
-            data.embeddings[rows], self.sold_embeddings, self.sold_pop
-        )
-        return _ItemStats(
-            grown(self.pop_7, 0.0),
-            grown(self.pop_30, 0.0),
-            grown(self.pop_all, 0.0),
-            grown(self.first_day, np.nan),
-            grown(self.last_day, np.nan),
-            price,
-            _shares(self.category_share, data.category, self.category_pop, new),
-            visual_pop,
-            grown(self.rebuy_rate, _rebuy_rate_of(0, 0)),
-            [
-                _shares(shares, data.facet_codes[:, j], values, new)
-                for j, (shares, values) in enumerate(
-                    zip(self.facet_share, self.facet_pop, strict=True)
-                )
-            ],
-            self.now,
-            self.category_share,
-            self.facet_share,
-            self.sold_embeddings,
-            self.sold_pop,
-        )
-
-
-def _shares(
-    per_value: np.ndarray, codes: np.ndarray, known: np.ndarray, new: np.ndarray
-) -> np.ndarray:
-    """Per item of an extended catalog: ``known`` for the snapshot's rows, the share of
-    its value (``codes``, -1: none) for the ``new`` rows."""
-    out = np.concatenate([known, np.zeros(len(codes) - len(known))])
-    code = codes[new]
-    out[new] = np.where(code >= 0, per_value[np.maximum(code, 0)] if len(per_value) else 0, 0)
-    return out
-
-
-def _item_stats(data: Dataset) -> _ItemStats:
-    now = data.last_day + 1.0
-    n = data.n_catalog
-    pop_7 = decayed_counts(data, now, 7.0)[:n]
-    pop_30 = decayed_counts(data, now, None, 30.0)[:n]
-    pop_all = decayed_counts(data, now, None)[:n]
-    first = data.first_event_days()
-    last = np.full(data.n_items, np.nan)
-    last[data.ev_item] = data.ev_day  # events are in time order: the last write is the latest
-    price = data.price.astype(np.float64).copy()
-    has_price = np.isfinite(data.ev_price)
-    if has_price.any():
-        sums = np.bincount(data.ev_item[has_price], data.ev_price[has_price], data.n_items)
-        counts = np.bincount(data.ev_item[has_price], minlength=data.n_items)
-        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)[:n]
-        price = np.where(np.isfinite(price), price, mean)
-    cat_pop = np.zeros(n)
-    share = np.zeros(len(data.categories))
-    if len(data.categories):
-        known = data.category >= 0
-        per_cat = np.bincount(data.category[known], pop_30[known], len(data.categories))
-        share = per_cat / max(per_cat.sum(), 1e-9)
-        cat_pop[known] = share[data.category[known]]
-    facet_share, facet_pop = _facet_popularity(data, pop_30)
-    sold = np.flatnonzero((pop_7 > 0) & data.has_embedding)
-    return _ItemStats(
-        pop_7,
-        pop_30,
-        pop_all,
-        first[:n],
-        last[:n],
-        price,
-        cat_pop,
-        _visual_popularity(data, pop_7),
-        _rebuy_rate(data),
-        facet_pop,
-        now,
-        share,
-        facet_share,
-        data.embeddings[sold],
-        pop_7[sold],
-    )
-
-
-def _variant_groups(data: Dataset) -> np.ndarray:
-    """Per catalog item, a code shared by the variants of one product (same title)."""
-    codes: dict[str, int] = {}
-    out = np.full(data.n_catalog, -1, np.int64)
-    for i, title in enumerate(data.titles):
-        key = " ".join(title.lower().split()) if title else ""
-        if key:
-            out[i] = codes.setdefault(key, len(codes))
-    counts = np.bincount(out[out >= 0], minlength=max(len(codes), 1))  # no titles: empty
-    out[(out >= 0) & (counts[np.maximum(out, 0)] < 2)] = -1  # no other variant
-    return out
-
-
-def _visual_popularity(data: Dataset, pop: np.ndarray) -> np.ndarray:
-    """Per item: the recent popularity of the products that look most like it, weighted by
-    likeness. A new product that looks like this week's best sellers will likely sell."""
-    sold = np.flatnonzero((pop > 0) & data.has_embedding)
-    out = _look_alike_popularity(data.embeddings, data.embeddings[sold], pop[sold])
-    out[~data.has_embedding] = 0.0
-    return out
-
-
-def _look_alike_popularity(
-    emb: np.ndarray, sold: np.ndarray, pop: np.ndarray, neighbours: int = 20
-) -> np.ndarray:
-    """Per row of ``emb``: the likeness-weighted popularity of its nearest sold products."""
-    out = np.zeros(len(emb))
-    if not len(sold):
-        return out
-    k = min(neighbours, len(sold))
-    for start in range(0, len(emb), 2048):
-        sims = emb[start : start + 2048] @ sold.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        s = np.take_along_axis(sims, top, axis=1)
-        out[start : start + 2048] = (np.maximum(s, 0) * pop[top]).sum(axis=1)
-    return out
-
-
-def _rebuy_rate(data: Dataset) -> np.ndarray:
-    """Per item: the share of its buyers who bought it again (basics are re-bought)."""
-    n = data.n_catalog
-    keep = data.ev_purchase & (data.ev_item < n)
-    if not keep.any():
-        return np.zeros(n)
-    pairs = data.ev_user[keep].astype(np.int64) * n + data.ev_item[keep]
-    unique, counts = np.unique(pairs, return_counts=True)
-    items = unique % n
-    buyers = np.bincount(items, minlength=n)
-    repeat = np.bincount(items, weights=(counts > 1).astype(float), minlength=n)
-    return _rebuy_rate_of(repeat, buyers)
-
-
-def _rebuy_rate_of(repeat: Any, buyers: Any) -> Any:
-    return (repeat + 0.1) / (buyers + 1.0)  # smoothed: an item nobody bought has 0.1
-
-
-def _facet_popularity(data: Dataset, pop: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per facet: each value's share of recent popularity, and each item's (its value's)."""
-    shares, out = [], []
-    total = max(float(pop.sum()), 1e-9)
-    for j in range(data.facet_codes.shape[1]):
-        codes = data.facet_codes[:, j]
-        known = codes >= 0
-        per_value = np.bincount(codes[known], pop[known], len(data.facet_values[j])) / total
-        values = np.zeros(data.n_catalog)
-        values[known] = per_value[codes[known]]
-        shares.append(per_value)
-        out.append(values)
-    return shares, out
-
-
-@dataclass
 class UserScores:
-    """One history's scores from every source at one moment, shared by candidate
-    generation, features and explanations."""
+    """One history's signals at one moment, computed once per request from the items the
+    history touches (never over the whole catalog) and shared by candidate generation,
+    features and explanations."""
 
     history: History
     now: float
-    scores: dict[str, np.ndarray]
-    profile_similarity: np.ndarray
+    centroids: np.ndarray  # the visual interests (unit rows) and their shares
+    mass: np.ndarray
     profile_items: list[int]
+    als_vector: np.ndarray | None
+    rebuy: dict[int, float]  # catalog item -> recency-weighted interest
+    cooc_items: np.ndarray  # sorted catalog items with a positive co-occurrence score
+    cooc_scores: np.ndarray
+    recent: np.ndarray  # the recent items "similar" looks like, and their factors
+    recent_factor: np.ndarray
     category_share: np.ndarray  # per category
 
 
+def photo_retrieval(data: Dataset) -> ItemRetrieval:
+    """The retrieval over the catalog's photo embeddings, built once per catalog (the
+    training windows' datasets share their catalog's, see ``Dataset.before``)."""
+    cached = data.__dict__.get("photo_retrieval")
+    if cached is None:
+        rows, embeddings = data.photos
+        cached = data.__dict__["photo_retrieval"] = ItemRetrieval(rows, embeddings)
+    return cached
+
+
 class CandidateSources:
-    """The fitted stage-1 algorithms and per-item statistics of one snapshot of the log."""
+    """The fitted stage-1 algorithms and per-item statistics of one snapshot of the log.
+
+    Every source answers through top-k retrieval (:class:`ItemRetrieval`) or from the
+    items the history touches, and features are computed for the candidates only, so a
+    request's cost does not grow linearly with the catalog once it is large.
+    """
 
     def __init__(
         self,
@@ -294,11 +132,33 @@ class CandidateSources:
         self.profile = VisualProfile().fit(data)
         self.similar = VisualSimilar().fit(data)
         self.popularity = Popularity(half_life_days=7.0).fit(data)
-        self.stats = _item_stats(data)
+        self.stats = item_stats(data)
         self.cold = np.isnan(self.stats.first_day)
-        self.variant_group = _variant_groups(data)
+        self.variant_group = variant_groups(data)
         self.facet_count = data.facet_codes.shape[1]
         self.unseen = np.zeros(data.n_catalog, bool)  # rows added after fitting
+        self.photos = photo_retrieval(data)
+        self.als_retrieval = self._als_retrieval()
+        self.popular_order = _ranking(self.popularity.popularity)
+        cold = np.flatnonzero(self.cold & data.has_embedding)
+        self.cold_photos = ItemRetrieval(cold, data.embeddings[cold])  # never bought
+        self._catalog_changed()
+
+    def _als_retrieval(self) -> ItemRetrieval:
+        items = self.als.retrievable_items(self.data.n_catalog)
+        return ItemRetrieval(items, self.als.item_matrix(items))
+
+    def _catalog_changed(self) -> None:
+        """What depends on which products are new: their ranking by look-alike sales and
+        the variants' member lists."""
+        st = self.stats
+        self.new_trending_order = _ranking(np.where(self.cold, st.visual_pop, 0.0))
+        grouped = np.flatnonzero(self.variant_group >= 0)
+        order = grouped[np.argsort(self.variant_group[grouped], kind="stable")]
+        self.variant_members = order
+        self.variant_starts = np.searchsorted(
+            self.variant_group[order], np.arange(int(self.variant_group.max(initial=-1)) + 2)
+        )
 
     def with_catalog(self, data: Dataset) -> CandidateSources:
         """These sources over a catalog extended after training (see
@@ -306,26 +166,36 @@ class CandidateSources:
         statistics say nobody bought them yet."""
         new = copy.copy(self)
         new.data = data
-        for name in ("rebuy", "als", "cooc", "popularity", "profile", "similar"):
+        # re-buy, ALS and co-occurrence read only the snapshot's rows (a new product has
+        # no events): they stay as fitted, and their scores are looked up per item
+        for name in ("popularity", "profile", "similar"):
             setattr(new, name, getattr(self, name).with_catalog(data))
         new.stats = self.stats.with_catalog(data)
         new.cold = np.isnan(new.stats.first_day)
         new.variant_group = np.full(data.n_catalog, -1, np.int64)
         new.variant_group[: len(self.variant_group)] = self.variant_group
         new.unseen = np.arange(data.n_catalog) >= self.data.n_catalog
+        changed = self._changed_photos(data)
+        if len(changed):
+            present = changed[data.has_embedding[changed]]
+            gone = changed[~data.has_embedding[changed]]
+            new.photos = self.photos.with_rows(present, data.embeddings[present], gone)
+            cold = present[new.cold[present]]
+            new.cold_photos = self.cold_photos.with_rows(
+                cold, data.embeddings[cold], np.setdiff1d(changed, cold)
+            )
+        data.__dict__["photo_retrieval"] = new.photos
+        new._catalog_changed()
         return new
 
-    def variant_scores(self, history: History, now: float) -> np.ndarray:
-        """Other variants (same title: colours, prints) of the customer's items, weighted
-        like re-buys: shoppers often come back for a product in another colour."""
-        data = self.data
-        groups = self.variant_group
-        acc = np.zeros(data.n_catalog)
-        for item, w in history.item_weights(now, 30.0).items():
-            if item < data.n_catalog and w > 0 and groups[item] >= 0:
-                acc[groups == groups[item]] += w
-                acc[item] -= w  # the item itself is a re-buy, not a variant
-        return np.where(acc > 1e-12, acc, -np.inf)
+    def _changed_photos(self, data: Dataset) -> np.ndarray:
+        """The rows of ``data`` whose photo came, changed or went since the snapshot."""
+        old, n0 = self.data, self.data.n_catalog
+        had = np.zeros(data.n_catalog, bool)
+        had[:n0] = old.has_embedding
+        before = np.zeros_like(data.embeddings)
+        before[:n0] = old.embeddings
+        return np.flatnonzero((had != data.has_embedding) | (before != data.embeddings).any(1))
 
     @property
     def feature_names(self) -> list[str]:
@@ -336,25 +206,78 @@ class CandidateSources:
             + [f"facet_pop_{name}" for name in facets]
         )
 
+    # -- one history's signals ------------------------------------------------------------
+
     def user_scores(self, history: History, now: float) -> UserScores:
-        """Every source's scores for this history, computed once per request."""
+        """Every source's signals for this history, computed once per request."""
+        n = self.data.n_catalog
         centroids, mass, profile_items = self.profile.interests(history, now)
-        profile, similarity = self.profile.scores_and_similarity(centroids, mass)
+        cooc_items, cooc_scores = self.cooc.sparse_scores(history, now)
+        recent, factor = self.similar.recent_items(history, now)
         return UserScores(
             history,
             now,
-            {
-                "rebuy": self.rebuy.scores(history, now),
-                "als": self.als.scores(history, now),
-                "cooccurrence": self.cooc.scores(history, now),
-                "visual_profile": profile,
-                "similar": self.similar.scores(history, now),
-                "variants": self.variant_scores(history, now),
-            },
-            similarity,
+            centroids,
+            mass,
             profile_items,
+            self.als.user_vector(history, now),
+            {i: w for i, w in history.item_weights(now, 30.0).items() if w > 0 and i < n},
+            cooc_items,
+            cooc_scores,
+            recent,
+            factor,
             self.category_share(history, now),
         )
+
+    def profile_similarity(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        """Per item: its best cosine to one of the customer's interests (nan: no photo)."""
+        out = np.full(len(items), np.nan)
+        has = self.data.has_embedding[items]
+        if len(user.centroids) and has.any():
+            sims = self.data.embeddings[items[has]] @ user.centroids.T.astype(np.float32)
+            out[has] = sims.max(axis=1)
+        return out
+
+    def similar_scores(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        """Per item: its likeness to the customer's recent items, the more recent the
+        stronger (nan: no photo, or no recent item with one)."""
+        out = np.full(len(items), np.nan)
+        has = self.data.has_embedding[items]
+        if len(user.recent) and has.any():
+            emb = self.data.embeddings
+            sims = emb[items[has]] @ emb[user.recent].T
+            out[has] = (sims * user.recent_factor[None, :]).max(axis=1)
+        return out
+
+    def als_scores(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        """Per item: the ALS score (nan: no factors for the customer or the item)."""
+        out = np.full(len(items), np.nan)
+        if user.als_vector is not None:
+            ok = ~self.unseen[items]
+            out[ok] = self.als.scores_at(user.als_vector, items[ok])
+        return out
+
+    def cooc_scores(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        """Per item: the co-occurrence score with the history (0: none)."""
+        return _lookup(user.cooc_items, user.cooc_scores, items, 0.0)
+
+    def rebuy_scores(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        return np.array([user.rebuy.get(i, 0.0) for i in items.tolist()])
+
+    def variant_scores(self, user: UserScores, items: np.ndarray) -> np.ndarray:
+        """Per item: the interest in the other variants (same title: colours, prints) of
+        it the customer has, weighted like re-buys (0: none)."""
+        per_group: dict[int, float] = {}
+        for item, w in user.rebuy.items():
+            group = int(self.variant_group[item])
+            if group >= 0:
+                per_group[group] = per_group.get(group, 0.0) + w
+        if not per_group:
+            return np.zeros(len(items))
+        groups = self.variant_group[items]
+        out = np.array([per_group.get(g, 0.0) for g in groups.tolist()])
+        out -= np.where(groups >= 0, self.rebuy_scores(user, items), 0.0)  # a re-buy
+        return np.where(out > 1e-12, out, 0.0)
 
     def category_share(self, history: History, now: float) -> np.ndarray:
         """The customer's recency-weighted share of interest per category."""
@@ -369,36 +292,81 @@ class CandidateSources:
             share = np.bincount(codes[known], hw[known], len(share)) / max(hw.sum(), 1e-12)
         return share
 
+    # -- candidates --------------------------------------------------------------------
+
+    def source_candidates(
+        self, name: str, n: int, user: UserScores, valid: np.ndarray
+    ) -> np.ndarray:
+        """The ``n`` best items of one source for this customer, where ``valid``."""
+        if name == "rebuy" or name == "cooccurrence" or name == "variants":
+            if name == "rebuy":
+                items = np.fromiter(user.rebuy, np.int64, len(user.rebuy))
+                scores = np.fromiter(user.rebuy.values(), np.float64, len(user.rebuy))
+            elif name == "cooccurrence":
+                items, scores = user.cooc_items, user.cooc_scores
+            else:
+                items = self._variants_of(user)
+                scores = self.variant_scores(user, items)
+            keep = valid[items] & (scores > 0)
+            items, scores = items[keep], scores[keep]
+            return items[top_k(scores, n)]
+        if name == "als":
+            if user.als_vector is None:
+                return np.zeros(0, np.int64)
+            return self.als_retrieval.search(user.als_vector, n, valid)[0][0]
+        if name == "visual_profile":
+            return _interleaved(self.photos.search(user.centroids, n, valid), user.mass, n)
+        if name == "new":
+            return _interleaved(self.cold_photos.search(user.centroids, n, valid), user.mass, n)
+        if name == "similar":
+            if not len(user.recent):
+                return np.zeros(0, np.int64)
+            found = self.photos.search(self.data.embeddings[user.recent], n, valid)
+            items = np.concatenate([f[0] for f in found])
+            scores = np.concatenate(
+                [f[1] * factor for f, factor in zip(found, user.recent_factor, strict=True)]
+            )
+            return _best_per_item(items, scores, n)
+        if name == "popularity":
+            return _first_valid(self.popular_order, n, valid)
+        if name == "new_trending":
+            return _first_valid(self.new_trending_order, n, valid)
+        if name in ("category_trending", "category_new"):
+            return top_k(self._category_scores(name, user), n, valid)
+        raise ValueError(f"unknown candidate source {name!r}")
+
+    def _variants_of(self, user: UserScores) -> np.ndarray:
+        groups = {int(self.variant_group[i]) for i in user.rebuy} - {-1}
+        if not groups:
+            return np.zeros(0, np.int64)
+        starts = self.variant_starts
+        return np.concatenate(
+            [self.variant_members[starts[g] : starts[g + 1]] for g in sorted(groups)]
+        )
+
+    def _category_scores(self, name: str, user: UserScores) -> np.ndarray:
+        """Best sellers (new products: their look-alikes sell) of the customer's
+        categories, in proportion to the customer's interest in each (whole catalog)."""
+        cat, st = self.data.category, self.stats
+        share = np.where(cat >= 0, user.category_share[np.maximum(cat, 0)], 0.0)
+        if name == "category_trending":
+            s = np.where(st.pop_7 > 0, share * st.pop_7, -np.inf)
+        else:
+            s = np.where(self.cold, share * st.visual_pop, -np.inf)
+        s[share <= 0] = -np.inf
+        return s
+
     def candidates(
         self, history: History, now: float, valid: np.ndarray, user: UserScores | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(candidate items, features matrix) for one history."""
         data, st = self.data, self.stats
         user = user or self.user_scores(history, now)
-        scores, profile_similarity = user.scores, user.profile_similarity
-        chosen: list[np.ndarray] = []
-        for name, n in self.sources.items():
-            if n <= 0:
-                continue
-            if name == "popularity":
-                s = self.popularity.scores(history, now)
-            elif name == "new":
-                s = np.where(self.cold, scores["visual_profile"], -np.inf)
-            elif name == "new_trending":
-                s = np.where(self.cold, self.stats.visual_pop, -np.inf)
-            elif name in ("category_trending", "category_new"):
-                # best sellers (new products: their look-alikes sell) of the customer's
-                # categories, in proportion to the customer's interest in each
-                cat = data.category
-                share = np.where(cat >= 0, user.category_share[np.maximum(cat, 0)], 0.0)
-                if name == "category_trending":
-                    s = np.where(st.pop_7 > 0, share * st.pop_7, -np.inf)
-                else:
-                    s = np.where(self.cold, share * st.visual_pop, -np.inf)
-                s[share <= 0] = -np.inf
-            else:
-                s = scores[name]
-            chosen.append(top_k(s, n, valid))
+        chosen = [
+            self.source_candidates(name, n, user, valid)
+            for name, n in self.sources.items()
+            if n > 0
+        ]
         items = np.unique(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
         if not len(items):
             return items, np.zeros((0, len(self.feature_names)), np.float32)
@@ -407,16 +375,12 @@ class CandidateSources:
         def col(name: str, values: np.ndarray) -> None:
             f[:, BASE_FEATURES.index(name)] = values
 
-        def finite(s: np.ndarray) -> np.ndarray:
-            v = s[items]
-            return np.where(np.isfinite(v), v, np.nan)
-
         # a product added after training has no factors: scored as one nobody bought
-        col("als", np.where(self.unseen[items], 0.0, finite(scores["als"])))
-        col("cooccurrence", np.nan_to_num(finite(scores["cooccurrence"]), nan=0.0))
-        col("profile", finite(profile_similarity))
-        col("similar", finite(scores["similar"]))
-        col("rebuy", np.nan_to_num(finite(scores["rebuy"]), nan=0.0))
+        col("als", np.where(self.unseen[items], 0.0, self.als_scores(user, items)))
+        col("cooccurrence", self.cooc_scores(user, items))
+        col("profile", self.profile_similarity(user, items))
+        col("similar", self.similar_scores(user, items))
+        col("rebuy", self.rebuy_scores(user, items))
         col("pop_7", st.pop_7[items])
         col("pop_30", st.pop_30[items])
         col("pop_all", np.log1p(st.pop_all[items]))
@@ -426,7 +390,7 @@ class CandidateSources:
         col("days_since_last", now - st.last_day[items])
         col("category_pop", st.category_pop[items])
         col("visual_pop", st.visual_pop[items])
-        col("variant", np.nan_to_num(finite(scores["variants"]), nan=0.0))
+        col("variant", self.variant_scores(user, items))
         col("item_rebuy_rate", st.rebuy_rate[items])
         offset = len(BASE_FEATURES) + self.facet_count
         for j, values in enumerate(st.facet_pop):
@@ -477,3 +441,53 @@ class CandidateSources:
                 user_price = float(np.average(prices[ok], weights=hw[ok]))
                 col("price_ratio", np.log(st.price[items] / user_price))
         return items, f
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, items: np.ndarray, missing: float) -> np.ndarray:
+    """``values`` at ``items`` by the sorted ``keys`` (``missing`` where absent)."""
+    if not len(keys):
+        return np.full(len(items), missing)
+    at = np.minimum(np.searchsorted(keys, items), len(keys) - 1)
+    return np.where(keys[at] == items, values[at], missing)
+
+
+def _ranking(scores: np.ndarray) -> np.ndarray:
+    """The items with a positive score, best first (ties: lower index first)."""
+    items = np.flatnonzero(scores > 0)
+    return items[np.lexsort((items, -scores[items]))]
+
+
+def _first_valid(order: np.ndarray, n: int, valid: np.ndarray) -> np.ndarray:
+    """The first ``n`` items of ``order`` where ``valid``, reading it in growing chunks."""
+    out: list[np.ndarray] = []
+    found, start, chunk = 0, 0, max(4 * n, 256)
+    while found < n and start < len(order):
+        part = order[start : start + chunk]
+        part = part[valid[part]]
+        out.append(part)
+        found += len(part)
+        start, chunk = start + chunk, chunk * 4
+    return np.concatenate(out)[:n] if out else np.zeros(0, np.int64)
+
+
+def _best_per_item(items: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` best items by their best score among repeated entries."""
+    if not len(items):
+        return np.zeros(0, np.int64)
+    order = np.lexsort((-scores, items))
+    items, scores = items[order], scores[order]
+    first = np.r_[True, items[1:] != items[:-1]]
+    items, scores = items[first], scores[first]
+    return items[top_k(scores, n)]
+
+
+def _interleaved(found: list[Retrieved], mass: np.ndarray, n: int) -> np.ndarray:
+    """Interests' results interleaved in proportion to their weight: the item at rank
+    ``r`` of an interest of share ``w`` scores ``w / (r + 1)``."""
+    if not found:
+        return np.zeros(0, np.int64)
+    items = np.concatenate([f[0] for f in found])
+    scores = np.concatenate(
+        [w / (np.arange(len(f[0])) + 1.0) for f, w in zip(found, mass, strict=True)]
+    )
+    return _best_per_item(items, scores, n)

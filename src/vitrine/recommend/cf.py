@@ -122,6 +122,28 @@ class ALS(Recommender):
             s[:n] = self.model.item_factors[:n] @ vec
         return s
 
+    def retrievable_items(self, n_catalog: int) -> np.ndarray:
+        """The catalog items this model has factors for."""
+        assert self.model is not None
+        return np.arange(min(n_catalog, self.model.item_factors.shape[0]), dtype=np.int64)
+
+    def item_matrix(self, items: np.ndarray) -> np.ndarray:
+        """The factors of ``items`` (a view when they are the first rows in order)."""
+        assert self.model is not None
+        factors = self.model.item_factors
+        if len(items) and items[0] == 0 and items[-1] == len(items) - 1:
+            return factors[: len(items)]
+        return factors[items]
+
+    def scores_at(self, vec: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``scores`` at ``items`` only (nan: no factors)."""
+        assert self.model is not None
+        factors = self.model.item_factors
+        out = np.full(len(items), np.nan)
+        ok = items < factors.shape[0]
+        out[ok] = factors[items[ok]] @ vec
+        return out
+
     def item_scores(self, vec: np.ndarray, items: np.ndarray) -> np.ndarray:
         assert self.model is not None
         factors = self.model.item_factors
@@ -150,15 +172,38 @@ class ALS(Recommender):
         }
 
 
+def _strongest_per_row(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """``m`` with only the ``keep`` largest values of each row (0: all). A best seller
+    co-occurs with much of the catalog; its weakest pairs change no list but would make
+    every request that reads its row cost in proportion to the catalog."""
+    lengths = np.diff(m.indptr)
+    long_rows = np.flatnonzero(lengths > keep) if keep else np.zeros(0, np.int64)
+    if not len(long_rows):
+        return m
+    drop = np.zeros(len(m.data), bool)
+    for row in long_rows.tolist():
+        a, b = m.indptr[row], m.indptr[row + 1]
+        weakest = np.argpartition(-m.data[a:b], keep)[keep:]
+        drop[a + weakest] = True
+    m = m.copy()
+    m.data[drop] = 0
+    m.eliminate_zeros()
+    return m
+
+
 class Cooccurrence(Recommender):
-    """Item-item co-occurrence in customers' histories, cosine-normalised."""
+    """Item-item co-occurrence in customers' histories, cosine-normalised; each item keeps
+    its ``neighbours`` strongest pairs."""
 
     name = "cooccurrence"
 
-    def __init__(self, half_life_days: float = 60.0, min_count: int = 1) -> None:
+    def __init__(
+        self, half_life_days: float = 60.0, min_count: int = 1, neighbours: int = 500
+    ) -> None:
         super().__init__()
         self.half_life_days = half_life_days
         self.min_count = min_count
+        self.neighbours = neighbours
         self.matrix = sp.csr_matrix((0, 0))
 
     def fit(self, data: Dataset) -> Self:
@@ -174,7 +219,7 @@ class Cooccurrence(Recommender):
         counts = np.asarray(x.sum(axis=0)).ravel()
         norm = np.sqrt(np.maximum(counts, 1.0))
         co = sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)
-        self.matrix = co.tocsr()
+        self.matrix = _strongest_per_row(co.tocsr(), self.neighbours)
         return self
 
     def _rows(self, items: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,14 +236,23 @@ class Cooccurrence(Recommender):
 
     def scores(self, history: History, now: float) -> np.ndarray:
         s = self.empty_scores()
-        weights = {i: w for i, w in history.item_weights(now, self.half_life_days).items() if w > 0}
-        if weights:
-            rows, cols, values = self._rows(list(weights))
-            w = np.fromiter(weights.values(), np.float64)
-            total = np.bincount(cols, values * w[rows], self.dataset.n_items)
-            total = total[: self.dataset.n_catalog]
-            s[total > 0] = total[total > 0]
+        items, values = self.sparse_scores(history, now)
+        s[items] = values
         return s
+
+    def sparse_scores(self, history: History, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted catalog items, their positive scores): ``scores`` where it is finite,
+        computed from the history's rows only."""
+        weights = {i: w for i, w in history.item_weights(now, self.half_life_days).items() if w > 0}
+        weights = {i: w for i, w in weights.items() if i < self.matrix.shape[0]}
+        if not weights:
+            return np.zeros(0, np.int64), np.zeros(0)
+        rows, cols, values = self._rows(list(weights))
+        w = np.fromiter(weights.values(), np.float64)
+        items, inverse = np.unique(cols, return_inverse=True)
+        total = np.bincount(inverse, values * w[rows], len(items))
+        keep = (total > 0) & (items < self.dataset.n_catalog)
+        return items[keep].astype(np.int64), total[keep]
 
     def explain(self, history: History, item: int, now: float) -> Reason:
         weights = history.item_weights(now, self.half_life_days)

@@ -126,7 +126,8 @@ def as_scalar(value: Any) -> str | None:
     return text or None
 
 
-_LAZY = ("aspects", "filters", "photos")  # built on first use, never pickled or copied
+# built on first use, never pickled or copied (``before`` shares them: same catalog)
+_LAZY = ("aspects", "filters", "photos", "photo_retrieval")
 
 
 @dataclass
@@ -358,6 +359,9 @@ class Dataset:
         out = self._copy()
         for name in ("ev_user", "ev_item", "ev_day", "ev_weight", "ev_purchase", "ev_price"):
             setattr(out, name, getattr(self, name)[keep])
+        for name in _LAZY:
+            if name in self.__dict__:
+                out.__dict__[name] = self.__dict__[name]
         return out
 
     # -- lazily built indexes (not pickled) -----------------------------------------------

@@ -356,16 +356,17 @@ class Hybrid(Recommender):
         s1, history, now = self.stage1, user.history, user.now
         if (history.items == item).any():
             return s1.rebuy.explain(history, item, now)
-        profile = user.profile_similarity[item]
+        at = np.array([item], np.int64)
+        profile = s1.profile_similarity(user, at)[0]
         if s1.cold[item] and np.isfinite(profile):
             reason = s1.profile.explain_from(user.profile_items, history, item)
             return {**reason, "text": f"New: {reason['text']}"}
-        cooc = user.scores["cooccurrence"][item]
-        if np.isfinite(cooc) and cooc > 0.05:
+        cooc = s1.cooc_scores(user, at)[0]
+        if cooc > 0.05:
             return s1.cooc.explain(history, item, now)
         if np.isfinite(profile) and profile > 0.8:
             return s1.profile.explain_from(user.profile_items, history, item)
-        als = user.scores["als"][item]
+        als = s1.als_scores(user, at)[0]
         if np.isfinite(als) and als > 0.1:
             return s1.als.explain(history, item, now)
         if np.isfinite(profile):

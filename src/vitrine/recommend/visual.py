@@ -121,9 +121,10 @@ class VisualSimilar(Recommender):
             np.array([h.score for h in ranked]),
         )
 
-    def scores(self, history: History, now: float) -> np.ndarray:
+    def recent_items(self, history: History, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(the customer's most interesting recent items with a photo, the factor each
+        one's likeness counts with: 1 for the strongest, down to 0.5)."""
         data = self.dataset
-        s = self.empty_scores()
         weights = history.item_weights(now, self.half_life_days)
         recent = [
             i
@@ -131,11 +132,18 @@ class VisualSimilar(Recommender):
             if w > 0 and i < data.n_catalog and data.has_embedding[i]
         ][: self.recent]
         if not recent:
-            return s
+            return np.zeros(0, np.int64), np.zeros(0)
         top = max(weights[i] for i in recent)
+        return np.array(recent, np.int64), np.array([0.5 + 0.5 * weights[i] / top for i in recent])
+
+    def scores(self, history: History, now: float) -> np.ndarray:
+        data = self.dataset
+        s = self.empty_scores()
+        recent, factor = self.recent_items(history, now)
+        if not len(recent):
+            return s
         sims = data.embeddings @ data.embeddings[recent].T  # catalog x recent
-        factor = np.array([0.5 + 0.5 * weights[i] / top for i in recent])[None, :]
-        best = (sims * factor).max(axis=1)
+        best = (sims * factor[None, :]).max(axis=1)
         s[data.has_embedding] = best[data.has_embedding]
         return s
 
